@@ -1,0 +1,76 @@
+"""beamrouting: choose the backend a new agent session starts on.
+
+The engine (:class:`RoutingEngine`) is pure and synchronous; :class:`Router` serves it from
+supervised actors for async orchestrators.
+"""
+
+from ._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
+from ._engine import RoutePlan, RoutingEngine
+from ._errors import (
+    ActorCrashed,
+    BackendNotEligible,
+    BeamRoutingError,
+    CallTimeout,
+    CatalogError,
+    InvalidAffinityKey,
+    InvalidFallbackPolicy,
+    InvalidHealthStatus,
+    InvalidPolicy,
+    InvalidPolicyProfile,
+    InvalidRouteRequest,
+    NoBackendAvailable,
+    NoBackendSupportsCapabilities,
+    PolicyDenied,
+    RouterClosed,
+    RouterUnavailable,
+    RoutingError,
+    StoreUnavailable,
+    UnknownBackend,
+    UnknownCapability,
+    UnsupportedRouteKey,
+)
+from ._profiles import PolicyProfile, ProfileRule
+from ._request import RequestNormalizer, RouteRequest
+from ._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "ActorCrashed",
+    "BackendNotEligible",
+    "BackendSpec",
+    "BeamRoutingError",
+    "CallTimeout",
+    "Catalog",
+    "CatalogError",
+    "FallbackPolicy",
+    "Health",
+    "InvalidAffinityKey",
+    "InvalidFallbackPolicy",
+    "InvalidHealthStatus",
+    "InvalidPolicy",
+    "InvalidPolicyProfile",
+    "InvalidRouteRequest",
+    "JournalEvent",
+    "NoBackendAvailable",
+    "NoBackendSupportsCapabilities",
+    "Policy",
+    "PolicyDenied",
+    "PolicyProfile",
+    "ProfileRule",
+    "RequestNormalizer",
+    "RoutePlan",
+    "RouteDecision",
+    "RouteRequest",
+    "RouterClosed",
+    "RouterUnavailable",
+    "RoutingEngine",
+    "RoutingError",
+    "SessionHandle",
+    "StoreUnavailable",
+    "UnknownBackend",
+    "UnknownCapability",
+    "UnsupportedRouteKey",
+    "__version__",
+]

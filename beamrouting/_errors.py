@@ -1,0 +1,256 @@
+"""The exception tree of beamrouting.
+
+Every exception the library raises on purpose derives from :class:`BeamRoutingError`::
+
+    BeamRoutingError
+    ├── RoutingError                    a request cannot be routed (has ``code`` and ``detail``)
+    │   ├── UnsupportedRouteKey           unsupported_route_key
+    │   ├── InvalidPolicy                 invalid_policy
+    │   ├── UnknownBackend                unknown_backend
+    │   ├── InvalidRouteRequest           invalid_route_request
+    │   ├── UnknownCapability             unknown_capability
+    │   ├── InvalidFallbackPolicy         invalid_fallback_policy
+    │   ├── InvalidAffinityKey            invalid_affinity_key
+    │   ├── InvalidHealthStatus           invalid_health_status
+    │   ├── BackendNotEligible            backend_not_eligible
+    │   ├── NoBackendSupportsCapabilities no_backend_supports_capabilities
+    │   ├── NoBackendAvailable            no_backend_available
+    │   ├── PolicyDenied                  policy_denied
+    │   └── InvalidPolicyProfile          invalid_policy_profile
+    ├── CatalogError (also ValueError)  a catalogue definition is malformed
+    ├── ActorCrashed                    the actor handling this call crashed (it was restarted)
+    ├── RouterUnavailable               the supervisor gave up after too many crashes
+    ├── RouterClosed                    the router is shut down or shutting down
+    ├── CallTimeout                     no reply (or no mailbox room) within the call timeout
+    └── StoreUnavailable                the shared state store cannot be reached
+
+``RoutingError.detail`` is always JSON-compatible, so errors can be logged, compared and
+sent over the wire as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeAlias
+
+__all__ = [
+    "ActorCrashed",
+    "BackendNotEligible",
+    "BeamRoutingError",
+    "CallTimeout",
+    "CatalogError",
+    "InvalidAffinityKey",
+    "InvalidFallbackPolicy",
+    "InvalidHealthStatus",
+    "InvalidPolicy",
+    "InvalidPolicyProfile",
+    "InvalidRouteRequest",
+    "JSONValue",
+    "NoBackendAvailable",
+    "NoBackendSupportsCapabilities",
+    "PolicyDenied",
+    "RouterClosed",
+    "RouterUnavailable",
+    "RoutingError",
+    "StoreUnavailable",
+    "UnknownBackend",
+    "UnknownCapability",
+    "UnsupportedRouteKey",
+    "error_for_code",
+    "json_detail",
+]
+
+JSONValue: TypeAlias = Any
+"""A value made only of ``str``, ``int``, ``float``, ``bool``, ``None``, lists and str-keyed dicts."""
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_detail(value: object) -> JSONValue:
+    """Return ``value`` as a JSON-compatible error detail.
+
+    Scalars are kept as they are, tuples and lists become lists, dicts with ``str`` keys
+    keep their shape, and anything else becomes its ``repr()``.
+    """
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [json_detail(item) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: json_detail(item) for key, item in value.items()}
+    try:
+        return repr(value)
+    except Exception:  # a hostile __repr__ must not turn a typed error into a crash
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+class BeamRoutingError(Exception):
+    """Root of every exception beamrouting raises on purpose."""
+
+
+class RoutingError(BeamRoutingError):
+    """A request cannot be routed.
+
+    ``code`` names the failure (one of the contract's error codes) and ``detail`` carries
+    the offending value, always JSON-compatible.
+    """
+
+    code: ClassVar[str] = "routing_error"
+    _summary: ClassVar[str] = "the request cannot be routed"
+
+    def __init__(self, detail: object = None) -> None:
+        self.detail: JSONValue = json_detail(detail)
+        super().__init__(f"{self.code}: {self._summary} ({self.detail!r})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.detail,))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RoutingError):
+            return NotImplemented
+        return self.code == other.code and self.detail == other.detail
+
+    __hash__ = BeamRoutingError.__hash__
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """Return ``{"code": ..., "detail": ...}``."""
+        return {"code": self.code, "detail": self.detail}
+
+
+class UnsupportedRouteKey(RoutingError):
+    """The request has a key the contract does not accept."""
+
+    code = "unsupported_route_key"
+    _summary = "the request has a key that is not supported"
+
+
+class InvalidPolicy(RoutingError):
+    """``policy`` is not one of the six routing policies."""
+
+    code = "invalid_policy"
+    _summary = "policy is not a known routing policy"
+
+
+class UnknownBackend(RoutingError):
+    """A backend name is not in the catalogue (nor one of its aliases)."""
+
+    code = "unknown_backend"
+    _summary = "no backend of the catalogue has this name"
+
+
+class InvalidRouteRequest(RoutingError):
+    """The request (or one of its parts) has the wrong shape."""
+
+    code = "invalid_route_request"
+    _summary = "the request is malformed"
+
+
+class UnknownCapability(RoutingError):
+    """A requested capability id is not in the catalogue."""
+
+    code = "unknown_capability"
+    _summary = "the capability id is not known"
+
+
+class InvalidFallbackPolicy(RoutingError):
+    """``fallback_policy`` is neither ``none`` nor ``available``."""
+
+    code = "invalid_fallback_policy"
+    _summary = "fallback_policy must be 'none' or 'available'"
+
+
+class InvalidAffinityKey(RoutingError):
+    """``affinity_key`` is not a non-empty string."""
+
+    code = "invalid_affinity_key"
+    _summary = "affinity_key must be a non-empty string"
+
+
+class InvalidHealthStatus(RoutingError):
+    """A health value is not ``healthy``, ``degraded``, ``unhealthy`` or ``down``."""
+
+    code = "invalid_health_status"
+    _summary = "health must be healthy, degraded, unhealthy or down"
+
+
+class BackendNotEligible(RoutingError):
+    """The explicitly requested backend is excluded, unhealthy or lacks a capability."""
+
+    code = "backend_not_eligible"
+    _summary = "the requested backend is not eligible for this request"
+
+
+class NoBackendSupportsCapabilities(RoutingError):
+    """No eligible backend supports every requested capability."""
+
+    code = "no_backend_supports_capabilities"
+    _summary = "no eligible backend supports all requested capabilities"
+
+
+class NoBackendAvailable(RoutingError):
+    """Nothing is left to choose from once exclusions, health and capabilities apply."""
+
+    code = "no_backend_available"
+    _summary = "no backend is available for this request"
+
+
+class PolicyDenied(RoutingError):
+    """The request's policy profile denied the selected backend."""
+
+    code = "policy_denied"
+    _summary = "the policy profile denied the decision"
+
+
+class InvalidPolicyProfile(RoutingError):
+    """A policy profile is malformed (raised when it is stored)."""
+
+    code = "invalid_policy_profile"
+    _summary = "the policy profile is malformed"
+
+
+_BY_CODE: dict[str, type[RoutingError]] = {
+    cls.code: cls
+    for cls in (
+        UnsupportedRouteKey,
+        InvalidPolicy,
+        UnknownBackend,
+        InvalidRouteRequest,
+        UnknownCapability,
+        InvalidFallbackPolicy,
+        InvalidAffinityKey,
+        InvalidHealthStatus,
+        BackendNotEligible,
+        NoBackendSupportsCapabilities,
+        NoBackendAvailable,
+        PolicyDenied,
+        InvalidPolicyProfile,
+    )
+}
+
+
+def error_for_code(code: str, detail: object = None) -> RoutingError:
+    """Build the :class:`RoutingError` subclass for ``code`` (used to rebuild errors from messages)."""
+    return _BY_CODE.get(code, RoutingError)(detail)
+
+
+class CatalogError(BeamRoutingError, ValueError):
+    """A catalogue definition is malformed (duplicate names, bad aliases, unknown capabilities)."""
+
+
+class ActorCrashed(BeamRoutingError):
+    """The actor crashed while handling this call; it has been restarted with its state."""
+
+
+class RouterUnavailable(BeamRoutingError):
+    """The supervisor gave up after too many crashes; the router no longer serves calls."""
+
+
+class RouterClosed(BeamRoutingError):
+    """The router is shut down, or shutting down, and takes no more calls."""
+
+
+class CallTimeout(BeamRoutingError, TimeoutError):
+    """No reply arrived (or no mailbox room was found) within the call timeout."""
+
+
+class StoreUnavailable(BeamRoutingError):
+    """The shared state store (Redis) cannot be reached or did not answer in time."""

@@ -1,0 +1,153 @@
+"""The decision journal: a bounded ring of events, recorded cheaply and rendered on read."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+from ._request import RouteRequest
+from ._types import JournalEvent, RouteDecision
+
+__all__ = ["Journal", "JournalRecord", "audit_payload", "render_events"]
+
+ROUTING_SELECTED: Final = "routing_selected"
+AUDIT: Final = "audit"
+_ROUTING_TAGS: Final = ("routing",)
+_AUDIT_TAGS: Final = ("audit", "routing")
+_MASK: Final = (1 << 64) - 1
+
+
+class JournalRecord(NamedTuple):
+    """What the hot path keeps of one decision: immutable values, rendered only when read.
+
+    A successful decision is two events (``routing_selected`` then ``audit``) numbered
+    ``sequence`` and ``sequence + 1``; a deny is one ``audit`` event.
+    """
+
+    sequence: int
+    time: float
+    request: RouteRequest
+    decision: RouteDecision
+    deny_reason: str | None
+
+
+def audit_payload(request: RouteRequest, decision: RouteDecision, deny_reason: str | None) -> dict[str, Any]:
+    """The payload of an ``audit`` event (section 7 of the contract)."""
+    payload: dict[str, Any] = {
+        "category": "routing",
+        "action": "decision",
+        "decision": "allow" if deny_reason is None else "deny",
+        "backend": decision.backend,
+        "policy": decision.policy.value,
+        "candidates": list(decision.candidates),
+        "fallback_chain": list(decision.fallback_chain),
+        "reasons": list(decision.reasons),
+    }
+    if deny_reason is not None:
+        payload["reason"] = deny_reason
+    if request.policy_profile_id is not None:
+        payload["profile_id"] = request.policy_profile_id
+    return payload
+
+
+def event_id(base: int, sequence: int) -> str:
+    """``"event_"`` and 16 hex digits, unique per journal for 2**64 events."""
+    return f"event_{(base + sequence) & _MASK:016x}"
+
+
+def render_events(base: int, record: JournalRecord | tuple[Any, ...]) -> list[JournalEvent]:
+    """Turn a stored record into its public :class:`JournalEvent` (one or two)."""
+    sequence, when, request, decision, deny_reason = record
+    timestamp = int(when * 1000)
+    events = []
+    if deny_reason is None:
+        events.append(
+            JournalEvent(
+                event_id(base, sequence),
+                sequence,
+                timestamp,
+                ROUTING_SELECTED,
+                _ROUTING_TAGS,
+                {"request": request.summary(), "decision": decision.to_dict()},
+            )
+        )
+        sequence += 1
+    events.append(
+        JournalEvent(
+            event_id(base, sequence),
+            sequence,
+            timestamp,
+            AUDIT,
+            _AUDIT_TAGS,
+            audit_payload(request, decision, deny_reason),
+        )
+    )
+    return events
+
+
+class Journal:
+    """A bounded ring of journal records with a strictly increasing sequence."""
+
+    __slots__ = ("_base", "_listeners", "_records", "_sequence", "_size", "_wall_clock")
+
+    def __init__(self, size: int = 10_000, *, wall_clock: Callable[[], float] = time.time) -> None:
+        if size < 0:
+            raise ValueError("journal_size must be >= 0")
+        # One record holds up to two events, so ``size`` records always cover ``size`` events.
+        self._records: deque[JournalRecord] = deque(maxlen=size)
+        self._size = size
+        self._sequence = 0
+        self._base = int.from_bytes(os.urandom(8), "big") >> 1
+        self._wall_clock = wall_clock
+        self._listeners: list[Callable[[JournalRecord], None]] = []
+
+    @property
+    def base(self) -> int:
+        """The random origin of this journal's event ids."""
+        return self._base
+
+    @property
+    def maxlen(self) -> int:
+        """How many events the ring keeps."""
+        return self._size
+
+    def record(self, request: RouteRequest, decision: RouteDecision, deny_reason: str | None) -> None:
+        """Record a decision: ``routing_selected`` and ``audit`` on success, ``audit`` on a deny."""
+        sequence = self._sequence + 1
+        self._sequence = sequence if deny_reason is not None else sequence + 1
+        record = (sequence, self._wall_clock(), request, decision, deny_reason)
+        self._records.append(record)  # type: ignore[arg-type]
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener(record)  # type: ignore[arg-type]
+
+    def add_listener(self, listener: Callable[[JournalRecord], None]) -> None:
+        """Call ``listener`` with every record from now on (it must not block or raise)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[JournalRecord], None]) -> None:
+        """Stop calling ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def events(self, event_type: str | None = None, limit: int | None = None) -> list[JournalEvent]:
+        """The most recent events, oldest first, optionally of one type and at most ``limit``."""
+        base = self._base
+        events = [event for record in self._records for event in render_events(base, record)]
+        events = events[-self._size :] if self._size else []
+        if event_type is not None:
+            events = [e for e in events if e.event_type == event_type]
+        if limit is not None:
+            events = events[-limit:] if limit > 0 else []
+        return events
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the latest event (0 before any)."""
+        return self._sequence
+
+    def __len__(self) -> int:
+        return min(self._size, sum(1 if r[4] is not None else 2 for r in self._records))

@@ -1,0 +1,180 @@
+"""Policy profiles: allow/deny rules checked against a decision after selection (section 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
+
+import msgspec
+
+from ._errors import InvalidPolicyProfile
+
+__all__ = ["PolicyProfile", "ProfileRule", "parse_profile"]
+
+_PROFILE_KEYS: Final = frozenset({"default", "rules"})
+_RULE_KEYS: Final = frozenset({"action", "decision", "match", "reason"})
+_ROUTING_ACTIONS: Final = frozenset({"backend", "*"})
+_MATCH_OPS: Final = {"exists": 2, "eq": 3, "member": 3, "prefix": 3, "path_prefix": 3}
+
+Context = Mapping[str, Any]
+"""``{"backend": B, "decision": {...}, "request": {...}}`` as section 6 describes."""
+
+
+class ProfileRule(msgspec.Struct, frozen=True):
+    """One validated rule of a policy profile."""
+
+    action: str
+    decision: Literal["allow", "deny"]
+    match: Any
+    reason: str
+
+
+class PolicyProfile(msgspec.Struct, frozen=True):
+    """A validated policy profile: a default and rules, as stored."""
+
+    default: Literal["allow", "deny"] = "allow"
+    rules: tuple[ProfileRule, ...] = ()
+
+    def evaluate(self, context: Callable[[], Context]) -> str | None:
+        """Return ``None`` to allow, or the deny reason.
+
+        ``context`` builds the evaluation context on demand, so a profile without rules
+        costs nothing.
+        """
+        routing_rules = [r for r in self.rules if r.action in _ROUTING_ACTIONS]
+        if routing_rules:
+            ctx = context()
+            for rule in routing_rules:
+                if rule.decision == "deny" and _matches(rule.match, ctx):
+                    return rule.reason
+            for rule in routing_rules:
+                if rule.decision == "allow" and _matches(rule.match, ctx):
+                    return None
+        if self.default == "deny":
+            return "denied by policy profile default"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the profile as plain data (the shape :func:`parse_profile` reads)."""
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+def _walk(context: Context, path: Any) -> Any:
+    steps = path if isinstance(path, (list, tuple)) else (path,)
+    value: Any = context
+    for step in steps:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(step)
+    return value
+
+
+def _matches(match: Any, context: Context) -> bool:
+    if match == "*":
+        return True
+    op, path = match[0], match[1]
+    value = _walk(context, path)
+    if op == "exists":
+        return value is not None
+    expected = match[2]
+    if op == "eq":
+        return bool(value == expected)
+    if op == "member":
+        return any(value == item for item in expected)
+    if not isinstance(value, str):
+        return False
+    if op == "prefix":
+        return value.startswith(expected)
+    return value.replace("\\", "/").startswith(expected.replace("\\", "/"))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_freeze(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(k): _freeze(v) for k, v in value.items()}
+    return value
+
+
+def _check_path(path: Any, where: str) -> None:
+    if isinstance(path, str):
+        return
+    if isinstance(path, (list, tuple)) and path and all(isinstance(step, str) for step in path):
+        return
+    raise InvalidPolicyProfile(f"{where}: a path must be a key or a non-empty list of keys")
+
+
+def _check_match(match: Any, where: str) -> Any:
+    if match == "*" and isinstance(match, str):
+        return "*"
+    if not isinstance(match, (list, tuple)) or not match or not isinstance(match[0], str):
+        raise InvalidPolicyProfile(f"{where}: match must be '*' or [operator, path, ...]")
+    op = match[0]
+    arity = _MATCH_OPS.get(op)
+    if arity is None:
+        raise InvalidPolicyProfile(f"{where}: unknown match operator {op!r}")
+    if len(match) != arity:
+        raise InvalidPolicyProfile(f"{where}: {op!r} takes {arity - 1} argument(s)")
+    _check_path(match[1], where)
+    if op == "member" and not isinstance(match[2], (list, tuple)):
+        raise InvalidPolicyProfile(f"{where}: 'member' needs a list of values")
+    if op in ("prefix", "path_prefix") and not isinstance(match[2], str):
+        raise InvalidPolicyProfile(f"{where}: {op!r} needs a string prefix")
+    frozen = _freeze(match)
+    try:
+        msgspec.msgpack.encode(frozen)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidPolicyProfile(f"{where}: match values must be plain data") from None
+    return frozen
+
+
+def _parse_rule(rule: Any, index: int) -> ProfileRule:
+    where = f"rules[{index}]"
+    if not isinstance(rule, Mapping):
+        raise InvalidPolicyProfile(f"{where} must be a mapping")
+    unknown = sorted(str(k) for k in rule if k not in _RULE_KEYS)
+    if unknown:
+        raise InvalidPolicyProfile(f"{where}: unsupported key {unknown[0]!r}")
+    action = rule.get("action", "*")
+    if not isinstance(action, str) or not action:
+        raise InvalidPolicyProfile(f"{where}: action must be a non-empty string")
+    decision = rule.get("decision", "deny")
+    if decision not in ("allow", "deny") or not isinstance(decision, str):
+        raise InvalidPolicyProfile(f"{where}: decision must be 'allow' or 'deny'")
+    reason = rule.get("reason", "denied by policy profile")
+    if not isinstance(reason, str):
+        raise InvalidPolicyProfile(f"{where}: reason must be a string")
+    match = _check_match(rule.get("match", "*"), where)
+    return ProfileRule(action, "allow" if decision == "allow" else "deny", match, reason)
+
+
+def parse_profile(profile: object) -> PolicyProfile:
+    """Validate a profile mapping and return it as a :class:`PolicyProfile`.
+
+    Raises :class:`InvalidPolicyProfile` naming what is wrong.
+    """
+    if isinstance(profile, PolicyProfile):
+        return profile
+    if not isinstance(profile, Mapping):
+        raise InvalidPolicyProfile("a profile must be a mapping")
+    try:
+        unknown = sorted(str(k) for k in profile if k not in _PROFILE_KEYS)
+    except TypeError:
+        raise InvalidPolicyProfile("a profile's keys must be strings") from None
+    if unknown:
+        raise InvalidPolicyProfile(f"unsupported key {unknown[0]!r}")
+    default = profile.get("default", "allow")
+    if default not in ("allow", "deny") or not isinstance(default, str):
+        raise InvalidPolicyProfile("default must be 'allow' or 'deny'")
+    rules = profile.get("rules", [])
+    if not isinstance(rules, (list, tuple)):
+        raise InvalidPolicyProfile("rules must be a list")
+    parsed = tuple(_parse_rule(rule, i) for i, rule in enumerate(rules))
+    return PolicyProfile("allow" if default == "allow" else "deny", parsed)
+
+
+def check_profile_id(profile_id: object) -> str:
+    """Return ``profile_id`` if it is a non-empty string, else raise :class:`InvalidPolicyProfile`."""
+    if not isinstance(profile_id, str) or not profile_id:
+        raise InvalidPolicyProfile("a profile id must be a non-empty string")
+    return profile_id

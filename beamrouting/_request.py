@@ -1,0 +1,282 @@
+"""The request normaliser: turns a caller's mapping into a typed, validated ``RouteRequest``.
+
+It is pure and has no state, so the router runs it on the caller's side and raises exactly
+the errors the engine would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from ._catalog import Catalog
+from ._errors import (
+    InvalidAffinityKey,
+    InvalidFallbackPolicy,
+    InvalidHealthStatus,
+    InvalidPolicy,
+    InvalidRouteRequest,
+    RoutingError,
+    UnknownBackend,
+    UnknownCapability,
+    UnsupportedRouteKey,
+)
+from ._types import FallbackPolicy, Health, Policy, SessionHandle
+
+__all__ = ["ROUTE_KEYS", "RequestNormalizer", "RouteRequest", "merge_session"]
+
+ROUTE_KEYS: Final = frozenset(
+    {
+        "policy",
+        "backend",
+        "preferred_backends",
+        "excluded_backends",
+        "fallback_backends",
+        "capabilities",
+        "last_backend",
+        "fallback_policy",
+        "affinity_key",
+        "policy_profile_id",
+        "health",
+    }
+)
+
+_POLICIES: Final[dict[str, Policy]] = {p.value: p for p in Policy}
+_FALLBACKS: Final[dict[str, FallbackPolicy]] = {p.value: p for p in FallbackPolicy}
+_HEALTH: Final[dict[str, Health]] = {h.value: h for h in Health}
+_INELIGIBLE: Final = frozenset({Health.UNHEALTHY, Health.DOWN})
+_MISSING: Final = object()
+_EMPTY: tuple[str, ...] = ()
+
+
+class RouteRequest(msgspec.Struct, frozen=True, array_like=True):
+    """A validated request: canonical backend names, de-duplicated lists, enum values.
+
+    ``health`` keeps only the backends that are not ``healthy``.
+    """
+
+    policy: Policy
+    backend: str | None = None
+    preferred_backends: tuple[str, ...] = ()
+    excluded_backends: tuple[str, ...] = ()
+    fallback_backends: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    last_backend: str | None = None
+    fallback_policy: FallbackPolicy = FallbackPolicy.AVAILABLE
+    affinity_key: str | None = None
+    policy_profile_id: str | None = None
+    health: dict[str, Health] = msgspec.field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The journal's view of the request: every routing field, optional ones only when set."""
+        out: dict[str, Any] = {
+            "preferred_backends": list(self.preferred_backends),
+            "excluded_backends": list(self.excluded_backends),
+            "fallback_backends": list(self.fallback_backends),
+            "capabilities": list(self.capabilities),
+            "policy": self.policy.value,
+            "fallback_policy": self.fallback_policy.value,
+        }
+        if self.backend is not None:
+            out["backend"] = self.backend
+        if self.affinity_key is not None:
+            out["affinity_key"] = self.affinity_key
+        if self.last_backend is not None:
+            out["last_backend"] = self.last_backend
+        return out
+
+    def ineligible(self) -> frozenset[str]:
+        """Backends this request's health marks unhealthy or down."""
+        return frozenset(b for b, h in self.health.items() if h in _INELIGIBLE)
+
+
+def _lookup(table: Mapping[str, Any], value: object) -> Any:
+    try:
+        return table.get(value)  # type: ignore[call-overload]
+    except Exception:  # unhashable or hostile values name nothing
+        return None
+
+
+def _is_auto(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value == "auto")
+
+
+def _first_unknown_key(request: Mapping[Any, Any]) -> object:
+    unknown = [key for key in request if key not in ROUTE_KEYS]
+    return min(unknown, key=_str_sort_key)
+
+
+def _str_sort_key(key: object) -> str:
+    try:
+        return str(key)
+    except Exception:
+        return repr(type(key))
+
+
+class RequestNormalizer:
+    """Validates and normalises requests against one catalogue (section 3 of the contract)."""
+
+    __slots__ = ("_aliases", "_capabilities", "catalog")
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._aliases: dict[str, str] = dict(catalog.aliases)
+        self._capabilities = frozenset(catalog.capabilities)
+
+    def _backends(self, value: object) -> tuple[str, ...]:
+        if type(value) is not list and type(value) is not tuple:
+            value = (value,)
+        elif not value:
+            return _EMPTY
+        aliases = self._aliases
+        out: list[str] = []
+        for item in value:
+            try:
+                name = aliases[item]
+            except Exception:
+                raise UnknownBackend(item) from None
+            if name not in out:
+                out.append(name)
+        return tuple(out)
+
+    def _backend(self, value: object) -> str | None:
+        if _is_auto(value):
+            return None
+        try:
+            return self._aliases[value]  # type: ignore[index]
+        except Exception:
+            raise UnknownBackend(value) from None
+
+    def normalize(self, request: object) -> RouteRequest:
+        """Validate ``request`` and return it normalised; raise the first :class:`RoutingError`."""
+        try:
+            return self._normalize(request)
+        except RoutingError:
+            raise
+        except Exception:  # a mapping whose own methods fail is a malformed request
+            raise InvalidRouteRequest("request") from None
+
+    def _normalize(self, request: object) -> RouteRequest:
+        if type(request) is not dict and not isinstance(request, Mapping):
+            raise InvalidRouteRequest("request")
+        get = request.get
+        if not ROUTE_KEYS.issuperset(request):
+            raise UnsupportedRouteKey(_first_unknown_key(request))
+        raw_backend = get("backend")
+        raw_policy = get("policy", _MISSING)
+        if raw_policy is _MISSING:
+            policy = Policy.PREFERRED_THEN_FALLBACK if _is_auto(raw_backend) else Policy.EXPLICIT
+        else:
+            try:
+                policy = _POLICIES[raw_policy]
+            except Exception:
+                raise InvalidPolicy(raw_policy) from None
+        backend = self._backend(raw_backend) if raw_backend is not None else None
+        value = get("preferred_backends", _EMPTY)
+        preferred = _EMPTY if value is _EMPTY else self._backends(value)
+        value = get("excluded_backends", _EMPTY)
+        excluded = _EMPTY if value is _EMPTY else self._backends(value)
+        value = get("fallback_backends", _EMPTY)
+        fallback = _EMPTY if value is _EMPTY else self._backends(value)
+        value = get("capabilities", _EMPTY)
+        capabilities = _EMPTY if value is _EMPTY else self._capability_list(value)
+        value = get("last_backend")
+        last_backend = None if value is None else self._backend(value)
+        value = get("fallback_policy", _MISSING)
+        if value is _MISSING:
+            fallback_policy = FallbackPolicy.AVAILABLE
+        else:
+            try:
+                fallback_policy = _FALLBACKS[value]
+            except Exception:
+                raise InvalidFallbackPolicy(value) from None
+        affinity_key = get("affinity_key")
+        if affinity_key is not None and (not isinstance(affinity_key, str) or not affinity_key):
+            raise InvalidAffinityKey(affinity_key)
+        profile_id = get("policy_profile_id")
+        if profile_id is not None and (not isinstance(profile_id, str) or not profile_id):
+            raise InvalidRouteRequest("policy_profile_id")
+        value = get("health", _MISSING)
+        health = {} if value is _MISSING else self._health(value)
+        return RouteRequest(
+            policy,
+            backend,
+            preferred,
+            excluded,
+            fallback,
+            capabilities,
+            last_backend,
+            fallback_policy,
+            None if affinity_key is None else str(affinity_key),
+            None if profile_id is None else str(profile_id),
+            health,
+        )
+
+    def _capability_list(self, value: object) -> tuple[str, ...]:
+        if type(value) is not list and type(value) is not tuple:
+            raise InvalidRouteRequest("capabilities")
+        known = self._capabilities
+        out: list[str] = []
+        for item in value:
+            try:
+                ok = type(item) is str and item in known
+            except Exception:
+                ok = False
+            if not ok:
+                raise UnknownCapability(item)
+            if item not in out:
+                out.append(item)
+        return tuple(out)
+
+    def _health(self, value: object) -> dict[str, Health]:
+        if not isinstance(value, Mapping):
+            raise InvalidRouteRequest(["health", value])
+        aliases = self._aliases
+        health: dict[str, Health] = {}
+        for key, status in value.items():
+            name = _lookup(aliases, key)
+            if name is None:
+                raise UnknownBackend(key)
+            parsed = _lookup(_HEALTH, status)
+            if parsed is None:
+                raise InvalidHealthStatus(status)
+            health.pop(name, None)
+            if parsed is not Health.HEALTHY:
+                health[name] = parsed
+        return health
+
+
+def merge_session(
+    session_or_opts: object,
+    request: object,
+    session_backend: str | None = None,
+) -> dict[Any, Any]:
+    """Build the request that ``select_backend(session_or_opts, request)`` routes (section 8).
+
+    ``session_backend`` is what a session registry knows of a session id, if anything.
+    """
+    if isinstance(session_or_opts, str):
+        if not session_or_opts:
+            raise InvalidRouteRequest("session_id")
+        base: dict[Any, Any] = {"affinity_key": session_or_opts}
+        if session_backend is not None:
+            base["last_backend"] = session_backend
+    elif isinstance(session_or_opts, SessionHandle):
+        base = {"last_backend": session_or_opts.backend}
+    elif isinstance(session_or_opts, Mapping):
+        routing = session_or_opts.get("routing", {})
+        if not isinstance(routing, Mapping):
+            raise InvalidRouteRequest(["routing", routing])
+        base = dict(routing)
+        backend = session_or_opts.get("backend")
+        if not _is_auto(backend):
+            base["backend"] = backend
+            base["policy"] = "explicit"
+    else:
+        raise InvalidRouteRequest("session")
+    if not isinstance(request, Mapping):
+        raise InvalidRouteRequest("request")
+    base.update(request)
+    return base

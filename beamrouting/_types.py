@@ -1,0 +1,118 @@
+"""Public value types: the policy enums, the decision, journal events and session handles."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "FallbackPolicy",
+    "Health",
+    "JournalEvent",
+    "Policy",
+    "RouteDecision",
+    "SessionHandle",
+]
+
+
+class Policy(enum.StrEnum):
+    """How a backend is chosen among the eligible ones."""
+
+    EXPLICIT = "explicit"
+    """Use the requested ``backend`` (or the first candidate when none is given)."""
+    STICKY = "sticky"
+    """Keep every request with one ``affinity_key`` on one backend."""
+    ROUND_ROBIN = "round_robin"
+    """Rotate through the ordered candidates."""
+    FAILOVER = "failover"
+    """Move away from ``last_backend`` when another candidate remains."""
+    CAPABILITY_FIRST = "capability_first"
+    """First eligible backend that supports every requested capability."""
+    PREFERRED_THEN_FALLBACK = "preferred_then_fallback"
+    """Preferred backends first, then fallback ones, then (optionally) the rest."""
+
+
+class FallbackPolicy(enum.StrEnum):
+    """Whether backends named neither preferred nor fallback may be chosen."""
+
+    NONE = "none"
+    """Only preferred and fallback backends are candidates."""
+    AVAILABLE = "available"
+    """Every other eligible backend follows the preferred and fallback ones."""
+
+
+class Health(enum.StrEnum):
+    """Per-request health of a backend; ``unhealthy`` and ``down`` make it ineligible."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    DOWN = "down"
+
+
+class RouteDecision(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The outcome of a successful selection.
+
+    ``candidates`` starts with ``backend``; ``fallback_chain`` is ``candidates[1:]``, the
+    order in which a caller should retry if the chosen backend fails to start.
+    """
+
+    backend: str
+    candidates: tuple[str, ...]
+    policy: Policy
+    reasons: tuple[str, ...]
+    fallback_chain: tuple[str, ...]
+    affinity_key: str | None = None
+    policy_profile_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the decision as plain JSON-compatible data, without unset optional fields."""
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "candidates": list(self.candidates),
+            "policy": self.policy.value,
+            "reasons": list(self.reasons),
+            "fallback_chain": list(self.fallback_chain),
+        }
+        if self.affinity_key is not None:
+            out["affinity_key"] = self.affinity_key
+        if self.policy_profile_id is not None:
+            out["policy_profile_id"] = self.policy_profile_id
+        return out
+
+
+class JournalEvent(msgspec.Struct, frozen=True):
+    """One entry of the decision journal (``routing_selected`` or ``audit``)."""
+
+    event_id: str
+    sequence: int
+    timestamp: int
+    """Wall-clock time in milliseconds since the Unix epoch."""
+    event_type: str
+    tags: tuple[str, ...]
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as plain JSON-compatible data."""
+        return {
+            "event_id": self.event_id,
+            "sequence": self.sequence,
+            "timestamp": self.timestamp,
+            "event_type": self.event_type,
+            "tags": list(self.tags),
+            "payload": self.payload,
+        }
+
+
+class SessionHandle(msgspec.Struct, frozen=True):
+    """A live session as the session registry knows it.
+
+    Passing a handle to ``select_backend(handle, request)`` routes with
+    ``last_backend`` set to the session's backend.
+    """
+
+    session_id: str
+    backend: str
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
