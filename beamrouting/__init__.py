@@ -29,6 +29,7 @@ from ._errors import (
     UnknownCapability,
     UnsupportedRouteKey,
 )
+from ._explain import BackendVerdict, Explanation
 from ._profiles import PolicyProfile, ProfileRule
 from ._request import RequestNormalizer, RouteRequest
 from ._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
@@ -40,10 +41,12 @@ __all__ = [
     "ActorCrashed",
     "BackendNotEligible",
     "BackendSpec",
+    "BackendVerdict",
     "BeamRoutingError",
     "CallTimeout",
     "Catalog",
     "CatalogError",
+    "Explanation",
     "FallbackPolicy",
     "Health",
     "InvalidAffinityKey",

@@ -17,9 +17,11 @@ from ._errors import (
     NoBackendAvailable,
     NoBackendSupportsCapabilities,
     PolicyDenied,
+    RoutingError,
     UnknownBackend,
     UnknownCapability,
 )
+from ._explain import BackendVerdict, Explanation
 from ._journal import Journal
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
 from ._request import RequestNormalizer, RouteRequest, merge_session
@@ -274,6 +276,72 @@ class RoutingEngine:
     def journal_ring(self) -> Journal:
         """The journal itself (for subscribers)."""
         return self._state.journal
+
+    def explain(self, request: object) -> Explanation:
+        """Explain how ``request`` would route now, changing no state and journaling nothing.
+
+        Invalid requests raise the same :class:`RoutingError` as :meth:`select_backend`;
+        a selection that would fail is reported in ``Explanation.error``.
+        """
+        return self.explain_normalized(self.normalizer.normalize(request))
+
+    def explain_normalized(self, req: RouteRequest) -> Explanation:
+        """:meth:`explain` for an already normalised request."""
+        state = self._state
+        counter_key: Hashable = None
+        try:
+            plan = self.plan(req)
+            counter_key = plan.counter_key
+            bound = state.binding(req.affinity_key) if plan.kind == STICKY and req.affinity_key else None
+            if plan.kind == DONE:
+                decision = plan.decision
+            elif plan.kind == STICKY and plan.reusable(bound):
+                decision = plan.reuse(bound)  # type: ignore[arg-type]
+            else:
+                decision = plan.rotate(state.peek_counter(counter_key) + 1)
+            assert decision is not None
+            reason = self.authorize(req, decision, state.profiles.get(req.policy_profile_id or ""))
+            if reason is not None:
+                raise PolicyDenied(reason)
+            error = None
+        except RoutingError as exc:
+            decision, error = None, exc.to_dict()
+        return self._explanation(req, decision, error)
+
+    def _explanation(
+        self, req: RouteRequest, decision: RouteDecision | None, error: dict[str, Any] | None
+    ) -> Explanation:
+        eligible, ordered, preferred, fallback = self.candidate_sets(req)
+        excluded = set(req.excluded_backends)
+        wanted = req.capabilities
+        verdicts = []
+        for backend in self._backends:
+            health = req.health.get(backend, Health.HEALTHY)
+            reasons = []
+            if backend in excluded:
+                reasons.append("excluded")
+            if health in _INELIGIBLE:
+                reasons.append(f"health is {health.value}")
+            missing = [c for c in wanted if c not in self._support[backend]]
+            if missing:
+                reasons.append("missing capabilities [" + ",".join(missing) + "]")
+            verdicts.append(BackendVerdict(backend, backend in eligible, health, tuple(reasons)))
+        summary = req.summary()
+        if req.policy_profile_id is not None:
+            summary["policy_profile_id"] = req.policy_profile_id
+        if req.health:
+            summary["health"] = {b: h.value for b, h in req.health.items()}
+        return Explanation(
+            summary,
+            tuple(verdicts),
+            eligible,
+            preferred,
+            fallback,
+            tuple(b for b in eligible if b not in preferred and b not in fallback),
+            ordered,
+            decision,
+            error,
+        )
 
     # -- planning -------------------------------------------------------------------------
 

@@ -56,6 +56,10 @@ class RoutingState:
             del counters[next(iter(counters))]
         return value
 
+    def peek_counter(self, key: Hashable) -> int:
+        """The counter's current value (0 when unset), without touching it."""
+        return self._counters.get(key, 0)
+
     def binding(self, key: str) -> str | None:
         """The backend bound to affinity ``key``, or ``None`` (expired bindings are dropped)."""
         entry = self._bindings.get(key)

@@ -1,0 +1,48 @@
+"""Why a request routes where it does: a typed, side-effect-free explanation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._types import Health, RouteDecision
+
+__all__ = ["BackendVerdict", "Explanation"]
+
+
+class BackendVerdict(msgspec.Struct, frozen=True):
+    """One backend of the catalogue and whether (and why not) it is eligible."""
+
+    backend: str
+    eligible: bool
+    health: Health
+    reasons: tuple[str, ...]
+    """Why it is out: ``"excluded"``, ``"health is down"``, ``"missing capabilities [a,b]"``."""
+
+
+class Explanation(msgspec.Struct, frozen=True):
+    """What :meth:`RoutingEngine.explain` found, without changing any state.
+
+    ``decision`` is what ``select_backend`` would return now; when it would fail instead,
+    ``decision`` is ``None`` and ``error`` holds ``{"code": ..., "detail": ...}``. For
+    ``round_robin`` and ``sticky`` the decision reflects the current counters and
+    bindings without advancing them.
+    """
+
+    request: dict[str, Any]
+    backends: tuple[BackendVerdict, ...]
+    eligible: tuple[str, ...]
+    preferred: tuple[str, ...]
+    fallback: tuple[str, ...]
+    remaining: tuple[str, ...]
+    ordered: tuple[str, ...]
+    decision: RouteDecision | None = None
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the explanation as plain JSON-compatible data."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        if self.decision is not None:
+            out["decision"] = self.decision.to_dict()
+        return out
