@@ -32,6 +32,7 @@ from ._errors import (
 from ._explain import BackendVerdict, Explanation
 from ._profiles import PolicyProfile, ProfileRule
 from ._request import RequestNormalizer, RouteRequest
+from ._subscription import Subscription, SubscriptionGap
 from ._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
 
 __version__ = "0.1.0"
@@ -72,8 +73,16 @@ __all__ = [
     "RoutingError",
     "SessionHandle",
     "StoreUnavailable",
+    "Subscription",
+    "SubscriptionGap",
     "UnknownBackend",
     "UnknownCapability",
     "UnsupportedRouteKey",
     "__version__",
 ]
+
+# --- runtime (issue 3): the supervised actors and the async Router -------------------------------
+from ._router import Router, RouterSession, RouterStatistics
+from ._store import MemoryStore, Store, StoreCrash
+
+__all__ += ["MemoryStore", "Router", "RouterSession", "RouterStatistics", "Store", "StoreCrash"]

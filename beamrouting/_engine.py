@@ -252,9 +252,11 @@ class RoutingEngine:
         self._state.clear()
 
     def ensure_tables(self) -> None:
-        """Make sure the engine's state exists (idempotent; it always does once constructed)."""
-        if self._state is None:  # pragma: no cover - kept for the contract's symmetry
-            self._state = self._new_state()
+        """Make sure the engine's state exists; idempotent.
+
+        The in-memory state is created with the engine, so this only exists so code written
+        against the router (or a shared store, where it creates keys) runs unchanged.
+        """
 
     def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
         """Store (or replace) a policy profile; raise :class:`InvalidPolicyProfile` if malformed."""
@@ -306,11 +308,16 @@ class RoutingEngine:
             error = None
         except RoutingError as exc:
             decision, error = None, exc.to_dict()
-        return self._explanation(req, decision, error)
+        return self.explanation(req, decision, error)
 
-    def _explanation(
+    def explanation(
         self, req: RouteRequest, decision: RouteDecision | None, error: dict[str, Any] | None
     ) -> Explanation:
+        """Build the :class:`Explanation` of ``req`` around an outcome found elsewhere.
+
+        Stores whose state lives outside the engine (Redis) find the decision or error
+        themselves and use this for the per-backend verdicts and candidate sets.
+        """
         eligible, ordered, preferred, fallback = self.candidate_sets(req)
         excluded = set(req.excluded_backends)
         wanted = req.capabilities
@@ -502,7 +509,3 @@ class RoutingEngine:
             return {"backend": decision.backend, "decision": decision.to_dict(), "request": request}
 
         return profile.evaluate(context)
-
-    def rotate_key(self, plan: RoutePlan) -> Hashable:
-        """The round-robin counter key of a plan (section 5)."""
-        return plan.counter_key

@@ -1,0 +1,568 @@
+"""The ``beamrouting`` command line (also ``python -m beamrouting``).
+
+Commands: ``demo``, ``select``, ``explain``, ``backends`` and ``bench``. Exit status: 0 on
+success, 1 when a request cannot be routed (its code and message are printed), 2 on bad
+input (invalid JSON, an invalid request, an unreadable catalogue, a bad option), 130 when
+interrupted. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, Final, NoReturn
+
+from ._catalog import Catalog
+from ._console import Output
+from ._errors import BeamRoutingError, CatalogError, RoutingError
+from ._explain import Explanation
+from ._types import RouteDecision
+
+__all__ = ["main"]
+
+PROG: Final = "beamrouting"
+EXIT_OK: Final = 0
+EXIT_ROUTING: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+SELECTION_CODES: Final = frozenset(
+    {"backend_not_eligible", "no_backend_supports_capabilities", "no_backend_available", "policy_denied"}
+)
+"""Codes of a valid request that cannot be routed (exit 1); every other code is bad input (exit 2)."""
+
+_EXAMPLES: Final = """\
+examples:
+  beamrouting demo
+  beamrouting select '{"policy": "round_robin"}' --repeat 3
+  beamrouting select '{"policy": "sticky"}' --session sess-42 --json
+  beamrouting explain '{"capabilities": ["hooks"], "health": {"codex": "down"}}'
+  beamrouting backends --catalog my-backends.toml
+  beamrouting bench --quick
+"""
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line and an exception, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _json_argument(text: str, what: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _build_parser() -> _Parser:
+    from ._bench import add_bench_arguments
+    from ._demo import DEMO_BACKENDS, default_backend
+
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--catalog",
+        metavar="FILE",
+        help="a custom catalogue of backends (.toml or .json) instead of the default",
+    )
+    common.add_argument("--plain", action="store_true", help="plain text output even when rich is installed")
+
+    parser = _Parser(
+        prog=PROG,
+        description="Decide which AI coding-agent backend a new agent session starts on.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help="route tens of thousands of sessions through one router, with an outage and a crash",
+        description="Play an orchestrator: concurrent session starts through one Router with a realistic "
+        "policy mix, a backend outage and recovery, and an actor crash and restart; then check invariants.",
+    )
+    demo.add_argument("--sessions", type=_positive, default=30_000, help="sessions to start (default: 30000)")
+    demo.add_argument(
+        "--concurrency", type=_positive, default=300, help="concurrent session starters (default: 300)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="seed of the request mix (default: 7)")
+    demo.add_argument(
+        "--backend",
+        choices=DEMO_BACKENDS,
+        default=default_backend(),
+        help="async backend (default: uvloop if installed)",
+    )
+    demo.add_argument("--redis", metavar="URL", help="share state through Redis (RedisStore) at URL")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    select = commands.add_parser(
+        "select",
+        parents=[common],
+        help="route one request and print the decision",
+        description="Route REQUEST (a JSON object; '-' reads stdin) and print the decision.",
+    )
+    select.add_argument("request", metavar="REQUEST", help="the request as a JSON object")
+    origin = select.add_mutually_exclusive_group()
+    origin.add_argument("--session", metavar="ID", help="route from a session id (its affinity key)")
+    origin.add_argument("--opts", metavar="OPTIONS", help="route from session options (a JSON object)")
+    select.add_argument(
+        "--repeat", type=_positive, default=1, metavar="N", help="route N times on one router"
+    )
+    select.add_argument("--json", action="store_true", help="print each decision as a line of JSON")
+    select.add_argument("--redis", metavar="URL", help="share state through Redis (RedisStore) at URL")
+
+    explain = commands.add_parser(
+        "explain",
+        parents=[common],
+        help="show why a request routes where it does",
+        description="Explain REQUEST: every backend in or out and why, the candidate sets and the decision. "
+        "Exits 1 when the request would not route.",
+    )
+    explain.add_argument("request", metavar="REQUEST", help="the request as a JSON object")
+    explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
+
+    backends = commands.add_parser(
+        "backends",
+        parents=[common],
+        help="list the catalogue: backends, aliases and capabilities",
+        description="Show the catalogue: backends in available order, their aliases and the capability matrix.",
+    )
+    backends.add_argument("--json", action="store_true", help="print the catalogue as JSON")
+
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="benchmark the router against the engine's direct call",
+        description="Measure the engine's direct call and Router.select_backend per policy on asyncio, uvloop "
+        "and trio with 1, 10, 100 and 1000 concurrent callers.",
+    )
+    add_bench_arguments(bench)
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _load_catalog(path: str | None) -> Catalog | None:
+    if path is None:
+        return None
+    try:
+        return Catalog.from_file(path)
+    except CatalogError as exc:
+        raise UsageError(f"bad catalogue: {exc}") from None
+
+
+def _redis_store(url: str | None, backend: str = "asyncio") -> Any:
+    if url is None:
+        return None
+    if backend == "trio":
+        raise UsageError("--redis needs --backend asyncio or uvloop (the Redis store runs on asyncio)")
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise UsageError(f"--redis needs a redis://, rediss:// or unix:// URL, not {url!r}")
+    try:
+        import redis.asyncio  # noqa: F401
+
+        from ._redis_store import RedisStore
+    except ImportError:
+        raise UsageError("--redis needs the redis extra: pip install 'beamrouting[redis]'") from None
+    return RedisStore
+
+
+def _routing_failure(out: Output, exc: RoutingError) -> int:
+    detail = json.dumps(exc.detail, sort_keys=True)
+    if exc.code in SELECTION_CODES:
+        out.error(f"{PROG}: cannot route: {exc.code}: {exc._summary}; detail: {detail}")
+        return EXIT_ROUTING
+    out.error(f"{PROG}: bad request: {exc.code}: {exc._summary}; detail: {detail}")
+    return EXIT_USAGE
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _decision_rows(decisions: Sequence[RouteDecision]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for n, d in enumerate(decisions, 1):
+        rows.append(
+            (
+                str(n),
+                d.backend,
+                d.policy.value,
+                ", ".join(d.candidates),
+                ", ".join(d.fallback_chain) or "-",
+                "; ".join(d.reasons),
+                d.affinity_key or "-",
+            )
+        )
+    return rows
+
+
+def _cmd_select(args: argparse.Namespace, out: Output) -> int:
+    catalog = _load_catalog(args.catalog)
+    request = _json_argument(args.request, "REQUEST")
+    origin: Any = None
+    if args.session is not None:
+        if not args.session:
+            raise UsageError("--session needs a non-empty session id")
+        origin = args.session
+    elif args.opts is not None:
+        origin = _json_argument(args.opts, "OPTIONS")
+        if not isinstance(origin, dict):
+            raise UsageError(
+                "OPTIONS must be a JSON object (session options with 'backend' and/or 'routing')"
+            )
+    store_class = _redis_store(args.redis)
+
+    async def run() -> tuple[list[RouteDecision], RoutingError | None]:
+        from ._router import Router
+
+        decisions: list[RouteDecision] = []
+        error: RoutingError | None = None
+        if store_class is not None:
+            router = Router(store=store_class(args.redis, catalog=catalog))
+        else:
+            router = Router(catalog)
+        async with router:
+            for _ in range(args.repeat):
+                try:
+                    if origin is None:
+                        decision = await router.select_backend(request)
+                    else:
+                        decision = await router.select_backend(origin, request)
+                except RoutingError as exc:
+                    error = exc
+                    break
+                decisions.append(decision)
+                if args.json:
+                    print(json.dumps(decision.to_dict()), file=out.stdout)
+        return decisions, error
+
+    import anyio
+
+    decisions, error = anyio.run(run)
+    if not args.json and len(decisions) == 1:
+        d = decisions[0]
+        out.table(
+            ("field", "value"),
+            [
+                ("backend", d.backend),
+                ("policy", d.policy.value),
+                ("candidates", ", ".join(d.candidates)),
+                ("fallback chain", ", ".join(d.fallback_chain) or "-"),
+                ("reasons", "; ".join(d.reasons)),
+                ("affinity key", d.affinity_key or "-"),
+                ("policy profile", d.policy_profile_id or "-"),
+            ],
+            title="Decision",
+        )
+    elif not args.json and decisions:
+        out.table(
+            ("#", "backend", "policy", "candidates", "fallback chain", "reasons", "affinity key"),
+            _decision_rows(decisions),
+            title="Decisions",
+            right=(0,),
+        )
+    if error is not None:
+        if args.json:
+            print(json.dumps({"error": error.to_dict()}), file=out.stdout)
+        return _routing_failure(out, error)
+    return EXIT_OK
+
+
+def _cmd_explain(args: argparse.Namespace, out: Output) -> int:
+    catalog = _load_catalog(args.catalog)
+    request = _json_argument(args.request, "REQUEST")
+
+    async def run() -> Explanation:
+        from ._router import Router
+
+        async with Router(catalog) as router:
+            explanation: Explanation = await router.explain(request)
+        return explanation
+
+    import anyio
+
+    try:
+        explanation = anyio.run(run)
+    except RoutingError as exc:
+        return _routing_failure(out, exc)
+    if args.json:
+        print(json.dumps(explanation.to_dict(), indent=2), file=out.stdout)
+    else:
+        _print_explanation(explanation, out)
+    if explanation.error is not None:
+        code = explanation.error.get("code", "")
+        detail = json.dumps(explanation.error.get("detail"), sort_keys=True)
+        kind = "cannot route" if code in SELECTION_CODES else "bad request"
+        out.error(f"{PROG}: {kind}: {code}; detail: {detail}")
+        return EXIT_ROUTING if code in SELECTION_CODES else EXIT_USAGE
+    return EXIT_OK
+
+
+def _print_explanation(e: Explanation, out: Output) -> None:
+    def names(items: Sequence[str]) -> str:
+        return ", ".join(items) if items else "(none)"
+
+    out.line("request: " + json.dumps(e.request, sort_keys=True))
+    out.table(
+        ("backend", "health", "eligible", "why not"),
+        [
+            (v.backend, v.health.value, "yes" if v.eligible else "no", "; ".join(v.reasons) or "-")
+            for v in e.backends
+        ],
+        title="Backends (available order)",
+    )
+    out.table(
+        ("set", "backends"),
+        [
+            ("eligible", names(e.eligible)),
+            ("preferred", names(e.preferred)),
+            ("fallback", names(e.fallback)),
+            ("remaining", names(e.remaining)),
+            ("ordered", names(e.ordered)),
+        ],
+        title="Candidate sets",
+    )
+    if e.decision is not None:
+        d = e.decision
+        out.line(f"decision: {d.backend} (policy {d.policy.value}): {'; '.join(d.reasons)}")
+        out.line(f"candidates: {names(d.candidates)}; fallback chain: {names(d.fallback_chain)}")
+    elif e.error is not None:
+        out.line(
+            f"decision: none; would fail with {e.error.get('code')}: {json.dumps(e.error.get('detail'))}"
+        )
+
+
+def _cmd_backends(args: argparse.Namespace, out: Output) -> int:
+    catalog = _load_catalog(args.catalog) or Catalog.default()
+    if args.json:
+        print(json.dumps(catalog.to_dict(), indent=2), file=out.stdout)
+        return EXIT_OK
+    out.table(
+        ("#", "backend", "aliases", "capabilities"),
+        [
+            (
+                str(i),
+                b,
+                ", ".join(catalog.aliases_of(b)) or "-",
+                f"{len(catalog.supported(b))}/{len(catalog.capabilities)}",
+            )
+            for i, b in enumerate(catalog.backends, 1)
+        ],
+        title="Backends (available order)",
+        right=(0, 3),
+    )
+    out.table(
+        ("capability", *catalog.backends),
+        [
+            (c, *("yes" if catalog.supports(b, c) else "-" for b in catalog.backends))
+            for c in catalog.capabilities
+        ],
+        title="Capability matrix",
+    )
+    return EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace, out: Output) -> int:
+    from ._bench import (
+        TABLE_HEADERS,
+        config_from_args,
+        headline_lines,
+        plot_report,
+        run_benchmark,
+        table_rows,
+    )
+
+    catalog = _load_catalog(args.catalog)
+    if args.redis is not None:
+        _redis_store(args.redis)
+    if args.plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs the plot extra: pip install 'beamrouting[plot]'") from None
+    config = config_from_args(args, catalog)
+    with out.progress(config.cells(), "benchmark", enabled=not args.no_progress) as bar:
+        report = run_benchmark(config, lambda description: bar.advance(1, description))
+    out.table(
+        TABLE_HEADERS,
+        table_rows(report),
+        title="Engine direct call vs Router.select_backend",
+        right=(2, 4, 5, 6, 7),
+    )
+    out.heading("Headline ratios")
+    for line in headline_lines(report):
+        out.line(line, style="bold")
+    if args.json_path:
+        _write(args.json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+        out.line(f"wrote {args.json_path}")
+    if args.plot_path:
+        plot_report(report, args.plot_path)
+        out.line(f"wrote {args.plot_path}")
+    return EXIT_OK
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path!r}: {exc.strerror or exc}") from None
+
+
+def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    from ._demo import DemoConfig, run_demo
+
+    catalog = _load_catalog(args.catalog)
+    _redis_store(args.redis, args.backend)
+    config = DemoConfig(
+        sessions=args.sessions,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        backend=args.backend,
+        catalog=catalog,
+        redis_url=args.redis,
+    )
+    if not args.json:
+        out.line(
+            f"demo: {config.sessions:,} sessions, {config.concurrency} concurrent starters, seed {config.seed}, "
+            f"{config.backend}" + (", Redis store" if config.redis_url else ", in-memory store")
+        )
+    with out.progress(
+        config.sessions, "routing sessions", enabled=not (args.no_progress or args.json)
+    ) as bar:
+        report = run_demo(config, lambda done, phase: bar.update(done, phase))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), file=out.stdout)
+    else:
+        _print_demo(report, out)
+    if not report.ok:
+        failed = [inv.name for inv in report.invariants if not inv.ok]
+        out.error(f"{PROG}: demo invariant failed: {'; '.join(failed)}")
+        return EXIT_ROUTING
+    return EXIT_OK
+
+
+def _print_demo(report: Any, out: Output) -> None:
+    out.heading("Timeline")
+    for event in report.events:
+        out.line(event)
+    backends = list(report.config["catalog"])
+    rows = []
+    totals = dict.fromkeys(backends, 0)
+    for kind, counts in report.by_policy_backend.items():
+        rows.append((kind, *(f"{counts.get(b, 0):,}" for b in backends), f"{sum(counts.values()):,}"))
+        for b in backends:
+            totals[b] += counts.get(b, 0)
+    rows.append(("total", *(f"{totals[b]:,}" for b in backends), f"{sum(totals.values()):,}"))
+    out.table(
+        ("policy", *backends, "total"),
+        rows,
+        title="Decisions per policy and backend",
+        right=tuple(range(1, len(backends) + 2)),
+    )
+    errors = list(report.errors.items()) or [("(none)", 0)]
+    out.table(
+        ("error code", "count"), [(code, f"{n:,}") for code, n in errors], title="Errors by code", right=(1,)
+    )
+    out.line("actor_crashed calls were retried; the other errors are typed routing failures.")
+    out.heading("Summary")
+    restarts = ", ".join(f"{k} {v}" for k, v in report.restarts.items()) or "none"
+    sticky = report.sticky
+    for label, value in (
+        (
+            "sessions",
+            f"{report.sessions:,} ({report.routed:,} routed, {report.failed:,} failed, {report.failovers:,} failovers)",
+        ),
+        ("restarts", restarts),
+        (
+            "throughput",
+            f"{report.sessions_per_second:,.0f} sessions/s, {report.calls_per_second:,.0f} routing calls/s",
+        ),
+        ("session start latency", f"p50 {report.p50_us:,.0f} µs, p99 {report.p99_us:,.0f} µs"),
+        (
+            "sticky workspaces",
+            f"{sticky['workspaces']:,}: {sticky['consistent']:,} on one backend, "
+            f"{sticky['moved_by_outage']:,} moved off {report.outage_backend} by the outage, "
+            f"{sticky['violations']} violations",
+        ),
+        ("elapsed", f"{report.elapsed:.2f} s"),
+    ):
+        out.line(f"{label:>22}: {value}")
+    out.table(
+        ("invariant", "result", "detail"),
+        [(inv.name, "PASS" if inv.ok else "FAIL", inv.detail) for inv in report.invariants],
+        title="Invariants",
+    )
+
+
+_COMMANDS: Final = {
+    "demo": _cmd_demo,
+    "select": _cmd_select,
+    "explain": _cmd_explain,
+    "backends": _cmd_backends,
+    "bench": _cmd_bench,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    out = Output(plain=True)
+    try:
+        parser = _build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        out = Output(plain=args.plain)
+        return _COMMANDS[args.command](args, out)
+    except UsageError as exc:
+        out.error(f"{PROG}: {exc}" if not str(exc).startswith(PROG) else str(exc))
+        return EXIT_USAGE
+    except RoutingError as exc:
+        return _routing_failure(out, exc)
+    except BeamRoutingError as exc:
+        out.error(f"{PROG}: {type(exc).__name__}: {exc}")
+        return EXIT_ROUTING
+    except KeyboardInterrupt:
+        out.error(f"{PROG}: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("BEAMROUTING_DEBUG"):
+            raise
+        out.error(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} (set BEAMROUTING_DEBUG=1 for a traceback)"
+        )
+        return 70

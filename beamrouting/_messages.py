@@ -1,0 +1,237 @@
+"""The messages the router's actors exchange with their callers.
+
+Every message and every reply is a tagged, frozen :class:`msgspec.Struct`, msgpack-encoded
+on the way into a mailbox and on the way back, so a caller and an actor never share a
+mutable object (the copy semantics of BEAM messages). Each side decodes with one typed
+:class:`msgspec.msgpack.Decoder` over a tagged union, which validates the shape of what it
+reads; the actors re-validate the content (catalogue names, profiles) as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeAlias
+
+import msgspec
+
+from ._errors import BeamRoutingError, RoutingError, StoreUnavailable, error_for_code
+from ._explain import Explanation
+from ._profiles import PolicyProfile
+from ._request import RouteRequest
+from ._types import JournalEvent, RouteDecision, SessionHandle
+
+__all__ = [
+    "Backend",
+    "Clear",
+    "Decided",
+    "DeleteProfile",
+    "Deleted",
+    "EnsureTables",
+    "Events",
+    "Explain",
+    "Explained",
+    "Failed",
+    "GetJournal",
+    "Handle",
+    "Handles",
+    "ListSessions",
+    "LookupSession",
+    "Ok",
+    "PutProfile",
+    "Register",
+    "Reply",
+    "RoutingMessage",
+    "Select",
+    "SessionMessage",
+    "Unregister",
+    "error_from_reply",
+    "failed",
+    "new_encoder",
+    "plain_str",
+    "reply_decoder",
+    "routing_decoder",
+    "session_decoder",
+]
+
+
+class _Message(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    """Base of every message: frozen, encoded as a msgpack array led by its tag."""
+
+
+# --------------------------------------------------------------------------- routing table
+
+
+class Select(_Message, frozen=True, tag="select"):
+    """Route one request (already normalised by the caller)."""
+
+    request: RouteRequest
+
+
+class Clear(_Message, frozen=True, tag="clear"):
+    """Forget every sticky binding and round-robin counter."""
+
+
+class EnsureTables(_Message, frozen=True, tag="ensure_tables"):
+    """Make sure the store's tables exist (idempotent)."""
+
+
+class PutProfile(_Message, frozen=True, tag="put_profile"):
+    """Store (or replace) a policy profile."""
+
+    profile_id: str
+    profile: PolicyProfile
+
+
+class DeleteProfile(_Message, frozen=True, tag="delete_profile"):
+    """Remove a policy profile."""
+
+    profile_id: str
+
+
+class GetJournal(_Message, frozen=True, tag="journal"):
+    """Read the most recent journal events."""
+
+    event_type: str | None
+    limit: int | None
+
+
+class Explain(_Message, frozen=True, tag="explain"):
+    """Explain how a request (already normalised) would route now, changing nothing."""
+
+    request: RouteRequest
+
+
+RoutingMessage: TypeAlias = Select | Clear | EnsureTables | PutProfile | DeleteProfile | GetJournal | Explain
+"""What the routing-table actor accepts."""
+
+
+# --------------------------------------------------------------------------- session registry
+
+
+class Register(_Message, frozen=True, tag="register"):
+    """Register (or replace) a live session."""
+
+    handle: SessionHandle
+
+
+class Unregister(_Message, frozen=True, tag="unregister"):
+    """Forget a session (a no-op for an unknown id)."""
+
+    session_id: str
+
+
+class LookupSession(_Message, frozen=True, tag="lookup"):
+    """Ask for a session's backend."""
+
+    session_id: str
+
+
+class ListSessions(_Message, frozen=True, tag="list"):
+    """Ask for every live session."""
+
+
+SessionMessage: TypeAlias = Register | Unregister | LookupSession | ListSessions
+"""What the session-registry actor accepts."""
+
+
+# --------------------------------------------------------------------------- replies
+
+
+class Ok(_Message, frozen=True, tag="ok"):
+    """The call succeeded and returns nothing."""
+
+
+class Decided(_Message, frozen=True, tag="decided"):
+    """The decision of a :class:`Select`."""
+
+    decision: RouteDecision
+
+
+class Deleted(_Message, frozen=True, tag="deleted"):
+    """Whether a deleted profile existed."""
+
+    existed: bool
+
+
+class Events(_Message, frozen=True, tag="events"):
+    """Journal events, oldest first."""
+
+    events: list[JournalEvent]
+
+
+class Explained(_Message, frozen=True, tag="explained"):
+    """The answer to :class:`Explain`."""
+
+    explanation: Explanation
+
+
+class Handle(_Message, frozen=True, tag="handle"):
+    """The session as registered."""
+
+    handle: SessionHandle
+
+
+class Backend(_Message, frozen=True, tag="backend"):
+    """A session's backend (``None`` when the session is unknown)."""
+
+    backend: str | None
+
+
+class Handles(_Message, frozen=True, tag="handles"):
+    """Every live session, in registration order."""
+
+    handles: list[SessionHandle]
+
+
+class Failed(_Message, frozen=True, tag="failed"):
+    """The call failed with a typed error: a routing error code, or ``store_unavailable``."""
+
+    code: str
+    detail: Any
+
+
+Reply: TypeAlias = Ok | Decided | Deleted | Events | Explained | Handle | Backend | Handles | Failed
+"""Every reply an actor sends."""
+
+_STORE_UNAVAILABLE: Final = "store_unavailable"
+
+
+def plain_str(value: str) -> str:
+    """``value`` as an exact ``str`` (msgpack encodes no subclass), without calling its methods."""
+    return str.__str__(value)
+
+
+def failed(exc: RoutingError | StoreUnavailable) -> Failed:
+    """The reply that carries ``exc`` back to the caller."""
+    if isinstance(exc, RoutingError):
+        return Failed(exc.code, exc.detail)
+    return Failed(_STORE_UNAVAILABLE, str(exc))
+
+
+def error_from_reply(reply: Reply) -> BeamRoutingError:
+    """The exception a caller raises for a reply that is not the one it expected."""
+    if type(reply) is Failed:
+        if reply.code == _STORE_UNAVAILABLE:
+            return StoreUnavailable(reply.detail)
+        return error_for_code(reply.code, reply.detail)
+    # An actor only answers a call with the reply type of that call or Failed.
+    return BeamRoutingError(f"unexpected reply {type(reply).__name__}")
+
+
+def new_encoder() -> msgspec.msgpack.Encoder:
+    """A msgpack encoder for messages and replies (one per actor, one per router)."""
+    return msgspec.msgpack.Encoder()
+
+
+def routing_decoder() -> msgspec.msgpack.Decoder[RoutingMessage]:
+    """A decoder that accepts exactly the routing-table messages."""
+    return msgspec.msgpack.Decoder(RoutingMessage)
+
+
+def session_decoder() -> msgspec.msgpack.Decoder[SessionMessage]:
+    """A decoder that accepts exactly the session-registry messages."""
+    return msgspec.msgpack.Decoder(SessionMessage)
+
+
+def reply_decoder() -> msgspec.msgpack.Decoder[Reply]:
+    """A decoder for every reply (used on the caller's side)."""
+    return msgspec.msgpack.Decoder(Reply)

@@ -1,0 +1,237 @@
+"""The state store: what the supervisor keeps across actor restarts.
+
+State outlives the task that owns it, as an ETS table passes to its heir: the supervisor
+holds one :class:`Store` for the router's lifetime and hands it to every incarnation of
+both actors. The routing-table actor uses the routing half (bindings, counters, profiles,
+journal), the session-registry actor the session half; no other task touches a store.
+
+:class:`MemoryStore` is the embedded default (a :class:`~beamrouting.RoutingEngine` and a
+dict of sessions). A shared store (Redis) implements the same protocol so several
+processes share bindings, counters and sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from ._catalog import Catalog
+from ._engine import RoutingEngine
+from ._errors import RoutingError
+from ._explain import Explanation
+from ._profiles import PolicyProfile
+from ._request import RequestNormalizer, RouteRequest
+from ._types import JournalEvent, RouteDecision, SessionHandle
+
+__all__ = ["MemoryStore", "SelectResult", "Store", "StoreCrash"]
+
+
+class StoreCrash:
+    """The crash marker of :meth:`Store.select_batch`: selecting this request raised ``error``.
+
+    ``error`` is an exception that is not a :class:`RoutingError` answer (a bug, a broken
+    invariant). The actor answers the requests before the marker, crashes on the marked
+    one (its caller gets :class:`~beamrouting.ActorCrashed`) and the restarted actor serves
+    the requests after it.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"StoreCrash({self.error!r})"
+
+
+SelectResult = RouteDecision | RoutingError | StoreCrash
+"""One entry of :meth:`Store.select_batch`'s answer."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The routing state behind a :class:`~beamrouting.Router`, batch-oriented and async.
+
+    Contract for implementations:
+
+    - Every method is called from one actor task at a time (the routing half from the
+      routing-table actor, the session half from the session-registry actor), never
+      concurrently with itself; the two halves may run concurrently with each other.
+    - Requests arrive normalised (:class:`RouteRequest`) and re-validated by the actor
+      with :meth:`validate`; profiles arrive parsed (:class:`PolicyProfile`).
+    - A method raises :class:`RoutingError` for a request it cannot serve, and
+      :class:`~beamrouting.StoreUnavailable` when shared state cannot be reached; the actor
+      turns both into the caller's error. Any other exception is a crash: the actor is
+      restarted with this same store, so the store must stay usable.
+    - :meth:`select_batch` serves a whole drained batch at once (a shared store can use one
+      round trip for it) and reports per request, in order; it stops at the first crash.
+    - :meth:`start` runs before either actor starts and :meth:`aclose` after both stopped;
+      a store may be started again after it was closed.
+    """
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalogue requests are validated against."""
+        ...
+
+    @property
+    def normalizer(self) -> RequestNormalizer:
+        """The request normaliser callers use before sending (the engine's own)."""
+        ...
+
+    def validate(self, request: RouteRequest) -> None:
+        """Re-check a decoded request against the catalogue; raise :class:`RoutingError`."""
+        ...
+
+    async def start(self) -> None:
+        """Acquire resources (connections); called once per router start."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release resources; the state itself may persist (a shared store keeps it)."""
+        ...
+
+    async def select_batch(self, requests: list[RouteRequest]) -> list[SelectResult]:
+        """Select for each request, in order, applying each one's side effects (section 7).
+
+        The answer has one entry per request: the decision, or the :class:`RoutingError`
+        the engine would raise. At the first request whose selection raises anything else
+        the answer ends with a :class:`StoreCrash` for it, and later requests are not
+        applied (so the answer is shorter than ``requests``).
+        """
+        ...
+
+    async def explain(self, request: RouteRequest) -> Explanation:
+        """How ``request`` would route now (:meth:`RoutingEngine.explain`), changing no state."""
+        ...
+
+    async def clear(self) -> None:
+        """Forget every sticky binding and round-robin counter (profiles, journal and sessions stay)."""
+        ...
+
+    async def ensure_tables(self) -> None:
+        """Create whatever the store needs to exist; idempotent."""
+        ...
+
+    async def put_policy_profile(self, profile_id: str, profile: PolicyProfile) -> None:
+        """Store (or replace) a validated policy profile."""
+        ...
+
+    async def delete_policy_profile(self, profile_id: str) -> bool:
+        """Remove a policy profile; return whether it existed."""
+        ...
+
+    async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
+        """The most recent journal events, oldest first (optionally one type, at most ``limit``)."""
+        ...
+
+    async def register_session(self, handle: SessionHandle) -> None:
+        """Register a live session, replacing one with the same id."""
+        ...
+
+    async def unregister_session(self, session_id: str) -> None:
+        """Forget a session; a no-op for an unknown id."""
+        ...
+
+    async def session_backend(self, session_id: str) -> str | None:
+        """The backend of a live session, or ``None``."""
+        ...
+
+    async def sessions(self) -> list[SessionHandle]:
+        """Every live session, in registration order."""
+        ...
+
+
+class MemoryStore:
+    """The in-memory :class:`Store`: one :class:`RoutingEngine` plus a dict of sessions.
+
+    ``MemoryStore(catalog, **engine_options)`` builds the engine (options as
+    :class:`RoutingEngine`'s); ``MemoryStore(engine=engine)`` serves an existing one.
+    The state lives as long as the store object, across actor restarts and router restarts.
+    """
+
+    def __init__(
+        self, catalog: Catalog | None = None, *, engine: RoutingEngine | None = None, **engine_options: Any
+    ) -> None:
+        if engine is None:
+            engine = RoutingEngine(catalog, **engine_options)
+        elif catalog is not None or engine_options:
+            raise TypeError("pass either an engine or a catalogue and engine options, not both")
+        self.engine = engine
+        self._sessions: dict[str, SessionHandle] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        """The engine's catalogue."""
+        return self.engine.catalog
+
+    @property
+    def normalizer(self) -> RequestNormalizer:
+        """The engine's request normaliser."""
+        return self.engine.normalizer
+
+    def validate(self, request: RouteRequest) -> None:
+        """:meth:`RoutingEngine.validate`."""
+        self.engine.validate(request)
+
+    async def start(self) -> None:
+        """Nothing to acquire."""
+
+    async def aclose(self) -> None:
+        """Nothing to release; the state stays for the next start."""
+
+    async def select_batch(self, requests: list[RouteRequest]) -> list[SelectResult]:
+        """Select for each request with the engine, stopping at the first crash."""
+        select = self.engine.select_normalized
+        results: list[SelectResult] = []
+        append = results.append
+        for request in requests:
+            try:
+                append(select(request))
+            except RoutingError as exc:
+                append(exc)
+            except Exception as exc:
+                append(StoreCrash(exc))
+                break
+        return results
+
+    async def explain(self, request: RouteRequest) -> Explanation:
+        """:meth:`RoutingEngine.explain_normalized`."""
+        return self.engine.explain_normalized(request)
+
+    async def clear(self) -> None:
+        """:meth:`RoutingEngine.clear`."""
+        self.engine.clear()
+
+    async def ensure_tables(self) -> None:
+        """:meth:`RoutingEngine.ensure_tables`."""
+        self.engine.ensure_tables()
+
+    async def put_policy_profile(self, profile_id: str, profile: PolicyProfile) -> None:
+        """:meth:`RoutingEngine.put_policy_profile`."""
+        self.engine.put_policy_profile(profile_id, profile)
+
+    async def delete_policy_profile(self, profile_id: str) -> bool:
+        """:meth:`RoutingEngine.delete_policy_profile`."""
+        return self.engine.delete_policy_profile(profile_id)
+
+    async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
+        """:meth:`RoutingEngine.journal`."""
+        return self.engine.journal(event_type, limit)
+
+    async def register_session(self, handle: SessionHandle) -> None:
+        """Register ``handle`` (replacing and moving to the end any session with its id)."""
+        self._sessions.pop(handle.session_id, None)
+        self._sessions[handle.session_id] = handle
+
+    async def unregister_session(self, session_id: str) -> None:
+        """Forget ``session_id``."""
+        self._sessions.pop(session_id, None)
+
+    async def session_backend(self, session_id: str) -> str | None:
+        """The session's backend, or ``None``."""
+        handle = self._sessions.get(session_id)
+        return None if handle is None else handle.backend
+
+    async def sessions(self) -> list[SessionHandle]:
+        """Every live session, in registration order."""
+        return list(self._sessions.values())

@@ -1,0 +1,95 @@
+"""``python -m benchmarks``: run the router benchmark and record the results.
+
+Writes ``<out>/<name>.json`` and ``<out>/<name>.md`` (default ``benchmarks/results/latest``)
+and, when matplotlib is installed, ``<out>/<name>.png``; ``--json`` and ``--plot`` write
+extra copies where you say. Every option of ``beamrouting bench`` works here too
+(``--quick``, ``--policies``, ``--backends``, ``--concurrency``, ``--calls``/``--duration``,
+``--repeat``, ``--redis``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from beamrouting import Catalog, CatalogError
+from beamrouting._bench import (
+    TABLE_HEADERS,
+    add_bench_arguments,
+    config_from_args,
+    headline_lines,
+    markdown_table,
+    plot_report,
+    run_benchmark,
+    table_rows,
+)
+from beamrouting._console import Output
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark the engine's direct call against Router.select_backend and record the results.",
+    )
+    add_bench_arguments(parser)
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results directory (default: {RESULTS})")
+    parser.add_argument("--name", default="latest", help="base name of the result files (default: latest)")
+    parser.add_argument("--catalog", metavar="FILE", help="a custom catalogue (.toml or .json)")
+    parser.add_argument("--plain", action="store_true", help="plain text output even when rich is installed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the table and the headline ratios, and write the results."""
+    args = _parser().parse_args(argv)
+    out = Output(plain=args.plain)
+    catalog = None
+    if args.catalog:
+        try:
+            catalog = Catalog.from_file(args.catalog)
+        except CatalogError as exc:
+            out.error(f"python -m benchmarks: bad catalogue: {exc}")
+            return 2
+    config = config_from_args(args, catalog)
+    with out.progress(config.cells(), "benchmark", enabled=not args.no_progress) as bar:
+        report = run_benchmark(config, lambda description: bar.advance(1, description))
+    out.table(
+        TABLE_HEADERS,
+        table_rows(report),
+        title="Engine direct call vs Router.select_backend",
+        right=(2, 4, 5, 6, 7),
+    )
+    out.heading("Headline ratios")
+    for line in headline_lines(report):
+        out.line(line, style="bold")
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(report.to_dict(), indent=2) + "\n"
+    written = [args.out / f"{args.name}.json", args.out / f"{args.name}.md"]
+    written[0].write_text(data, encoding="utf-8")
+    written[1].write_text(markdown_table(report), encoding="utf-8")
+    if args.json_path:
+        Path(args.json_path).write_text(data, encoding="utf-8")
+        written.append(Path(args.json_path))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if args.plot_path:
+            out.error("python -m benchmarks: --plot needs matplotlib (pip install 'beamrouting[plot]')")
+            return 2
+    else:
+        plot = Path(args.plot_path) if args.plot_path else args.out / f"{args.name}.png"
+        plot_report(report, plot)
+        written.append(plot)
+    for path in written:
+        out.line(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Helpers shared by the test-suite: scenario data, the scenario runner and condition polling.
+
+Nothing here waits a fixed time for state to change: ``wait_for`` and ``wait_until`` poll a
+condition and give up after a timeout.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+
+__all__ = [
+    "BACKENDS",
+    "SCENARIO_PROFILES",
+    "Scenario",
+    "ScenarioMismatch",
+    "format_mismatches",
+    "load_scenarios",
+    "profiles_for_scenarios",
+    "run_scenario",
+    "run_scenario_async",
+    "scenarios_path",
+    "wait_for",
+    "wait_until",
+]
+
+BACKENDS: Final[tuple[str, ...]] = ("claude", "codex", "copilot", "gemini", "opencode")
+"""The default catalogue's backends, in available order."""
+
+_SCENARIO_FILE: Final = "reference_scenarios.jsonl"
+
+
+# --------------------------------------------------------------------------- scenario data
+
+
+def scenarios_path() -> Path:
+    """Where the reference scenarios live.
+
+    ``BEAMROUTING_SCENARIOS`` (a ``.jsonl`` file or the directory holding
+    ``reference_scenarios.jsonl``) wins; otherwise ``<repo>/../shared/scenarios``.
+    """
+    override = os.environ.get("BEAMROUTING_SCENARIOS")
+    if override:
+        path = Path(override).expanduser()
+        return path / _SCENARIO_FILE if path.is_dir() else path
+    return Path(__file__).resolve().parents[2] / "shared" / "scenarios" / _SCENARIO_FILE
+
+
+Scenario = dict[str, Any]
+
+
+def load_scenarios(path: Path | None = None) -> list[Scenario]:
+    """Every scenario of the jsonl file, in file order (blank lines ignored)."""
+    path = scenarios_path() if path is None else path
+    scenarios: list[Scenario] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            scenario = json.loads(line)
+            if not isinstance(scenario, dict) or "id" not in scenario or "steps" not in scenario:
+                raise ValueError(f"{path}:{number}: not a scenario (needs 'id' and 'steps')")
+            scenarios.append(scenario)
+    return scenarios
+
+
+def _deny(backend: str) -> dict[str, Any]:
+    return {
+        "default": "allow",
+        "rules": [
+            {
+                "action": "backend",
+                "decision": "deny",
+                "match": ["eq", "backend", backend],
+                "reason": f"{backend} backend blocked",
+            }
+        ],
+    }
+
+
+SCENARIO_PROFILES: Final[Mapping[str, Mapping[str, Any]]] = {
+    **{f"deny-{backend}": _deny(backend) for backend in BACKENDS},
+    "allow-all": {"default": "allow"},
+    "team-a": {"default": "allow"},
+    "default-deny": {"default": "deny"},
+}
+"""The policy profiles every scenario runs with (section 11 of the contract)."""
+
+
+def profiles_for_scenarios() -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(profile_id, profile)`` pairs to store before a scenario runs (fresh copies)."""
+    for profile_id, profile in SCENARIO_PROFILES.items():
+        yield profile_id, json.loads(json.dumps(profile))
+
+
+# --------------------------------------------------------------------------- scenario runner
+
+
+@dataclass(frozen=True)
+class ScenarioMismatch:
+    """One step whose outcome differs from the scenario's expectation."""
+
+    step: int
+    call: str
+    inputs: dict[str, Any]
+    expected: Any
+    actual: Any
+
+    def __str__(self) -> str:
+        return (
+            f"step {self.step} ({self.call}) with {json.dumps(self.inputs, sort_keys=True)}\n"
+            f"    expected: {json.dumps(self.expected, sort_keys=True)}\n"
+            f"    actual:   {json.dumps(self.actual, sort_keys=True, default=repr)}"
+        )
+
+
+def _outcome_of_error(exc: BaseException) -> dict[str, Any]:
+    return {"error": {"code": getattr(exc, "code", None), "detail": getattr(exc, "detail", None)}}
+
+
+def _step_inputs(step: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: step[key] for key in ("session_or_opts", "request") if key in step}
+
+
+def _check(
+    index: int, step: Mapping[str, Any], actual: dict[str, Any], mismatches: list[ScenarioMismatch]
+) -> None:
+    expected = step["expect"]
+    if actual != expected:
+        mismatches.append(ScenarioMismatch(index, step["call"], _step_inputs(step), expected, actual))
+
+
+def _is_skipped(step: Mapping[str, Any]) -> bool:
+    return "skip" in step
+
+
+def _runnable(step: Mapping[str, Any]) -> bool:
+    """A skipped step still runs when it carries its inputs (it may move state)."""
+    if step["call"] == "clear":
+        return True
+    return "request" in step
+
+
+def run_scenario(
+    scenario: Scenario,
+    select: Callable[[Any], Any],
+    select2: Callable[[Any, Any], Any],
+    clear: Callable[[], Any],
+) -> list[ScenarioMismatch]:
+    """Run every step of ``scenario`` and return the steps whose outcome differs.
+
+    ``select(request)`` and ``select2(session_or_opts, request)`` return a decision (anything
+    with ``to_dict()``) or raise a ``RoutingError``; ``clear()`` returns ``None``. Steps marked
+    ``skip`` run when they carry a request (a ``RoutingError`` is ignored) but are not
+    compared; any other exception propagates, since no input may crash the router.
+    """
+    from beamrouting import RoutingError
+
+    mismatches: list[ScenarioMismatch] = []
+    for index, step in enumerate(scenario["steps"]):
+        if not _runnable(step):
+            continue
+        call = step["call"]
+        actual: dict[str, Any]
+        try:
+            if call == "select_backend":
+                actual = {"ok": select(step["request"]).to_dict()}
+            elif call == "select_backend/2":
+                actual = {"ok": select2(step["session_or_opts"], step["request"]).to_dict()}
+            elif call == "clear":
+                actual = {"return": clear()}
+            else:
+                raise ValueError(f"scenario {scenario['id']}: unknown call {call!r}")
+        except RoutingError as exc:
+            actual = _outcome_of_error(exc)
+        if not _is_skipped(step):
+            _check(index, step, actual, mismatches)
+    return mismatches
+
+
+async def run_scenario_async(
+    scenario: Scenario,
+    select: Callable[[Any], Awaitable[Any]],
+    select2: Callable[[Any, Any], Awaitable[Any]],
+    clear: Callable[[], Awaitable[Any]],
+) -> list[ScenarioMismatch]:
+    """:func:`run_scenario` for an async router (``await select(request)`` and so on)."""
+    from beamrouting import RoutingError
+
+    mismatches: list[ScenarioMismatch] = []
+    for index, step in enumerate(scenario["steps"]):
+        if not _runnable(step):
+            continue
+        call = step["call"]
+        actual: dict[str, Any]
+        try:
+            if call == "select_backend":
+                actual = {"ok": (await select(step["request"])).to_dict()}
+            elif call == "select_backend/2":
+                actual = {"ok": (await select2(step["session_or_opts"], step["request"])).to_dict()}
+            elif call == "clear":
+                actual = {"return": await clear()}
+            else:
+                raise ValueError(f"scenario {scenario['id']}: unknown call {call!r}")
+        except RoutingError as exc:
+            actual = _outcome_of_error(exc)
+        if not _is_skipped(step):
+            _check(index, step, actual, mismatches)
+    return mismatches
+
+
+def format_mismatches(scenario: Scenario, mismatches: list[ScenarioMismatch]) -> str:
+    """A readable failure message for a scenario's mismatching steps."""
+    lines = [f"scenario {scenario['id']} ({scenario.get('description', '')}):"]
+    lines.extend(str(mismatch) for mismatch in mismatches)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- polling
+
+
+async def wait_for(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float = 5.0,
+    *,
+    interval: float = 0.005,
+    message: str | None = None,
+) -> None:
+    """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds.
+
+    The first polls only yield to the event loop (``anyio.sleep(0)``), so conditions that
+    other tasks make true right away are seen without delay; later polls back off to
+    ``interval``. ``condition`` may be a plain or an async callable.
+    """
+    polls = 0
+    with anyio.move_on_after(timeout):
+        while True:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            polls += 1
+            await anyio.sleep(0 if polls < 50 else interval)
+    raise AssertionError(message or f"condition not met within {timeout} s ({polls} polls)")
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float = 5.0,
+    *,
+    interval: float = 0.005,
+    message: str | None = None,
+) -> None:
+    """Blocking :func:`wait_for` for code outside an event loop (subprocesses, threads)."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while not condition():
+        polls += 1
+        if time.monotonic() >= deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s ({polls} polls)")
+        time.sleep(interval)

@@ -1,0 +1,759 @@
+"""RedisStore: the reference scenarios through Redis, fleet-wide atomicity, outages, trio.
+
+Every test that needs Redis uses the session's private ``redis-server`` (the ``redis_url``
+fixture of conftest.py; skipped when the binary is missing unless
+``BEAMROUTING_REQUIRE_REDIS=1``), a unique key prefix, and runs on asyncio and uvloop only
+(the Redis store does not run on trio; that it says so clearly is tested too). The outage
+tests start their own server so they can kill, pause and restart it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from beamrouting import (
+    ActorCrashed,
+    PolicyDenied,
+    RouteDecision,
+    RoutingEngine,
+    StoreUnavailable,
+)
+from beamrouting._redis_store import RedisStore, stable_digest
+from beamrouting._router import Router
+from beamrouting._store import Store
+from tests._helpers import (
+    BACKENDS,
+    format_mismatches,
+    load_scenarios,
+    profiles_for_scenarios,
+    run_scenario_async,
+    scenarios_path,
+    wait_for,
+)
+from tests.conftest import RedisServer, _free_port, _redis_required
+
+try:
+    import redis
+except ImportError:  # pragma: no cover - the dev extra installs it
+    if _redis_required():
+        raise
+    pytest.skip(
+        "the redis package is not installed (pip install 'beamrouting[redis]')", allow_module_level=True
+    )
+
+WORKER = Path(__file__).with_name("_redis_fleet_worker.py")
+RR: dict[str, Any] = {"policy": "round_robin"}
+BOUND = "selected backend and bound sticky affinity"
+REUSED = "reused sticky affinity backend"
+
+
+def sticky(key: str, **extra: Any) -> dict[str, Any]:
+    return {"policy": "sticky", "affinity_key": key, **extra}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+        pytest.param(
+            ("asyncio", {"use_uvloop": True}),
+            id="uvloop",
+            marks=pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist on Windows"),
+        ),
+    ],
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    """The Redis store runs on asyncio and uvloop only (trio is rejected, see below)."""
+    backend: tuple[str, dict[str, object]] = request.param
+    return backend
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"beamrouting-test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def inspect(redis_url: str) -> Iterator[Any]:
+    """A plain (synchronous) client to look at what the store wrote."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _counter_key(prefix: str, request: dict[str, Any]) -> str:
+    engine = RoutingEngine()
+    plan = engine.plan(engine.normalize(request))
+    digest = hashlib.blake2b(msgspec.msgpack.encode(plan.counter_key), digest_size=16).hexdigest()
+    return f"{prefix}c:{digest}"
+
+
+def _binding_key(prefix: str, affinity_key: str) -> str:
+    return f"{prefix}b:{stable_digest(affinity_key)}"
+
+
+async def _restarts(router: Router) -> dict[str, int]:
+    """How many times the supervisor restarted each actor."""
+    return dict((await router.statistics()).restarts)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def _scenario_params() -> list[Any]:
+    path = scenarios_path()
+    if not path.is_file():
+        return [pytest.param(None, id="scenarios-missing")]
+    return [pytest.param(scenario, id=scenario["id"]) for scenario in load_scenarios(path)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scenario", _scenario_params())
+async def test_reference_scenario_through_redis(
+    scenario: dict[str, Any] | None, redis_url: str, prefix: str
+) -> None:
+    if scenario is None:
+        pytest.fail(f"reference scenarios not found at {scenarios_path()}", pytrace=False)
+    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+        for profile_id, profile in profiles_for_scenarios():
+            await router.put_policy_profile(profile_id, profile)
+        mismatches = await run_scenario_async(
+            scenario, router.select_backend, router.select_backend, router.clear
+        )
+    assert not mismatches, format_mismatches(scenario, mismatches)
+
+
+@pytest.mark.anyio
+async def test_journal_matches_the_engine_and_is_recorded_before_return(redis_url: str, prefix: str) -> None:
+    requests = [RR, RR, sticky("a"), sticky("a"), {"policy": "explicit", "backend": "gemini"}]
+    denied = {"policy": "round_robin", "policy_profile_id": "no-copilot"}
+    profile = {"rules": [{"action": "backend", "match": ["eq", "backend", "copilot"], "reason": "no"}]}
+    engine = RoutingEngine()
+    engine.put_policy_profile("no-copilot", profile)
+    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+        await router.put_policy_profile("no-copilot", profile)
+        for request in requests:
+            assert await router.select_backend(request) == engine.select_backend(request)
+        with pytest.raises(PolicyDenied) as denial:
+            await router.select_backend(denied)  # the shared counter moves to 3: copilot
+        await router.select_backend(RR)
+        await router.select_backend(RR)
+        with pytest.raises(PolicyDenied):
+            engine.select_backend(denied)
+        engine.select_backend(RR)
+        engine.select_backend(RR)
+        assert denial.value.detail == "no"
+        events = await router.journal()
+        expected = engine.journal()
+        assert [e.payload for e in events] == [e.payload for e in expected]
+        assert [e.event_type for e in events] == [e.event_type for e in expected]
+        assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+        assert all(e.event_id.startswith("event_") and len(e.event_id) == 22 for e in events)
+        assert len({e.event_id for e in events}) == len(events)
+        assert await router.journal("audit", 2) == [e for e in events if e.event_type == "audit"][-2:]
+        assert await router.journal(limit=1) == events[-1:]
+        assert await router.journal(limit=0) == []
+
+
+@pytest.mark.anyio
+async def test_journal_is_capped(redis_url: str, prefix: str, inspect: Any) -> None:
+    async with Router(store=RedisStore(redis_url, prefix=prefix, journal_size=10)) as router:
+        for _ in range(500):
+            await router.select_backend(RR)
+        events = await router.journal()
+        assert len(events) == 10
+        assert events[-1].sequence == 1000
+        assert [e.sequence for e in events] == list(range(991, 1001))
+    assert inspect.xlen(prefix + "journal") < 500  # MAXLEN ~ trims whole stream nodes
+
+
+@pytest.mark.anyio
+async def test_counter_key_is_a_stable_hash_with_a_ttl(redis_url: str, prefix: str, inspect: Any) -> None:
+    async with Router(store=RedisStore(redis_url, prefix=prefix, counter_ttl=600)) as router:
+        for _ in range(3):
+            await router.select_backend(RR)
+    key = _counter_key(prefix, RR)
+    assert inspect.get(key) == b"3"
+    assert 0 < inspect.ttl(key) <= 600
+    assert stable_digest(("round_robin", False)) == stable_digest(("round_robin", False))
+
+
+@pytest.mark.anyio
+async def test_explain_reads_the_shared_state_and_changes_nothing(redis_url: str, prefix: str) -> None:
+    profile = {"rules": [{"action": "backend", "match": ["eq", "backend", "codex"], "reason": "no codex"}]}
+    engine = RoutingEngine()
+    engine.put_policy_profile("no-codex", profile)
+    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+        await router.put_policy_profile("no-codex", profile)
+        for request in (RR, sticky("a"), sticky("b", excluded_backends=["claude"])):
+            assert await router.select_backend(request) == engine.select_backend(request)
+        questions: list[dict[str, Any]] = [
+            RR,
+            {"policy": "round_robin", "policy_profile_id": "no-codex"},
+            sticky("a"),
+            sticky("a", excluded_backends=["claude"]),
+            sticky("new"),
+            sticky("b", policy_profile_id="no-codex"),
+            {"backend": "codex", "policy_profile_id": "no-codex"},
+            {"backend": "codex", "policy_profile_id": "missing"},
+            {"policy": "round_robin", "excluded_backends": list(BACKENDS)},
+            {"policy": "sticky"},
+        ]
+        for request in questions:
+            assert (await router.explain(request)).to_dict() == engine.explain(request).to_dict(), request
+        for request in (RR, sticky("a"), sticky("new")):  # nothing moved
+            assert await router.select_backend(request) == engine.select_backend(request)
+
+
+# --------------------------------------------------------------------------- sticky bindings
+
+
+@pytest.mark.anyio
+async def test_binding_ttl_slides_on_reuse_and_denials_store_nothing(
+    redis_url: str, prefix: str, inspect: Any
+) -> None:
+    deny_codex = {"rules": [{"action": "backend", "match": ["eq", "backend", "codex"], "reason": "no codex"}]}
+    key = _binding_key(prefix, "w")
+    async with Router(store=RedisStore(redis_url, prefix=prefix, binding_ttl=5.0)) as router:
+        await router.put_policy_profile("no-codex", deny_codex)
+        first = await router.select_backend(sticky("w"))
+        assert first.backend == "claude" and first.reasons == (BOUND,)
+        assert 0 < inspect.pttl(key) <= 5000
+        await wait_for(lambda: inspect.pttl(key) < 4700, message="the binding's ttl does not run")
+        assert (await router.select_backend(sticky("w"))).reasons == (REUSED,)
+        assert inspect.pttl(key) > 4700  # the reuse slid it
+
+        # A denied first bind stores no binding (the counter stays advanced: codex next).
+        with pytest.raises(PolicyDenied):
+            await router.select_backend(sticky("v", policy_profile_id="no-codex"))
+        assert not inspect.exists(_binding_key(prefix, "v"))
+        assert (await router.select_backend(sticky("v"))).backend == "copilot"
+
+        # A denied reuse neither rebinds nor slides the binding.
+        codex_key = _binding_key(prefix, "c")
+        inspect.set(codex_key, "codex", px=5000)
+        await wait_for(lambda: inspect.pttl(codex_key) < 4900)
+        with pytest.raises(PolicyDenied):
+            await router.select_backend(sticky("c", policy_profile_id="no-codex"))
+        assert inspect.get(codex_key) == b"codex"
+        assert inspect.pttl(codex_key) < 4900
+
+
+@pytest.mark.anyio
+async def test_bindings_expire(redis_url: str, prefix: str, inspect: Any) -> None:
+    async with Router(store=RedisStore(redis_url, prefix=prefix, binding_ttl=0.15)) as router:
+        assert (await router.select_backend(sticky("e"))).reasons == (BOUND,)
+        await wait_for(lambda: not inspect.exists(_binding_key(prefix, "e")), timeout=5)
+        assert (await router.select_backend(sticky("e"))).reasons == (BOUND,)
+
+
+@pytest.mark.anyio
+async def test_rebinding_away_from_an_ineligible_backend(redis_url: str, prefix: str, inspect: Any) -> None:
+    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+        assert (await router.select_backend(sticky("r"))).backend == "claude"
+        moved = await router.select_backend(sticky("r", excluded_backends=["claude"]))
+        assert moved.reasons == (BOUND,) and moved.backend != "claude"
+        assert inspect.get(_binding_key(prefix, "r")) == moved.backend.encode()
+        again = await router.select_backend(sticky("r"))
+        assert (again.backend, again.reasons) == (moved.backend, (REUSED,))
+
+
+def _race(
+    monkeypatch: pytest.MonkeyPatch, store: RedisStore, rival: Router, request: dict[str, Any]
+) -> list[RouteDecision]:
+    """Make ``rival`` route ``request`` between ``store``'s state read and its commit, once."""
+    original = store._read_state
+    rival_decisions: list[RouteDecision] = []
+
+    async def read_then_rival(*args: Any) -> Any:
+        outcome = await original(*args)
+        if not rival_decisions:
+            rival_decisions.append(await rival.select_backend(request))
+        return outcome
+
+    monkeypatch.setattr(store, "_read_state", read_then_rival)
+    return rival_decisions
+
+
+@pytest.mark.anyio
+async def test_a_lost_race_reuses_the_winners_backend(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    async with Router(store=store) as router, Router(store=RedisStore(redis_url, prefix=prefix)) as rival:
+        winner = _race(monkeypatch, store, rival, sticky("k"))
+        decision = await router.select_backend(sticky("k"))
+        # Our read advanced the counter to 1 (claude), the rival's to 2 and it bound codex first.
+        assert winner[0].backend == "codex" and winner[0].reasons == (BOUND,)
+        assert (decision.backend, decision.reasons) == ("codex", (REUSED,))
+        bound = [
+            e for e in await router.journal("routing_selected") if e.payload["decision"]["reasons"] == [BOUND]
+        ]
+        assert len(bound) == 1  # the loser's lost attempt was never recorded
+
+
+@pytest.mark.anyio
+async def test_a_lost_race_checks_the_profile_against_the_winner(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    async with Router(store=store) as router, Router(store=RedisStore(redis_url, prefix=prefix)) as rival:
+        await router.put_policy_profile(
+            "no-codex",
+            {"rules": [{"action": "backend", "match": ["eq", "backend", "codex"], "reason": "no codex"}]},
+        )
+        _race(monkeypatch, store, rival, sticky("k"))
+        with pytest.raises(PolicyDenied) as denial:
+            await router.select_backend(sticky("k", policy_profile_id="no-codex"))
+        assert denial.value.detail == "no codex"
+        assert (await rival.select_backend(sticky("k"))).backend == "codex"
+
+
+@pytest.mark.anyio
+async def test_a_lost_race_to_an_ineligible_winner_rebinds(
+    redis_url: str, prefix: str, inspect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    async with Router(store=store) as router, Router(store=RedisStore(redis_url, prefix=prefix)) as rival:
+        winner = _race(monkeypatch, store, rival, sticky("k", preferred_backends=["codex"]))
+        decision = await router.select_backend(sticky("k", excluded_backends=["codex"]))
+        # The rival bound codex, excluded here: we rebind (compare-and-set) with our counter's next value.
+        assert winner[0].backend == "codex"
+        assert (decision.backend, decision.reasons) == ("copilot", (BOUND,))
+        assert inspect.get(_binding_key(prefix, "k")) == b"copilot"
+
+
+@pytest.mark.anyio
+async def test_concurrent_first_binds_from_two_routers_agree(redis_url: str, prefix: str) -> None:
+    decisions: list[RouteDecision] = []
+    async with (
+        Router(store=RedisStore(redis_url, prefix=prefix)) as one,
+        Router(store=RedisStore(redis_url, prefix=prefix)) as two,
+    ):
+
+        async def call(router: Router) -> None:
+            decisions.append(await router.select_backend(sticky("shared")))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(500):
+                tg.start_soon(call, one if i % 2 else two)
+        assert len({d.backend for d in decisions}) == 1
+        assert Counter(d.reasons[0] for d in decisions) == {BOUND: 1, REUSED: 499}
+        # Every decision returned was journaled, and nothing else.
+        selected = await one.journal("routing_selected")
+        assert len(selected) == 500
+
+
+@pytest.mark.anyio
+async def test_first_binds_in_one_batch_advance_the_counter_once(
+    redis_url: str, prefix: str, inspect: Any
+) -> None:
+    decisions: list[RouteDecision] = []
+    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+
+        async def call() -> None:
+            decisions.append(await router.select_backend(sticky("hot")))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(call)
+        assert {d.backend for d in decisions} == {"claude"}
+        assert Counter(d.reasons[0] for d in decisions) == {BOUND: 1, REUSED: 199}
+        assert inspect.get(_counter_key(prefix, sticky("hot"))) == b"1"  # as in one process's memory
+        assert (await router.select_backend(sticky("cold"))).backend == "codex"
+
+
+@pytest.mark.anyio
+async def test_concurrent_binds_behind_a_denied_one_behave_as_in_memory(redis_url: str, prefix: str) -> None:
+    profile = {"rules": [{"action": "backend", "match": ["eq", "backend", "claude"], "reason": "no claude"}]}
+    outcomes: list[str] = []
+    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+        await router.put_policy_profile("no-claude", profile)
+
+        async def call() -> None:
+            try:
+                decision = await router.select_backend(sticky("d", policy_profile_id="no-claude"))
+                outcomes.append(f"{decision.backend}: {decision.reasons[0]}")
+            except PolicyDenied as exc:
+                outcomes.append(f"denied: {exc.detail}")
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(call)
+    assert Counter(outcomes) == {"denied: no claude": 1, f"codex: {BOUND}": 1, f"codex: {REUSED}": 48}
+
+
+@pytest.mark.anyio
+async def test_a_batch_shares_its_round_trips(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    commits = 0
+    async with Router(store=store) as router:
+        original = store._commit
+
+        async def counted(*args: Any) -> Any:
+            nonlocal commits
+            commits += 1
+            return await original(*args)
+
+        monkeypatch.setattr(store, "_commit", counted)
+        backends: list[str] = []
+
+        async def call() -> None:
+            backends.append((await router.select_backend(RR)).backend)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(500):
+                tg.start_soon(call)
+    assert Counter(backends) == {backend: 100 for backend in BACKENDS}
+    assert commits <= 50, f"{commits} commit round trips for 500 concurrent calls"
+
+
+@pytest.mark.anyio
+async def test_a_crash_while_planning_blames_one_caller(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    original = store.engine.plan
+
+    def plan(request: Any) -> Any:
+        if request.affinity_key == "boom":
+            raise RuntimeError("planted bug")
+        return original(request)
+
+    monkeypatch.setattr(store.engine, "plan", plan)
+    async with Router(store=store) as router:
+        with pytest.raises(ActorCrashed):
+            await router.select_backend(sticky("boom"))
+        assert (await router.select_backend(sticky("fine"))).backend == "claude"
+        assert await _restarts(router) == {"routing_table": 1, "session_registry": 0}
+
+
+# --------------------------------------------------------------------------- shared state
+
+
+@pytest.mark.anyio
+async def test_two_routers_share_counters_bindings_profiles_sessions_and_journal(
+    redis_url: str, prefix: str
+) -> None:
+    async with (
+        Router(store=RedisStore(redis_url, prefix=prefix)) as one,
+        Router(store=RedisStore(redis_url, prefix=prefix)) as two,
+    ):
+        rotation = [(await (one if i % 2 else two).select_backend(RR)).backend for i in range(10)]
+        assert rotation == list(BACKENDS) * 2
+
+        first = await one.select_backend(sticky("s"))
+        reused = await two.select_backend(sticky("s"))
+        assert (reused.backend, reused.reasons) == (first.backend, (REUSED,))
+
+        await one.put_policy_profile("deny-all", {"default": "deny"})
+        with pytest.raises(PolicyDenied):
+            await two.select_backend(
+                {"policy": "explicit", "backend": "codex", "policy_profile_id": "deny-all"}
+            )
+        assert await two.delete_policy_profile("deny-all") is True
+        assert await one.delete_policy_profile("deny-all") is False
+        with pytest.raises(PolicyDenied, match="unknown policy profile"):
+            await one.select_backend(
+                {"policy": "explicit", "backend": "codex", "policy_profile_id": "deny-all"}
+            )
+
+        await one.register_session("s-1", "codex_cli", {"host": "a"})
+        await two.register_session("s-2", "claude")
+        await one.register_session("s-3", "gemini")
+        await two.register_session("s-1", "opencode")  # replaced, and now the latest
+        assert [(h.session_id, h.backend) for h in await one.sessions()] == [
+            ("s-2", "claude"),
+            ("s-3", "gemini"),
+            ("s-1", "opencode"),
+        ]
+        assert await two.session_backend("s-3") == "gemini"
+        failover = await one.select_backend("s-1", {"policy": "failover"})
+        assert failover.fallback_chain[-1] == "opencode"  # the registry's backend became last_backend
+        await one.unregister_session("s-3")
+        await one.unregister_session("never-registered")
+        assert await two.session_backend("s-3") is None
+        assert [h.session_id for h in await two.sessions()] == ["s-2", "s-1"]
+
+        sequences = [e.sequence for e in await two.journal()]
+        assert sequences == list(range(1, len(sequences) + 1))
+        assert await one.journal() == await two.journal()
+
+
+@pytest.mark.anyio
+async def test_clear_forgets_only_this_prefixs_counters_and_bindings(redis_url: str, prefix: str) -> None:
+    other = prefix + "other-deployment-"
+    async with (
+        Router(store=RedisStore(redis_url, prefix=prefix)) as router,
+        Router(store=RedisStore(redis_url, prefix=other)) as neighbour,
+    ):
+        for r in (router, neighbour):
+            await r.select_backend(RR)
+            await r.select_backend(sticky("k", excluded_backends=["claude"]))
+            await r.put_policy_profile("p", {"default": "deny"})
+            await r.register_session("s", "codex")
+        journal = await router.journal()
+        await router.clear()
+        assert (await router.select_backend(RR)).backend == "claude"
+        assert (await router.select_backend(sticky("k"))).reasons == (BOUND,)
+        assert (await neighbour.select_backend(RR)).backend == "codex"
+        assert (await neighbour.select_backend(sticky("k", excluded_backends=["claude"]))).reasons == (
+            REUSED,
+        )
+        with pytest.raises(PolicyDenied, match="default"):
+            await router.select_backend({"policy_profile_id": "p"})
+        assert await router.session_backend("s") == "codex"
+        assert (await router.journal())[: len(journal)] == journal
+        await router.ensure_tables()
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def _spawn(url: str, prefix: str, mode: str, calls: int, concurrency: int, barrier: str, parties: int) -> Any:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), url, prefix, mode, str(calls), str(concurrency), barrier, str(parties)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _run_fleet(
+    url: str, prefix: str, mode: str, calls: int, concurrency: int, workers: int
+) -> list[dict[str, Any]]:
+    barrier = f"{prefix}test-barrier:{uuid.uuid4().hex}"
+    processes = [_spawn(url, prefix, mode, calls, concurrency, barrier, workers) for _ in range(workers)]
+    results = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=90)
+            assert process.returncode == 0, f"worker failed:\n{err}"
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return results
+
+
+def test_fleet_round_robin_spreads_exactly_evenly(redis_url: str, prefix: str) -> None:
+    results = _run_fleet(redis_url, prefix, "round_robin", 1000, 100, 2)
+    assert all(not r["errors"] for r in results), results[0]["errors"][:3]
+    assert all(len(r["backends"]) == 1000 for r in results)
+    assert all(len(set(r["backends"])) == 5 for r in results)  # both took part in one rotation
+    assert Counter(b for r in results for b in r["backends"]) == {backend: 400 for backend in BACKENDS}
+
+
+def test_fleet_first_binds_agree_and_bindings_are_reused_across_processes(
+    redis_url: str, prefix: str
+) -> None:
+    results = _run_fleet(redis_url, prefix, "sticky", 250, 250, 2)
+    assert all(not r["errors"] for r in results), results[0]["errors"][:3]
+    backends = {b for r in results for b in r["backends"]}
+    assert len(backends) == 1 and sum(len(r["backends"]) for r in results) == 500
+    assert Counter(reason for r in results for reason in r["reasons"]) == {BOUND: 1, REUSED: 499}
+
+    (later,) = _run_fleet(redis_url, prefix, "sticky", 1, 1, 1)
+    assert later == {"backends": list(backends), "reasons": [REUSED], "errors": []}
+
+
+# --------------------------------------------------------------------------- failures
+
+
+class _Server(RedisServer):
+    """A private redis-server that the outage tests may kill, pause and restart."""
+
+    def pause(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def private_redis(redis_server: RedisServer, tmp_path: Path) -> Iterator[_Server]:
+    server = _Server(redis_server.binary, _free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.running:
+            server.resume()
+        server.kill()
+
+
+@pytest.mark.anyio
+async def test_unreachable_redis_fails_router_start() -> None:
+    url = f"redis://127.0.0.1:{_free_port()}/0"
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
+        async with Router(store=RedisStore(url)):
+            pytest.fail("the router started without Redis")
+    assert time.monotonic() - start < 2.0
+
+
+async def _outage_calls(router: Router, call_timeout: float) -> list[float | str]:
+    """30 concurrent calls of every kind; each is ``"ok"`` or the seconds it took to fail."""
+    outcomes: list[float | str] = []
+    calls: list[Callable[[], Any]] = [
+        lambda: router.select_backend(RR),
+        lambda: router.select_backend(sticky("w")),
+        lambda: router.select_backend(sticky("new")),
+        lambda: router.journal(),
+        lambda: router.register_session("x", "codex"),
+        lambda: router.session_backend("x"),
+    ]
+
+    async def one(call: Callable[[], Any]) -> None:
+        started = anyio.current_time()
+        with anyio.fail_after(call_timeout + 1):  # a hang fails the test instead of blocking it
+            try:
+                await call()
+                outcomes.append("ok")
+            except StoreUnavailable:
+                outcomes.append(anyio.current_time() - started)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(one, calls[i % len(calls)])
+    return outcomes
+
+
+@pytest.mark.anyio
+async def test_redis_killed_and_restarted(private_redis: _Server, prefix: str) -> None:
+    store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=0.5)
+    async with Router(store=store, call_timeout=5.0) as router:
+        bound = await router.select_backend(sticky("w"))
+        for _ in range(3):
+            await router.select_backend(RR)
+        assert private_redis.command("SAVE") == b"+OK"  # what a persistent deployment keeps
+        private_redis.kill()
+
+        outcomes = await _outage_calls(router, 5.0)
+        assert "ok" not in outcomes
+        assert max(outcome for outcome in outcomes if not isinstance(outcome, str)) < 2.0
+        assert await _restarts(router) == {"routing_table": 0, "session_registry": 0}  # not crashes
+
+        private_redis.start()
+
+        async def back() -> bool:
+            try:
+                await router.select_backend(sticky("w"))
+            except StoreUnavailable:
+                return False
+            return True
+
+        await wait_for(back, timeout=10, message="routing did not resume after Redis came back")
+        again = await router.select_backend(sticky("w"))
+        assert (again.backend, again.reasons) == (bound.backend, (REUSED,))
+        assert (await router.select_backend(RR)).backend == "gemini"  # the counter kept its value, 3
+        assert await _restarts(router) == {"routing_table": 0, "session_registry": 0}
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="pausing a process needs SIGSTOP")
+async def test_redis_not_answering_fails_calls_in_time(private_redis: _Server, prefix: str) -> None:
+    store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=0.3)
+    async with Router(store=store, call_timeout=3.0) as router:
+        before = await router.select_backend(sticky("w"))
+        private_redis.pause()
+        try:
+            outcomes = await _outage_calls(router, 3.0)
+        finally:
+            private_redis.resume()
+        assert "ok" not in outcomes
+        assert max(outcome for outcome in outcomes if not isinstance(outcome, str)) < 1.5
+
+        async def back() -> bool:
+            try:
+                await router.select_backend(sticky("w"))
+            except StoreUnavailable:
+                return False
+            return True
+
+        await wait_for(back, timeout=10)
+        assert (await router.select_backend(sticky("w"))).backend == before.backend
+        assert await _restarts(router) == {"routing_table": 0, "session_registry": 0}
+        # No decision was returned that was not recorded (some recorded ones may not have been returned).
+        assert len(await router.journal("routing_selected")) >= 3
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_trio_is_refused_clearly() -> None:
+    async def construct() -> None:
+        RedisStore("redis://127.0.0.1:1/0")
+
+    with pytest.raises(RuntimeError, match="trio"):
+        anyio.run(construct, backend="trio")
+
+    store = RedisStore("redis://127.0.0.1:1/0")
+
+    async def enter() -> None:
+        async with Router(store=store):
+            pass
+
+    with pytest.raises(RuntimeError, match="trio"):
+        anyio.run(enter, backend="trio")
+
+
+def test_arguments_are_checked() -> None:
+    for kwargs in (
+        {"prefix": ""},
+        {"binding_ttl": 0},
+        {"counter_ttl": -1},
+        {"journal_size": -1},
+        {"operation_timeout": 0},
+    ):
+        with pytest.raises(ValueError):
+            RedisStore("redis://127.0.0.1:1/0", **kwargs)
+    with pytest.raises(ValueError):
+        RedisStore("")
+    store = RedisStore("redis://user:secret@127.0.0.1:1/0", prefix="p:")
+    assert "secret" not in repr(store) and "p:" in repr(store)
+    assert isinstance(store, Store)
+
+
+def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    with pytest.raises(ImportError, match=r"pip install 'beamrouting\[redis\]'"):
+        RedisStore("redis://127.0.0.1:1/0")
+
+
+def test_the_package_imports_without_redis() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None; sys.modules['redis.asyncio'] = None\n"
+        "import beamrouting, beamrouting._redis_store as m\n"
+        "try:\n    m.RedisStore('redis://localhost')\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'beamrouting[redis]'" in done.stdout
