@@ -339,6 +339,10 @@ def _environment() -> dict[str, Any]:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
+    if versions["beamrouting"] is None:  # running from a source tree that is not installed
+        from . import __version__
+
+        versions["beamrouting"] = __version__
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -579,7 +583,7 @@ def plot_report(report: BenchReport, path: str | Path) -> None:
                     marker="s",
                     color=line.get_color(),
                     linestyle="none",
-                    label=f"redis, {backend}",
+                    label=f"redis round_robin, {backend}",
                 )
                 ax_p99.plot(
                     [r.concurrency],
@@ -587,7 +591,7 @@ def plot_report(report: BenchReport, path: str | Path) -> None:
                     marker="s",
                     color=line.get_color(),
                     linestyle="none",
-                    label=f"redis, {backend}",
+                    label=f"redis round_robin, {backend}",
                 )
     engine = _geomean([r.throughput for r in report.results if r.target == ENGINE])
     if engine:

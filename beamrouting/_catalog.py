@@ -175,7 +175,9 @@ class Catalog:
             else:
                 data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise CatalogError(f"catalogue {str(path)!r} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+            raise CatalogError(
+                f"catalogue {str(path)!r} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
+            ) from None
         if not isinstance(data, dict):
             raise CatalogError(f"catalogue {str(path)!r} must hold an object with a 'backends' list")
         return cls.from_dict(data)
@@ -184,7 +186,11 @@ class Catalog:
         """Return the catalogue in the shape :meth:`from_dict` reads."""
         return {
             "backends": [
-                {"name": b, "aliases": list(self.aliases_of(b)), "capabilities": [c for c in self._capabilities if c in self._support[b]]}
+                {
+                    "name": b,
+                    "aliases": list(self.aliases_of(b)),
+                    "capabilities": [c for c in self._capabilities if c in self._support[b]],
+                }
                 for b in self._backends
             ],
             "capabilities": list(self._capabilities),

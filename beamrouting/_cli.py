@@ -9,6 +9,7 @@ interrupted. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -558,6 +559,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error(f"{PROG}: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, and keep the interpreter's final
+        # flush from complaining about the closed pipe.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as exc:
         if os.environ.get("BEAMROUTING_DEBUG"):

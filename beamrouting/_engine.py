@@ -67,7 +67,7 @@ class RoutePlan:
     counter when there is none to reuse).
     """
 
-    __slots__ = ("counter_key", "decision", "eligible", "kind", "ordered", "preferred", "fallback", "request")
+    __slots__ = ("counter_key", "decision", "eligible", "fallback", "kind", "ordered", "preferred", "request")
 
     def __init__(
         self,
@@ -114,7 +114,9 @@ class RoutePlan:
         return _decision(bound, self.ordered, _STICKY_REUSED, self.request)
 
 
-def _decision(backend: str, ordered: tuple[str, ...], reason: tuple[str, ...], req: RouteRequest) -> RouteDecision:
+def _decision(
+    backend: str, ordered: tuple[str, ...], reason: tuple[str, ...], req: RouteRequest
+) -> RouteDecision:
     candidates = _front(backend, ordered)
     return RouteDecision(
         backend, candidates, req.policy, reason, candidates[1:], req.affinity_key, req.policy_profile_id
@@ -403,7 +405,9 @@ class RoutingEngine:
         elif req.fallback_policy is FallbackPolicy.NONE:
             ordered = preferred + fallback
         else:
-            ordered = preferred + fallback + tuple(b for b in eligible if b not in preferred and b not in fallback)
+            ordered = (
+                preferred + fallback + tuple(b for b in eligible if b not in preferred and b not in fallback)
+            )
         return eligible, ordered, preferred, fallback
 
     def plan(self, req: RouteRequest) -> RoutePlan:
@@ -417,7 +421,12 @@ class RoutingEngine:
                 raise self._none_available(req, eligible)
             first = ordered[0]
             return RoutePlan(
-                req, DONE, eligible, ordered, preferred, fallback,
+                req,
+                DONE,
+                eligible,
+                ordered,
+                preferred,
+                fallback,
                 _decision(first, ordered, self._selection_reason(first, preferred, fallback), req),
             )
         if policy is Policy.ROUND_ROBIN or policy is Policy.STICKY:
@@ -427,20 +436,34 @@ class RoutingEngine:
             if not ordered:
                 raise self._none_available(req, eligible)
             key = (policy.value, sticky, ordered, req.capabilities, pref_req, fb_req, req.excluded_backends)
-            return RoutePlan(req, STICKY if sticky else ROTATE, eligible, ordered, preferred, fallback, None, key)
+            return RoutePlan(
+                req, STICKY if sticky else ROTATE, eligible, ordered, preferred, fallback, None, key
+            )
         if policy is Policy.EXPLICIT:
             backend = req.backend
             if backend is not None:
                 if backend not in eligible:
                     raise BackendNotEligible(backend)
                 decision = RouteDecision(
-                    backend, (backend,), policy, _EXPLICIT_OVERRIDE, (), req.affinity_key, req.policy_profile_id
+                    backend,
+                    (backend,),
+                    policy,
+                    _EXPLICIT_OVERRIDE,
+                    (),
+                    req.affinity_key,
+                    req.policy_profile_id,
                 )
                 return RoutePlan(req, DONE, eligible, ordered, preferred, fallback, decision)
             if not ordered:
                 raise self._none_available(req, eligible)
             return RoutePlan(
-                req, DONE, eligible, ordered, preferred, fallback, _decision(ordered[0], ordered, _EXPLICIT_FIRST, req)
+                req,
+                DONE,
+                eligible,
+                ordered,
+                preferred,
+                fallback,
+                _decision(ordered[0], ordered, _EXPLICIT_FIRST, req),
             )
         if policy is Policy.CAPABILITY_FIRST:
             caps = req.capabilities
@@ -454,7 +477,9 @@ class RoutingEngine:
                 if caps
                 else self._selection_reason(first, preferred, fallback)
             )
-            return RoutePlan(req, DONE, eligible, ordered, preferred, fallback, _decision(first, ordered, reason, req))
+            return RoutePlan(
+                req, DONE, eligible, ordered, preferred, fallback, _decision(first, ordered, reason, req)
+            )
         # failover
         last = req.last_backend
         if last is not None and len(ordered) > 1 and last in ordered:
@@ -472,7 +497,9 @@ class RoutingEngine:
         return RoutePlan(req, DONE, eligible, ordered, preferred, fallback, decision)
 
     @staticmethod
-    def _selection_reason(backend: str, preferred: tuple[str, ...], fallback: tuple[str, ...]) -> tuple[str, ...]:
+    def _selection_reason(
+        backend: str, preferred: tuple[str, ...], fallback: tuple[str, ...]
+    ) -> tuple[str, ...]:
         if backend in preferred:
             return _PREFERRED
         if backend in fallback:

@@ -65,18 +65,36 @@ JSONValue: TypeAlias = Any
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def json_detail(value: object) -> JSONValue:
+_MAX_DEPTH = 16
+
+
+def json_detail(value: object, _depth: int = 0) -> JSONValue:
     """Return ``value`` as a JSON-compatible error detail.
 
-    Scalars are kept as they are, tuples and lists become lists, dicts with ``str`` keys
-    keep their shape, and anything else becomes its ``repr()``.
+    Scalars are kept as they are (subclasses such as a ``StrEnum`` member become the plain
+    base value), tuples and lists become lists, dicts with ``str`` keys keep their shape,
+    and anything else becomes its ``repr()``.
     """
-    if isinstance(value, _SCALARS):
+    kind = type(value)
+    if kind in _SCALARS:
         return value
-    if isinstance(value, (list, tuple)):
-        return [json_detail(item) for item in value]
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        return {key: json_detail(item) for key, item in value.items()}
+    # The base types' own methods: a subclass may override __str__ or __repr__ to raise.
+    if isinstance(value, bool):
+        return bool(int.__int__(value))
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if _depth < _MAX_DEPTH:  # deeper (or cyclic) values are given as their repr()
+        try:
+            if kind is list or kind is tuple:
+                return [json_detail(item, _depth + 1) for item in value]  # type: ignore[attr-defined]
+            if kind is dict and all(type(key) is str for key in value):  # type: ignore[attr-defined]
+                return {key: json_detail(item, _depth + 1) for key, item in value.items()}  # type: ignore[attr-defined]
+        except Exception:
+            pass
     try:
         return repr(value)
     except Exception:  # a hostile __repr__ must not turn a typed error into a crash

@@ -42,7 +42,22 @@ class Explanation(msgspec.Struct, frozen=True):
 
     def to_dict(self) -> dict[str, Any]:
         """Return the explanation as plain JSON-compatible data."""
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        if self.decision is not None:
-            out["decision"] = self.decision.to_dict()
-        return out
+        return {
+            "request": self.request,
+            "backends": [
+                {
+                    "backend": v.backend,
+                    "eligible": v.eligible,
+                    "health": v.health.value,
+                    "reasons": list(v.reasons),
+                }
+                for v in self.backends
+            ],
+            "eligible": list(self.eligible),
+            "preferred": list(self.preferred),
+            "fallback": list(self.fallback),
+            "remaining": list(self.remaining),
+            "ordered": list(self.ordered),
+            "decision": None if self.decision is None else self.decision.to_dict(),
+            "error": self.error,
+        }

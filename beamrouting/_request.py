@@ -209,8 +209,8 @@ class RequestNormalizer:
             capabilities,
             last_backend,
             fallback_policy,
-            None if affinity_key is None else str(affinity_key),
-            None if profile_id is None else str(profile_id),
+            None if affinity_key is None else str.__str__(affinity_key),
+            None if profile_id is None else str.__str__(profile_id),
             health,
         )
 
@@ -257,6 +257,22 @@ def merge_session(
 
     ``session_backend`` is what a session registry knows of a session id, if anything.
     """
+    try:
+        base = _session_base(session_or_opts, session_backend)
+    except RoutingError:
+        raise
+    except Exception:  # options whose own methods fail are not usable options
+        raise InvalidRouteRequest("session") from None
+    if not isinstance(request, Mapping):
+        raise InvalidRouteRequest("request")
+    try:
+        base.update(request)
+    except Exception:
+        raise InvalidRouteRequest("request") from None
+    return base
+
+
+def _session_base(session_or_opts: object, session_backend: str | None) -> dict[Any, Any]:
     if isinstance(session_or_opts, str):
         if not session_or_opts:
             raise InvalidRouteRequest("session_id")
@@ -276,7 +292,4 @@ def merge_session(
             base["policy"] = "explicit"
     else:
         raise InvalidRouteRequest("session")
-    if not isinstance(request, Mapping):
-        raise InvalidRouteRequest("request")
-    base.update(request)
     return base

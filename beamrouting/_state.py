@@ -22,7 +22,16 @@ class RoutingState:
     decision refreshed for that long; ``clock`` is a monotonic clock in seconds.
     """
 
-    __slots__ = ("_bindings", "_clock", "_counters", "binding_ttl", "journal", "max_bindings", "max_counters", "profiles")
+    __slots__ = (
+        "_bindings",
+        "_clock",
+        "_counters",
+        "binding_ttl",
+        "journal",
+        "max_bindings",
+        "max_counters",
+        "profiles",
+    )
 
     def __init__(
         self,

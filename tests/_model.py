@@ -97,7 +97,9 @@ class ModelEngine:
                 return "selected fallback backend"
             return "selected first eligible backend"
 
-        def decision(backend: str, candidates: list[str], reason: str, affinity: bool = True) -> dict[str, Any]:
+        def decision(
+            backend: str, candidates: list[str], reason: str, affinity: bool = True
+        ) -> dict[str, Any]:
             out: dict[str, Any] = {
                 "backend": backend,
                 "candidates": candidates,

@@ -160,7 +160,9 @@ class RedisServer:
             return self.ping()
 
         try:
-            wait_until(ready, timeout, interval=0.02, message=f"redis-server did not answer PING:\n{self.log_tail()}")
+            wait_until(
+                ready, timeout, interval=0.02, message=f"redis-server did not answer PING:\n{self.log_tail()}"
+            )
         except BaseException:
             self.kill()
             raise
@@ -194,10 +196,7 @@ class RedisServer:
 
 
 def _redis_binary() -> str | None:
-    override = os.environ.get("BEAMROUTING_REDIS_SERVER")
-    if override:
-        return override
-    return shutil.which("redis-server")
+    return shutil.which(os.environ.get("BEAMROUTING_REDIS_SERVER") or "redis-server")
 
 
 @pytest.fixture(scope="session")

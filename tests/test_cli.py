@@ -411,6 +411,26 @@ def test_demo_small_passes_its_invariants(capsys: pytest.CaptureFixture[str]) ->
     assert "routing sessions" in err  # the progress display
 
 
+def test_demo_exits_1_when_an_invariant_fails(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import beamrouting._demo as demo
+
+    real = demo._sticky_check
+
+    def broken(run: Any) -> tuple[dict[str, int], list[str]]:
+        sticky, _ = real(run)
+        return sticky, ["workspace-00001: backends ['claude', 'gemini'], bound 2 time(s) without an outage"]
+
+    monkeypatch.setattr(demo, "_sticky_check", broken)
+    status, out, err = run(
+        capsys, "demo", "--sessions", "200", "--concurrency", "10", "--plain", "--no-progress"
+    )
+    assert status == 1
+    assert "FAIL" in out
+    assert "demo invariant failed: sticky workspaces stayed on one backend" in one_error_line(err)
+
+
 def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(
         capsys, "demo", "--sessions", "800", "--concurrency", "25", "--backend", "trio", "--json"
@@ -554,6 +574,29 @@ def test_bench_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     )
     assert status == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_duration_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    json_path = tmp_path / "bench.json"
+    status, _, err = run(
+        capsys,
+        "bench",
+        "--duration",
+        "0.02",
+        "--concurrency",
+        "1,4",
+        "--policies",
+        "failover",
+        "--backends",
+        "uvloop" if sys.platform != "win32" else "asyncio",
+        "--json",
+        str(json_path),
+        "--no-progress",
+    )
+    assert status == 0, err
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data["config"]["duration"] == 0.02
+    assert all(r["throughput"] > 0 and r["p99_us"] >= r["p50_us"] > 0 for r in data["results"])
 
 
 @pytest.mark.parametrize(

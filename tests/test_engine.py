@@ -158,7 +158,8 @@ def test_enums_are_str_enums_with_the_contract_values() -> None:
     ]
     assert [p.value for p in FallbackPolicy] == ["none", "available"]
     assert [h.value for h in Health] == ["healthy", "degraded", "unhealthy", "down"]
-    assert Policy.STICKY == "sticky" and isinstance(Health.DOWN, str)
+    assert Policy("sticky") is Policy.STICKY and str(Policy.STICKY) == "sticky"
+    assert isinstance(Health.DOWN, str)
 
 
 def test_enum_members_and_plain_strings_route_alike(engine: RoutingEngine) -> None:
@@ -348,7 +349,11 @@ def test_validation_order_follows_section_3_1(engine: RoutingEngine) -> None:
         ({"backend": "claude_code", "excluded_backends": ["claude"]}, "backend_not_eligible", "claude"),
         ({"backend": "gemini_cli", "health": {"gemini": "down"}}, "backend_not_eligible", "gemini"),
         (
-            {"policy": "capability_first", "capabilities": ("hooks", "memory"), "excluded_backends": list(BACKENDS)},
+            {
+                "policy": "capability_first",
+                "capabilities": ("hooks", "memory"),
+                "excluded_backends": list(BACKENDS),
+            },
             "no_backend_supports_capabilities",
             ["hooks", "memory"],
         ),
@@ -549,7 +554,9 @@ def test_round_robin_rotation_shape(engine: RoutingEngine) -> None:
 def test_sticky_binds_then_reuses_while_eligible(engine: RoutingEngine) -> None:
     first = engine.select_backend({"policy": "sticky", "affinity_key": "ws"})
     assert (first.backend, first.reasons) == ("claude", ("selected backend and bound sticky affinity",))
-    again = engine.select_backend({"policy": "sticky", "affinity_key": "ws", "preferred_backends": ["gemini"]})
+    again = engine.select_backend(
+        {"policy": "sticky", "affinity_key": "ws", "preferred_backends": ["gemini"]}
+    )
     assert again.to_dict() == {
         "backend": "claude",
         "candidates": ["claude", "gemini", "codex", "copilot", "opencode"],
@@ -590,8 +597,12 @@ def test_failover_moves_last_backend_to_the_end(engine: RoutingEngine) -> None:
         "reasons": ["skipped last backend and selected failover candidate"],
         "fallback_chain": ["copilot", "gemini", "opencode", "claude"],
     }
-    only_last = {"policy": "failover", "last_backend": "codex", "excluded_backends": ["claude", "copilot"]}
-    only_last["health"] = {"gemini": "down", "opencode": "down"}
+    only_last = {
+        "policy": "failover",
+        "last_backend": "codex",
+        "excluded_backends": ["claude", "copilot"],
+        "health": {"gemini": "down", "opencode": "down"},
+    }
     assert engine.select_backend(only_last).reasons == (
         "reused last backend because no failover candidate remained",
     )
@@ -693,7 +704,9 @@ def test_bindings_are_evicted_least_recently_used_first() -> None:
 def test_state_never_exceeds_its_caps() -> None:
     engine = RoutingEngine(max_counters=3, max_bindings=4)
     for i in range(50):
-        engine.select_backend({"policy": "sticky", "affinity_key": f"k{i}", "excluded_backends": [BACKENDS[i % 5]]})
+        engine.select_backend(
+            {"policy": "sticky", "affinity_key": f"k{i}", "excluded_backends": [BACKENDS[i % 5]]}
+        )
         engine.select_backend({**RR, "excluded_backends": [BACKENDS[i % 5]]})
     assert engine.state.counter_count <= 3
     assert engine.state.binding_count <= 4
@@ -727,7 +740,9 @@ def test_binding_ttl_is_refreshed_by_a_rebind_too() -> None:
     engine = RoutingEngine(binding_ttl=5.0, clock=clock)
     engine.select_backend({"policy": "sticky", "affinity_key": "ws"})
     clock.now += 4.0
-    rebound = engine.select_backend({"policy": "sticky", "affinity_key": "ws", "excluded_backends": ["claude"]})
+    rebound = engine.select_backend(
+        {"policy": "sticky", "affinity_key": "ws", "excluded_backends": ["claude"]}
+    )
     clock.now += 4.0
     reused = engine.select_backend({"policy": "sticky", "affinity_key": "ws"})
     assert (reused.backend, reused.reasons) == (rebound.backend, ("reused sticky affinity backend",))
@@ -754,12 +769,16 @@ def test_nonsensical_bounds_are_rejected(kwargs: dict[str, Any]) -> None:
 def test_clear_forgets_counters_and_bindings_but_keeps_profiles(engine: RoutingEngine) -> None:
     engine.select_backend(RR)
     engine.select_backend({"policy": "sticky", "affinity_key": "k", "excluded_backends": ["claude"]})
-    assert engine.clear() is None
+    clear: Callable[[], object] = engine.clear
+    assert clear() is None
     assert engine.select_backend(RR).backend == "claude"
     assert engine.select_backend({"policy": "sticky", "affinity_key": "k"}).reasons == (
         "selected backend and bound sticky affinity",
     )
-    assert outcome(engine, {"policy_profile_id": "deny-claude"}) == ("policy_denied", "claude backend blocked")
+    assert outcome(engine, {"policy_profile_id": "deny-claude"}) == (
+        "policy_denied",
+        "claude backend blocked",
+    )
 
 
 def test_ensure_tables_is_idempotent_and_keeps_state(engine: RoutingEngine) -> None:
@@ -825,7 +844,12 @@ def test_success_journals_routing_selected_then_audit(engine: RoutingEngine) -> 
 
 def test_journal_request_lists_every_set_field(engine: RoutingEngine) -> None:
     engine.select_backend(
-        {"backend": "codex_app_server", "last_backend": "gemini", "capabilities": ("memory",), "fallback_policy": "none"}
+        {
+            "backend": "codex_app_server",
+            "last_backend": "gemini",
+            "capabilities": ("memory",),
+            "fallback_policy": "none",
+        }
     )
     assert engine.journal("routing_selected")[-1].payload["request"] == {
         "policy": "explicit",
@@ -878,7 +902,10 @@ def test_journal_sequence_ids_filter_and_limit(engine: RoutingEngine) -> None:
     assert all(EVENT_ID.match(e.event_id) for e in events)
     audits = engine.journal(event_type="audit")
     assert [e.sequence for e in audits] == [e.sequence for e in events if e.event_type == "audit"]
-    assert engine.journal(event_type="routing_selected", limit=2) == [e for e in events if e.event_type == "routing_selected"][-2:]
+    assert (
+        engine.journal(event_type="routing_selected", limit=2)
+        == [e for e in events if e.event_type == "routing_selected"][-2:]
+    )
     assert engine.journal(limit=1) == events[-1:]
     assert engine.journal(event_type="nothing") == []
     json.dumps([e.to_dict() for e in events])
@@ -947,7 +974,9 @@ def denied(engine: RoutingEngine, profile: Mapping[str, Any], request: Mapping[s
         (["prefix", ["request", "affinity_key"], "C:/work"], {"affinity_key": "C:\\work\\repo"}, False),
     ],
 )
-def test_profile_match_forms(engine: RoutingEngine, match: Any, request_: dict[str, Any], matched: bool) -> None:
+def test_profile_match_forms(
+    engine: RoutingEngine, match: Any, request_: dict[str, Any], matched: bool
+) -> None:
     assert denied(engine, deny_when(match), request_) == ("matched" if matched else None)
 
 
@@ -981,7 +1010,10 @@ def test_profile_default_deny_with_allow_rules(engine: RoutingEngine) -> None:
 
 def test_profiles_can_be_replaced_and_deleted(engine: RoutingEngine) -> None:
     engine.put_policy_profile("p", {"default": "deny"})
-    assert outcome(engine, {"policy_profile_id": "p"}) == ("policy_denied", "denied by policy profile default")
+    assert outcome(engine, {"policy_profile_id": "p"}) == (
+        "policy_denied",
+        "denied by policy profile default",
+    )
     engine.put_policy_profile("p", {"default": "allow"})
     assert outcome(engine, {"policy_profile_id": "p"})["policy_profile_id"] == "p"
     engine.delete_policy_profile("p")
@@ -1029,7 +1061,10 @@ def test_malformed_profiles_are_rejected_when_stored(engine: RoutingEngine, prof
     assert error.code == "invalid_policy_profile"
     assert isinstance(error.detail, str) and error.detail
     # the previous profile is still in force
-    assert outcome(engine, {"policy_profile_id": "p"}) == ("policy_denied", "denied by policy profile default")
+    assert outcome(engine, {"policy_profile_id": "p"}) == (
+        "policy_denied",
+        "denied by policy profile default",
+    )
 
 
 @pytest.mark.parametrize("profile_id", ["", None, 5])
@@ -1039,7 +1074,10 @@ def test_profile_ids_must_be_non_empty_strings(engine: RoutingEngine, profile_id
 
 
 def test_round_robin_counter_stays_advanced_after_a_deny(engine: RoutingEngine) -> None:
-    assert outcome(engine, {**RR, "policy_profile_id": "deny-claude"}) == ("policy_denied", "claude backend blocked")
+    assert outcome(engine, {**RR, "policy_profile_id": "deny-claude"}) == (
+        "policy_denied",
+        "claude backend blocked",
+    )
     assert engine.select_backend(RR).backend == "codex"
 
 
@@ -1052,7 +1090,10 @@ def test_denied_sticky_decision_stores_no_binding(engine: RoutingEngine) -> None
     decision = engine.select_backend(sticky)
     assert (decision.backend, decision.reasons) == ("codex", ("selected backend and bound sticky affinity",))
     # A deny of a reuse keeps the earlier binding.
-    assert outcome(engine, {**sticky, "policy_profile_id": "deny-codex"}) == ("policy_denied", "codex backend blocked")
+    assert outcome(engine, {**sticky, "policy_profile_id": "deny-codex"}) == (
+        "policy_denied",
+        "codex backend blocked",
+    )
     assert engine.select_backend(sticky).reasons == ("reused sticky affinity backend",)
 
 
@@ -1060,7 +1101,10 @@ def test_profile_context_decision_sees_the_final_candidates(engine: RoutingEngin
     profile = deny_when(["eq", ["decision", "fallback_chain"], ["codex"]])
     request = {"preferred_backends": ["claude", "codex"], "fallback_policy": "none"}
     assert denied(engine, profile, request) == "matched"
-    assert denied(engine, profile, {"preferred_backends": ["claude", "gemini"], "fallback_policy": "none"}) is None
+    assert (
+        denied(engine, profile, {"preferred_backends": ["claude", "gemini"], "fallback_policy": "none"})
+        is None
+    )
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -1085,7 +1129,7 @@ def test_default_catalogue() -> None:
 def test_catalogue_is_immutable() -> None:
     catalog = Catalog.default()
     with pytest.raises(AttributeError):
-        catalog._backends = ("x",)  # type: ignore[misc]
+        catalog._backends = ("x",)
     with pytest.raises(TypeError):
         catalog.aliases["new"] = "claude"  # type: ignore[index]
     assert isinstance(catalog.backends, tuple) and isinstance(catalog.capabilities, tuple)
@@ -1100,7 +1144,10 @@ def test_with_support_derives_a_new_catalogue() -> None:
     assert derived != catalog
     assert derived.with_support("codex", "hooks", True) == catalog
     engine = RoutingEngine(derived)
-    assert outcome(engine, {"backend": "codex", "capabilities": ["hooks"]}) == ("backend_not_eligible", "codex")
+    assert outcome(engine, {"backend": "codex", "capabilities": ["hooks"]}) == (
+        "backend_not_eligible",
+        "codex",
+    )
     assert engine.select_backend({"backend": "codex", "capabilities": ["memory"]}).backend == "codex"
     with pytest.raises(CatalogError):
         catalog.with_support("bogus", "hooks", True)
@@ -1115,9 +1162,14 @@ def test_a_custom_catalogue_is_routable() -> None:
     assert engine.select_backend({}).candidates == ("alpha", "beta")
     assert outcome(engine, {"backend": "claude"}) == ("unknown_backend", "claude")
     # beta supports only hooks; alpha supports every capability
-    assert engine.select_backend({"policy": "capability_first", "capabilities": ["memory"]}).candidates == ("alpha",)
+    assert engine.select_backend({"policy": "capability_first", "capabilities": ["memory"]}).candidates == (
+        "alpha",
+    )
     assert engine.select_backend({"excluded_backends": ["a1"], "capabilities": ["hooks"]}).backend == "beta"
-    assert outcome(engine, {"backend": "beta", "capabilities": ["memory"]}) == ("backend_not_eligible", "beta")
+    assert outcome(engine, {"backend": "beta", "capabilities": ["memory"]}) == (
+        "backend_not_eligible",
+        "beta",
+    )
     assert backends(engine, RR, 3) == ["alpha", "beta", "alpha"]
     sticky = engine.select_backend({"policy": "sticky", "affinity_key": "k", "health": {"a1": "down"}})
     assert sticky.backend == "beta"

@@ -8,6 +8,7 @@ directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given
@@ -62,7 +63,9 @@ def requests(
         ),
         "last_backend": st.one_of(spelling, no_backend),
         "fallback_policy": st.sampled_from([*FallbackPolicy, *(p.value for p in FallbackPolicy)]),
-        "health": st.dictionaries(spelling, st.sampled_from([*Health, *(h.value for h in Health)]), max_size=3),
+        "health": st.dictionaries(
+            spelling, st.sampled_from([*Health, *(h.value for h in Health)]), max_size=3
+        ),
     }
     required: dict[str, st.SearchStrategy[Any]] = {}
     if stateful:
@@ -148,7 +151,8 @@ def fresh_model(catalog: Catalog = DEFAULT) -> ModelEngine:
 
 def engine_outcome(engine: RoutingEngine, call: tuple[Any, ...]) -> Any:
     if not call:
-        return ("cleared", engine.clear())
+        clear: Callable[[], object] = engine.clear
+        return ("cleared", clear())
     try:
         return engine.select_backend(*call).to_dict()
     except RoutingError as exc:
@@ -157,7 +161,8 @@ def engine_outcome(engine: RoutingEngine, call: tuple[Any, ...]) -> Any:
 
 def model_outcome(model: ModelEngine, call: tuple[Any, ...]) -> Any:
     if not call:
-        return ("cleared", model.clear())
+        clear: Callable[[], object] = model.clear
+        return ("cleared", clear())
     try:
         return model.select_backend(*call)
     except RoutingError as exc:
@@ -220,7 +225,12 @@ def test_a_decision_is_well_formed_or_an_error(request: dict[str, Any]) -> None:
     except RoutingError:
         return
     check_decision_shape(DEFAULT, request, decision)
-    policy = Policy(request.get("policy", "explicit" if request.get("backend") not in (None, "auto") else "preferred_then_fallback"))
+    policy = Policy(
+        request.get(
+            "policy",
+            "explicit" if request.get("backend") not in (None, "auto") else "preferred_then_fallback",
+        )
+    )
     if policy is Policy.EXPLICIT and request.get("backend") not in (None, "auto"):
         assert decision.backend == DEFAULT.canonical(request["backend"])
         assert decision.candidates == (decision.backend,)
@@ -230,7 +240,9 @@ def test_a_decision_is_well_formed_or_an_error(request: dict[str, Any]) -> None:
 def test_custom_catalogue_decisions_are_well_formed(data: st.DataObject) -> None:
     catalog = data.draw(catalogs(), label="catalog")
     engine = RoutingEngine(catalog)
-    for request in data.draw(st.lists(requests(catalog, profiles=False), min_size=1, max_size=5), label="requests"):
+    for request in data.draw(
+        st.lists(requests(catalog, profiles=False), min_size=1, max_size=5), label="requests"
+    ):
         try:
             decision = engine.select_backend(request)
         except RoutingError:
@@ -315,8 +327,8 @@ def test_routing_is_a_function_of_the_normalised_request(request: dict[str, Any]
             canonical[key] = list(dict.fromkeys(value))
         elif key == "health":
             health: dict[str, str] = {}
-            for name, status in value.items():
-                name = DEFAULT.canonical(name)
+            for spelling, status in value.items():
+                name = str(DEFAULT.canonical(spelling))
                 health.pop(name, None)
                 health[name] = str(status)
             canonical[key] = health

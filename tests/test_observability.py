@@ -320,7 +320,7 @@ async def test_otel_spans_and_counters(telemetry: Telemetry) -> None:
     assert sorted(v for _, v in decisions) == [1, 1, 1]
     assert {a["backend"] for a, _ in decisions} == {"claude", "codex", "copilot"}
     errors = dict((a["code"], v) for a, v in telemetry.points("beamrouting.errors"))
-    assert errors == {"policy_denied": 1, "ActorCrashed": 1}
+    assert errors == {"policy_denied": 1, "actor_crashed": 1}
     assert telemetry.points("beamrouting.restarts") == [({"actor": "routing_table"}, 1)]
 
 
@@ -349,8 +349,10 @@ def test_without_opentelemetry_nothing_is_enabled(monkeypatch: pytest.MonkeyPatc
     spec.loader.exec_module(module)
     assert module.OTEL_ENABLED is False
     assert module.otel_configured() is False
-    logging.getLogger("beamrouting").setLevel(logging.INFO)
+    logger = logging.getLogger("beamrouting")
+    level = logger.level
+    logger.setLevel(logging.INFO)
     try:
         assert module.active() is False
     finally:
-        logging.getLogger("beamrouting").setLevel(logging.NOTSET)
+        logger.setLevel(level)

@@ -616,6 +616,7 @@ async def test_hostile_strings_get_typed_errors_or_plain_copies() -> None:
     async with Router() as router:
         session = HostileStr("k1")
         expected = outcome(lambda: engine.select_backend(session, {"policy": "sticky"}))
+        assert expected["affinity_key"] == "k1"  # routed on a plain copy of the characters
         assert await router_outcome(router, session, {"policy": "sticky"}) == expected
         with pytest.raises(InvalidRouteRequest):  # metadata must be plain data
             await router.register_session("s1", "codex", {"k": HostileStr("v")})
@@ -626,6 +627,7 @@ async def test_hostile_strings_get_typed_errors_or_plain_copies() -> None:
         await router.unregister_session(HostileStr("s1"))
         await router.put_policy_profile(HostileStr("p"), {})
         assert await router.delete_policy_profile(HostileStr("p")) is True
-        assert await router.journal(HostileStr("audit")) == []
+        audits = await router.journal(HostileStr("audit"))
+        assert [event.payload["backend"] for event in audits] == [expected["backend"]]
         assert (await router.select_backend(ROUND_ROBIN)).backend == "claude"
         assert (await router.statistics()).restarts == {"routing_table": 0, "session_registry": 0}
