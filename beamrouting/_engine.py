@@ -236,18 +236,36 @@ class RoutingEngine:
         messages that were not.
         """
         known = self._known_backends
-        for name in (req.backend, req.last_backend):
+        superset = known.issuperset
+        backend = req.backend
+        last = req.last_backend
+        preferred = req.preferred_backends
+        excluded = req.excluded_backends
+        fallback = req.fallback_backends
+        health = req.health
+        capabilities = req.capabilities
+        if (
+            (backend is None or backend in known)
+            and (last is None or last in known)
+            and (not preferred or superset(preferred))
+            and (not excluded or superset(excluded))
+            and (not fallback or superset(fallback))
+            and (not health or superset(health))
+            and (not capabilities or self._known_capabilities.issuperset(capabilities))
+            and req.affinity_key != ""
+            and req.policy_profile_id != ""
+        ):
+            return
+        for name in (backend, last, *req.preferred_backends, *req.excluded_backends, *req.fallback_backends):
             if name is not None and name not in known:
                 raise UnknownBackend(name)
-        for names in (req.preferred_backends, req.excluded_backends, req.fallback_backends, req.health):
-            for name in names:
-                if name not in known:
-                    raise UnknownBackend(name)
+        for name in req.health:
+            if name not in known:
+                raise UnknownBackend(name)
         for cap in req.capabilities:
             if cap not in self._known_capabilities:
                 raise UnknownCapability(cap)
-        if req.affinity_key == "" or req.policy_profile_id == "":
-            raise InvalidRouteRequest("request")
+        raise InvalidRouteRequest("affinity_key" if req.affinity_key == "" else "policy_profile_id")
 
     def clear(self) -> None:
         """Forget every sticky binding and round-robin counter."""

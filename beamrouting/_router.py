@@ -40,7 +40,7 @@ from ._errors import (
     StoreUnavailable,
 )
 from ._explain import Explanation
-from ._mailbox import current_backend, open_mailbox
+from ._mailbox import Answer, current_backend, open_mailbox
 from ._messages import (
     Backend,
     Clear,
@@ -123,7 +123,7 @@ class RouterSession(msgspec.Struct, frozen=True):
     """The registry's handle; ``select_backend(handle, request)`` routes with it as ``last_backend``."""
 
 
-async def _not_running(data: bytes) -> bytes:
+async def _not_running(data: bytes) -> Answer:
     raise RouterClosed("the router is not running (use it inside 'async with Router() as router')")
 
 
@@ -205,8 +205,8 @@ class Router:
         self._call_timeout = float(call_timeout)
         self._encode = new_encoder().encode
         self._decode_reply = reply_decoder().decode
-        self._routing: Callable[[bytes], Awaitable[bytes]] = _not_running
-        self._sessions: Callable[[bytes], Awaitable[bytes]] = _not_running
+        self._routing: Callable[[bytes], Awaitable[Answer]] = _not_running
+        self._sessions: Callable[[bytes], Awaitable[Answer]] = _not_running
         self._supervisor: Supervisor | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._body: anyio.CancelScope | None = None
@@ -339,10 +339,10 @@ class Router:
                 request = await self._merge(args[0], args[1])
             else:
                 raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
-            reply = self._decode_reply(await self._routing(self._encode(Select(self._normalize(request)))))
-            if type(reply) is Decided:
-                return reply.decision
-            raise error_from_reply(reply)
+            answer = await self._routing(self._encode(Select(self._normalize(request))))
+            if type(answer) is RouteDecision:
+                return answer
+            raise error_from_reply(self._decode_reply(answer))  # type: ignore[arg-type]
         except BeamRoutingError as exc:
             self._count_error(exc)
             raise
@@ -518,9 +518,10 @@ class Router:
     # -- internals ----------------------------------------------------------------------------------
 
     async def _ask(
-        self, call: Callable[[bytes], Awaitable[bytes]], message: Any, expected: type[_ReplyT]
+        self, call: Callable[[bytes], Awaitable[Answer]], message: Any, expected: type[_ReplyT]
     ) -> _ReplyT:
-        reply = self._decode_reply(await call(self._encode(message)))
+        answer = await call(self._encode(message))
+        reply = self._decode_reply(answer) if type(answer) is bytes else Decided(answer)  # type: ignore[arg-type]
         if type(reply) is expected:
             return reply
         raise error_from_reply(reply)

@@ -11,7 +11,6 @@ from ._errors import RoutingError, StoreUnavailable
 from ._mailbox import Envelope, Mailbox
 from ._messages import (
     Clear,
-    Decided,
     Deleted,
     DeleteProfile,
     EnsureTables,
@@ -94,7 +93,7 @@ class RoutingTable(Actor):
         for index, result in enumerate(results):
             slot = slots[index]
             if type(result) is RouteDecision:
-                deliver(slot, encode(Decided(result)))
+                deliver(slot, result)  # immutable: handed over as it is (see Answer)
             elif isinstance(result, (RoutingError, StoreUnavailable)):
                 deliver(slot, encode(failed(result)))
             else:

@@ -86,6 +86,13 @@ def outcome(call: Any) -> Any:
         return (exc.code, exc.detail)
 
 
+async def encoded_call(mailbox: Any, data: bytes) -> bytes:
+    """Send raw bytes to an actor's mailbox; return its reply, which must be encoded."""
+    answer = await mailbox.call(data)
+    assert type(answer) is bytes
+    return answer
+
+
 async def router_outcome(router: Router, *args: Any) -> Any:
     try:
         return (await router.select_backend(*args)).to_dict()
@@ -188,14 +195,14 @@ async def test_actor_never_trusts_the_bytes() -> None:
             encode(Select(RouteRequest(Policy.ROUND_ROBIN, capabilities=("no-such-capability",)))),
             encode(Select(RouteRequest(Policy.STICKY, affinity_key=""))),
         ]
-        replies = [decode(await mailbox.call(data)) for data in forged]
+        replies = [decode(await encoded_call(mailbox, data)) for data in forged]
         assert all(type(reply) is Failed for reply in replies)
         codes = [reply.code for reply in replies if type(reply) is Failed]
         assert codes[:4] == ["invalid_route_request"] * 4
         assert codes[4:] == ["unknown_backend", "unknown_capability", "invalid_route_request"]
         session_mailbox = router._supervisor.child("session_registry").mailbox
         reply = decode(
-            await session_mailbox.call(encode(["register", {"session_id": "s", "backend": "nope"}]))
+            await encoded_call(session_mailbox, encode(["register", {"session_id": "s", "backend": "nope"}]))
         )
         assert type(reply) is Failed and reply.code == "unknown_backend"
         assert await router.sessions() == []
