@@ -33,7 +33,9 @@ from typing import Any, Final
 
 import anyio
 
+from ._argtypes import comma_separated, concurrency_levels, positive_float, positive_int
 from ._catalog import Catalog
+from ._console import Output
 from ._engine import RoutingEngine
 from ._types import Policy
 
@@ -49,6 +51,7 @@ __all__ = [
     "headline_lines",
     "markdown_table",
     "plot_report",
+    "print_report",
     "requests_for",
     "run_benchmark",
     "table_rows",
@@ -515,6 +518,19 @@ def headline_lines(report: BenchReport) -> list[str]:
     return lines
 
 
+def print_report(out: Output, report: BenchReport) -> None:
+    """Print the result table and the headline ratios."""
+    out.table(
+        TABLE_HEADERS,
+        table_rows(report),
+        title="Engine direct call vs Router.select_backend",
+        right=(2, 4, 5, 6, 7),
+    )
+    out.heading("Headline ratios")
+    for line in headline_lines(report):
+        out.line(line, style="bold")
+
+
 def markdown_table(report: BenchReport) -> str:
     """The results as a markdown document: environment, headline ratios and the full table."""
     env = report.environment
@@ -577,22 +593,15 @@ def plot_report(report: BenchReport, path: str | Path) -> None:
         ax_p99.plot(levels, p99s, marker="o", color=line.get_color(), label=f"router, {backend}")
         for r in report.results:
             if r.target == ROUTER_REDIS and r.backend == backend:
-                ax_rate.plot(
-                    [r.concurrency],
-                    [r.throughput],
-                    marker="s",
-                    color=line.get_color(),
-                    linestyle="none",
-                    label=f"redis round_robin, {backend}",
-                )
-                ax_p99.plot(
-                    [r.concurrency],
-                    [r.p99_us],
-                    marker="s",
-                    color=line.get_color(),
-                    linestyle="none",
-                    label=f"redis round_robin, {backend}",
-                )
+                for ax, value in ((ax_rate, r.throughput), (ax_p99, r.p99_us)):
+                    ax.plot(
+                        [r.concurrency],
+                        [value],
+                        marker="s",
+                        color=line.get_color(),
+                        linestyle="none",
+                        label=f"redis round_robin, {backend}",
+                    )
     engine = _geomean([r.throughput for r in report.results if r.target == ENGINE])
     if engine:
         ax_rate.axhline(engine, linestyle="--", color="black", alpha=0.6, label="engine direct call")
@@ -622,54 +631,6 @@ def plot_report(report: BenchReport, path: str | Path) -> None:
 # --------------------------------------------------------------------------- command-line options
 
 
-def _csv(choices: Sequence[str] | None, kind: str) -> Callable[[str], tuple[str, ...]]:
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-        if not items:
-            raise argparse.ArgumentTypeError(f"no {kind} given")
-        if choices is not None:
-            for item in items:
-                if item not in choices:
-                    raise argparse.ArgumentTypeError(
-                        f"unknown {kind} {item!r} (choose from {', '.join(choices)})"
-                    )
-        return items
-
-    return parse
-
-
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"concurrency must be comma-separated integers, not {text!r}"
-        ) from None
-    if not levels or any(level < 1 for level in levels):
-        raise argparse.ArgumentTypeError("concurrency levels must be integers >= 1")
-    return levels
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
-    return value
-
-
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared by ``beamrouting bench`` and ``python -m benchmarks``)."""
     parser.add_argument(
@@ -677,28 +638,31 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--policies",
-        type=_csv(POLICIES, "policy"),
+        type=comma_separated(POLICIES, "policy"),
         metavar="P,...",
         help=f"policies to measure (default: all: {','.join(POLICIES)})",
     )
     parser.add_argument(
         "--backends",
-        type=_csv(BACKENDS, "backend"),
+        type=comma_separated(BACKENDS, "backend"),
         metavar="B,...",
         help="async backends (default: asyncio,uvloop,trio)",
     )
     parser.add_argument(
-        "--concurrency", type=_levels, metavar="N,...", help="concurrent callers (default: 1,10,100,1000)"
+        "--concurrency",
+        type=concurrency_levels,
+        metavar="N,...",
+        help="concurrent callers (default: 1,10,100,1000)",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
-        "--calls", type=_positive_int, metavar="N", help="calls per cell and repetition (default: 20000)"
+        "--calls", type=positive_int, metavar="N", help="calls per cell and repetition (default: 20000)"
     )
     size.add_argument(
-        "--duration", type=_positive_float, metavar="SECONDS", help="seconds per cell and repetition"
+        "--duration", type=positive_float, metavar="SECONDS", help="seconds per cell and repetition"
     )
     parser.add_argument(
-        "--repeat", type=_positive_int, metavar="N", help="interleaved repetitions (default: 3)"
+        "--repeat", type=positive_int, metavar="N", help="interleaved repetitions (default: 3)"
     )
     parser.add_argument("--json", dest="json_path", metavar="FILE", help="write the results as JSON")
     parser.add_argument(
@@ -709,6 +673,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"also measure {REDIS_CONCURRENCY} round-robin callers on a RedisStore at URL",
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def config_from_args(args: argparse.Namespace, catalog: Catalog | None = None) -> BenchConfig:

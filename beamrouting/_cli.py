@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
+from ._argtypes import positive_int
 from ._catalog import Catalog
 from ._console import Output
 from ._errors import BeamRoutingError, CatalogError, RoutingError
@@ -69,16 +70,6 @@ def _json_argument(text: str, what: str) -> Any:
         raise UsageError(f"{what} is not valid JSON: {exc}") from None
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
 def _build_parser() -> _Parser:
     from ._bench import add_bench_arguments
     from ._demo import DEMO_BACKENDS, default_backend
@@ -102,16 +93,21 @@ def _build_parser() -> _Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    demo = commands.add_parser(
+    def command(name: str, summary: str, description: str) -> _Parser:
+        """Add the subcommand ``name``, with the common options."""
+        return commands.add_parser(name, parents=[common], help=summary, description=description)
+
+    demo = command(
         "demo",
-        parents=[common],
-        help="route tens of thousands of sessions through one router, with an outage and a crash",
-        description="Play an orchestrator: concurrent session starts through one Router with a realistic "
+        "route tens of thousands of sessions through one router, with an outage and a crash",
+        "Play an orchestrator: concurrent session starts through one Router with a realistic "
         "policy mix, a backend outage and recovery, and an actor crash and restart; then check invariants.",
     )
-    demo.add_argument("--sessions", type=_positive, default=30_000, help="sessions to start (default: 30000)")
     demo.add_argument(
-        "--concurrency", type=_positive, default=300, help="concurrent session starters (default: 300)"
+        "--sessions", type=positive_int, default=30_000, help="sessions to start (default: 30000)"
+    )
+    demo.add_argument(
+        "--concurrency", type=positive_int, default=300, help="concurrent session starters (default: 300)"
     )
     demo.add_argument("--seed", type=int, default=7, help="seed of the request mix (default: 7)")
     demo.add_argument(
@@ -124,49 +120,44 @@ def _build_parser() -> _Parser:
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    select = commands.add_parser(
+    select = command(
         "select",
-        parents=[common],
-        help="route one request and print the decision",
-        description="Route REQUEST (a JSON object; '-' reads stdin) and print the decision.",
+        "route one request and print the decision",
+        "Route REQUEST (a JSON object; '-' reads stdin) and print the decision.",
     )
     select.add_argument("request", metavar="REQUEST", help="the request as a JSON object")
     origin = select.add_mutually_exclusive_group()
     origin.add_argument("--session", metavar="ID", help="route from a session id (its affinity key)")
     origin.add_argument("--opts", metavar="OPTIONS", help="route from session options (a JSON object)")
     select.add_argument(
-        "--repeat", type=_positive, default=1, metavar="N", help="route N times on one router"
+        "--repeat", type=positive_int, default=1, metavar="N", help="route N times on one router"
     )
     select.add_argument("--json", action="store_true", help="print each decision as a line of JSON")
     select.add_argument("--redis", metavar="URL", help="share state through Redis (RedisStore) at URL")
 
-    explain = commands.add_parser(
+    explain = command(
         "explain",
-        parents=[common],
-        help="show why a request routes where it does",
-        description="Explain REQUEST: every backend in or out and why, the candidate sets and the decision. "
+        "show why a request routes where it does",
+        "Explain REQUEST: every backend in or out and why, the candidate sets and the decision. "
         "Exits 1 when the request would not route.",
     )
     explain.add_argument("request", metavar="REQUEST", help="the request as a JSON object")
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
 
-    backends = commands.add_parser(
+    backends = command(
         "backends",
-        parents=[common],
-        help="list the catalogue: backends, aliases and capabilities",
-        description="Show the catalogue: backends in available order, their aliases and the capability matrix.",
+        "list the catalogue: backends, aliases and capabilities",
+        "Show the catalogue: backends in available order, their aliases and the capability matrix.",
     )
     backends.add_argument("--json", action="store_true", help="print the catalogue as JSON")
 
-    bench = commands.add_parser(
+    bench = command(
         "bench",
-        parents=[common],
-        help="benchmark the router against the engine's direct call",
-        description="Measure the engine's direct call and Router.select_backend per policy on asyncio, uvloop "
+        "benchmark the router against the engine's direct call",
+        "Measure the engine's direct call and Router.select_backend per policy on asyncio, uvloop "
         "and trio with 1, 10, 100 and 1000 concurrent callers.",
     )
     add_bench_arguments(bench)
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -392,14 +383,7 @@ def _cmd_backends(args: argparse.Namespace, out: Output) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: Output) -> int:
-    from ._bench import (
-        TABLE_HEADERS,
-        config_from_args,
-        headline_lines,
-        plot_report,
-        run_benchmark,
-        table_rows,
-    )
+    from ._bench import config_from_args, plot_report, print_report, run_benchmark
 
     catalog = _load_catalog(args.catalog)
     if args.redis is not None:
@@ -412,15 +396,7 @@ def _cmd_bench(args: argparse.Namespace, out: Output) -> int:
     config = config_from_args(args, catalog)
     with out.progress(config.cells(), "benchmark", enabled=not args.no_progress) as bar:
         report = run_benchmark(config, lambda description: bar.advance(1, description))
-    out.table(
-        TABLE_HEADERS,
-        table_rows(report),
-        title="Engine direct call vs Router.select_backend",
-        right=(2, 4, 5, 6, 7),
-    )
-    out.heading("Headline ratios")
-    for line in headline_lines(report):
-        out.line(line, style="bold")
+    print_report(out, report)
     if args.json_path:
         _write(args.json_path, json.dumps(report.to_dict(), indent=2) + "\n")
         out.line(f"wrote {args.json_path}")

@@ -249,7 +249,7 @@ class _Run:
 async def _crash(router: Any, run: _Run) -> None:
     from .testing import crash_actor
 
-    await crash_actor(router, "routing_table")
+    crash_actor(router, "routing_table")
     run.event("routing_table actor told to crash on its next message")
 
 

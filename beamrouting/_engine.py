@@ -143,12 +143,13 @@ class RoutingEngine:
     ) -> None:
         self.catalog = catalog if catalog is not None else Catalog.default()
         self.normalizer = RequestNormalizer(self.catalog)
-        self._max_counters = max_counters
-        self._max_bindings = max_bindings
-        self._binding_ttl = binding_ttl
-        self._journal_size = journal_size
-        self._clock = clock
-        self._state = self._new_state()
+        self._state = RoutingState(
+            max_counters=max_counters,
+            max_bindings=max_bindings,
+            binding_ttl=binding_ttl,
+            journal_size=journal_size,
+            clock=clock,
+        )
         self._backends = self.catalog.backends
         support = {b: self.catalog.supported(b) for b in self._backends}
         full = frozenset(self.catalog.capabilities)
@@ -157,15 +158,6 @@ class RoutingEngine:
         self._known_backends = frozenset(self._backends)
         self._known_capabilities = full
         self._candidate_cache: dict[tuple[Any, ...], _CandidateSets] = {}
-
-    def _new_state(self) -> RoutingState:
-        return RoutingState(
-            max_counters=self._max_counters,
-            max_bindings=self._max_bindings,
-            binding_ttl=self._binding_ttl,
-            journal_size=self._journal_size,
-            clock=self._clock,
-        )
 
     @property
     def state(self) -> RoutingState:
@@ -431,33 +423,32 @@ class RoutingEngine:
     def plan(self, req: RouteRequest) -> RoutePlan:
         """The state-free part of selecting for ``req``; raises the selection's errors."""
         eligible, ordered, preferred, fallback = self.candidate_sets(req)
-        pref_req = req.preferred_backends
-        fb_req = req.fallback_backends
         policy = req.policy
+        kind = DONE
+        decision: RouteDecision | None = None
+        counter_key: tuple[Any, ...] | None = None
         if policy is Policy.PREFERRED_THEN_FALLBACK:
             if not ordered:
                 raise self._none_available(req, eligible)
             first = ordered[0]
-            return RoutePlan(
-                req,
-                DONE,
-                eligible,
-                ordered,
-                preferred,
-                fallback,
-                _decision(first, ordered, self._selection_reason(first, preferred, fallback), req),
-            )
-        if policy is Policy.ROUND_ROBIN or policy is Policy.STICKY:
+            decision = _decision(first, ordered, self._selection_reason(first, preferred, fallback), req)
+        elif policy is Policy.ROUND_ROBIN or policy is Policy.STICKY:
             sticky = policy is Policy.STICKY
             if sticky and req.affinity_key is None:
                 raise InvalidRouteRequest("affinity_key_required")
             if not ordered:
                 raise self._none_available(req, eligible)
-            key = (policy.value, sticky, ordered, req.capabilities, pref_req, fb_req, req.excluded_backends)
-            return RoutePlan(
-                req, STICKY if sticky else ROTATE, eligible, ordered, preferred, fallback, None, key
+            kind = STICKY if sticky else ROTATE
+            counter_key = (
+                policy.value,
+                sticky,
+                ordered,
+                req.capabilities,
+                req.preferred_backends,
+                req.fallback_backends,
+                req.excluded_backends,
             )
-        if policy is Policy.EXPLICIT:
+        elif policy is Policy.EXPLICIT:
             backend = req.backend
             if backend is not None:
                 if backend not in eligible:
@@ -471,19 +462,11 @@ class RoutingEngine:
                     req.affinity_key,
                     req.policy_profile_id,
                 )
-                return RoutePlan(req, DONE, eligible, ordered, preferred, fallback, decision)
-            if not ordered:
+            elif not ordered:
                 raise self._none_available(req, eligible)
-            return RoutePlan(
-                req,
-                DONE,
-                eligible,
-                ordered,
-                preferred,
-                fallback,
-                _decision(ordered[0], ordered, _EXPLICIT_FIRST, req),
-            )
-        if policy is Policy.CAPABILITY_FIRST:
+            else:
+                decision = _decision(ordered[0], ordered, _EXPLICIT_FIRST, req)
+        elif policy is Policy.CAPABILITY_FIRST:
             caps = req.capabilities
             if not eligible:
                 if caps:
@@ -495,24 +478,22 @@ class RoutingEngine:
                 if caps
                 else self._selection_reason(first, preferred, fallback)
             )
-            return RoutePlan(
-                req, DONE, eligible, ordered, preferred, fallback, _decision(first, ordered, reason, req)
-            )
-        # failover
-        last = req.last_backend
-        if last is not None and len(ordered) > 1 and last in ordered:
-            ordered = (*(b for b in ordered if b != last), last)
-        if not ordered:
-            raise self._none_available(req, eligible)
-        first = ordered[0]
-        if last == first:
-            reason = _FAILOVER_REUSED
-        elif last is None:
-            reason = _FAILOVER_FIRST
-        else:
-            reason = _FAILOVER_SKIPPED
-        decision = RouteDecision(first, ordered, policy, reason, ordered[1:], None, req.policy_profile_id)
-        return RoutePlan(req, DONE, eligible, ordered, preferred, fallback, decision)
+            decision = _decision(first, ordered, reason, req)
+        else:  # failover: the last backend goes to the end, and the decision has no affinity key
+            last = req.last_backend
+            if last is not None and len(ordered) > 1 and last in ordered:
+                ordered = (*(b for b in ordered if b != last), last)
+            if not ordered:
+                raise self._none_available(req, eligible)
+            first = ordered[0]
+            if last == first:
+                reason = _FAILOVER_REUSED
+            elif last is None:
+                reason = _FAILOVER_FIRST
+            else:
+                reason = _FAILOVER_SKIPPED
+            decision = RouteDecision(first, ordered, policy, reason, ordered[1:], None, req.policy_profile_id)
+        return RoutePlan(req, kind, eligible, ordered, preferred, fallback, decision, counter_key)
 
     @staticmethod
     def _selection_reason(

@@ -201,6 +201,25 @@ def stable_digest(value: object) -> str:
     return hashlib.blake2b(msgspec.msgpack.encode(value), digest_size=16).hexdigest()
 
 
+class _DigestKeys:
+    """Redis key names ``prefix + stable_digest(value)``, memoised in a bounded cache."""
+
+    __slots__ = ("_cache", "_prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._cache: dict[Hashable, str] = {}
+
+    def __call__(self, value: Hashable) -> str:
+        cache = self._cache
+        key = cache.get(value)
+        if key is None:
+            if len(cache) >= _KEY_CACHE_SIZE:
+                cache.clear()
+            key = cache[value] = self._prefix + stable_digest(value)
+        return key
+
+
 def _redact(url: str) -> str:
     """``url`` without its password, for error messages."""
     try:
@@ -351,8 +370,10 @@ class RedisStore:
             tuple[float, RouteRequest, RouteDecision, str | None]
         ).decode
         self._decode_handle = msgspec.msgpack.Decoder(SessionHandle).decode
-        self._counter_keys: dict[Hashable, str] = {}
-        self._binding_keys: dict[str, str] = {}
+        self._counter_key = _DigestKeys(self._counter_prefix)
+        """The Redis key of a round-robin counter key."""
+        self._binding_key = _DigestKeys(self._binding_prefix)
+        """The Redis key of a sticky binding's affinity key."""
         self._profile_cache: dict[bytes, PolicyProfile] = {}
 
     def __repr__(self) -> str:
@@ -719,24 +740,6 @@ class RedisStore:
         )
         answers: list[Any] = self._decode_any(raw)
         return answers
-
-    def _counter_key(self, counter_key: Hashable) -> str:
-        cache = self._counter_keys
-        key = cache.get(counter_key)
-        if key is None:
-            if len(cache) >= _KEY_CACHE_SIZE:
-                cache.clear()
-            key = cache[counter_key] = self._counter_prefix + stable_digest(counter_key)
-        return key
-
-    def _binding_key(self, affinity_key: str) -> str:
-        cache = self._binding_keys
-        key = cache.get(affinity_key)
-        if key is None:
-            if len(cache) >= _KEY_CACHE_SIZE:
-                cache.clear()
-            key = cache[affinity_key] = self._binding_prefix + stable_digest(affinity_key)
-        return key
 
     def _profile(self, text: bytes | str) -> PolicyProfile:
         data = text.encode() if isinstance(text, str) else text

@@ -13,7 +13,7 @@ from ._router import Router
 __all__ = ["crash_actor"]
 
 
-async def crash_actor(router: Router, actor: Literal["routing_table", "session_registry"]) -> None:
+def crash_actor(router: Router, actor: Literal["routing_table", "session_registry"]) -> None:
     """Make ``actor`` crash on the next message it handles.
 
     The caller of that message gets :class:`~beamrouting.ActorCrashed`; the supervisor

@@ -17,14 +17,12 @@ from pathlib import Path
 
 from beamrouting import Catalog, CatalogError
 from beamrouting._bench import (
-    TABLE_HEADERS,
     add_bench_arguments,
     config_from_args,
-    headline_lines,
     markdown_table,
     plot_report,
+    print_report,
     run_benchmark,
-    table_rows,
 )
 from beamrouting._console import Output
 
@@ -41,7 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default="latest", help="base name of the result files (default: latest)")
     parser.add_argument("--catalog", metavar="FILE", help="a custom catalogue (.toml or .json)")
     parser.add_argument("--plain", action="store_true", help="plain text output even when rich is installed")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -59,15 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = config_from_args(args, catalog)
     with out.progress(config.cells(), "benchmark", enabled=not args.no_progress) as bar:
         report = run_benchmark(config, lambda description: bar.advance(1, description))
-    out.table(
-        TABLE_HEADERS,
-        table_rows(report),
-        title="Engine direct call vs Router.select_backend",
-        right=(2, 4, 5, 6, 7),
-    )
-    out.heading("Headline ratios")
-    for line in headline_lines(report):
-        out.line(line, style="bold")
+    print_report(out, report)
     args.out.mkdir(parents=True, exist_ok=True)
     data = json.dumps(report.to_dict(), indent=2) + "\n"
     written = [args.out / f"{args.name}.json", args.out / f"{args.name}.md"]

@@ -113,7 +113,7 @@ async def test_crash_mid_load_with_1000_callers_answers_everyone_and_keeps_state
             for _ in range(999):
                 tg.start_soon(outcomes.select, router)
             await wait_for(lambda: depth(router) == 999)  # the others queued
-            await crash_actor(router, "routing_table")  # crashes on the next message: one of the 999
+            crash_actor(router, "routing_table")  # crashes on the next message: one of the 999
             store.open_gate()
 
         # Every caller answered: one crashed, 999 served (the crashed message was not applied).
@@ -139,7 +139,7 @@ async def test_crash_mid_load_with_1000_callers_answers_everyone_and_keeps_state
 async def test_crash_with_drained_batch_in_hand_serves_the_rest_after_restart() -> None:
     """The crash hits the first message of a drained batch; the rest is carried to the new actor."""
     async with Router() as router:
-        await crash_actor(router, "routing_table")
+        crash_actor(router, "routing_table")
         outcomes = Outcomes()
         async with anyio.create_task_group() as tg:
             for _ in range(500):
@@ -201,14 +201,14 @@ async def test_a_store_crash_inside_a_batch_blames_only_its_caller() -> None:
 async def test_session_registry_crash_keeps_sessions() -> None:
     async with Router() as router:
         await router.register_session("s1", "codex", {"k": "v"})
-        await crash_actor(router, "session_registry")
+        crash_actor(router, "session_registry")
         with pytest.raises(ActorCrashed):
             await router.register_session("s2", "claude")
         assert [(h.session_id, h.backend, h.metadata) for h in await router.sessions()] == [
             ("s1", "codex", {"k": "v"})
         ]
         # select_backend(session id) asks the registry first: its crash reaches that caller.
-        await crash_actor(router, "session_registry")
+        crash_actor(router, "session_registry")
         with pytest.raises(ActorCrashed):
             await router.select_backend("s1", {"policy": "failover"})
         decision = await router.select_backend("s1", {"policy": "failover"})
@@ -220,7 +220,7 @@ async def test_crashes_spread_beyond_the_restart_period_never_give_up() -> None:
     period = 0.002
     async with Router(max_restarts=1, restart_period=period) as router:
         for crashes in range(1, 6):
-            await crash_actor(router, "routing_table")
+            crash_actor(router, "routing_table")
             with pytest.raises(ActorCrashed):
                 await router.clear()
             await wait_for_restarts(router, crashes)  # the supervisor has noted the time of it
@@ -232,10 +232,10 @@ async def test_crashes_spread_beyond_the_restart_period_never_give_up() -> None:
 async def test_crash_actor_arguments() -> None:
     router = Router()
     with pytest.raises(RouterClosed):
-        await crash_actor(router, "routing_table")
+        crash_actor(router, "routing_table")
     async with router:
         with pytest.raises(ValueError):
-            await crash_actor(router, "nope")  # type: ignore[arg-type]
+            crash_actor(router, "nope")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- giving up
@@ -251,14 +251,14 @@ async def test_too_many_crashes_give_up_cancel_the_block_and_fail_every_caller()
         with pytest.raises(RouterUnavailable) as caught:
             async with router:
                 for _ in range(2):
-                    await crash_actor(router, "routing_table")
+                    crash_actor(router, "routing_table")
                     with pytest.raises(ActorCrashed):
                         await router.select_backend(ROUND_ROBIN)
                 store.close_gate()
                 outside.start_soon(outcomes.select, router)
                 await wait_for(lambda: store.waiting == 1)
                 await queue_calls(outside, router, outcomes, [ROUND_ROBIN] * 4)
-                await crash_actor(router, "routing_table")
+                crash_actor(router, "routing_table")
                 store.open_gate()
                 await anyio.sleep_forever()  # the supervisor gives up and cancels this
                 reached = True
@@ -286,7 +286,7 @@ async def test_giving_up_while_the_block_waits_on_a_call() -> None:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(router.select_backend, ROUND_ROBIN)
                 await wait_for(lambda: store.waiting == 1)
-                await crash_actor(router, "routing_table")
+                crash_actor(router, "routing_table")
                 tg.start_soon(router.select_backend, ROUND_ROBIN)
                 await wait_for(lambda: depth(router) == 1)
                 store.open_gate()
