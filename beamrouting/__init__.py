@@ -31,7 +31,10 @@ from ._errors import (
 )
 from ._explain import BackendVerdict, Explanation
 from ._profiles import PolicyProfile, ProfileRule
+from ._redis_store import RedisStore
 from ._request import RequestNormalizer, RouteRequest
+from ._router import Router, RouterSession, RouterStatistics
+from ._store import MemoryStore, Store, StoreCrash
 from ._subscription import Subscription, SubscriptionGap
 from ._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
 
@@ -57,21 +60,28 @@ __all__ = [
     "InvalidPolicyProfile",
     "InvalidRouteRequest",
     "JournalEvent",
+    "MemoryStore",
     "NoBackendAvailable",
     "NoBackendSupportsCapabilities",
     "Policy",
     "PolicyDenied",
     "PolicyProfile",
     "ProfileRule",
+    "RedisStore",
     "RequestNormalizer",
     "RouteDecision",
     "RoutePlan",
     "RouteRequest",
+    "Router",
     "RouterClosed",
+    "RouterSession",
+    "RouterStatistics",
     "RouterUnavailable",
     "RoutingEngine",
     "RoutingError",
     "SessionHandle",
+    "Store",
+    "StoreCrash",
     "StoreUnavailable",
     "Subscription",
     "SubscriptionGap",
@@ -80,9 +90,3 @@ __all__ = [
     "UnsupportedRouteKey",
     "__version__",
 ]
-
-# --- runtime (issue 3): the supervised actors and the async Router -------------------------------
-from ._router import Router, RouterSession, RouterStatistics
-from ._store import MemoryStore, Store, StoreCrash
-
-__all__ += ["MemoryStore", "Router", "RouterSession", "RouterStatistics", "Store", "StoreCrash"]

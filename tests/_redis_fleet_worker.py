@@ -25,7 +25,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from beamrouting._redis_store import RedisStore
+from beamrouting import RedisStore
 from beamrouting._router import Router
 from beamrouting._types import RouteDecision
 

@@ -29,11 +29,12 @@ import pytest
 from beamrouting import (
     ActorCrashed,
     PolicyDenied,
+    RedisStore,
     RouteDecision,
     RoutingEngine,
     StoreUnavailable,
 )
-from beamrouting._redis_store import RedisStore, stable_digest
+from beamrouting._redis_store import stable_digest
 from beamrouting._router import Router
 from beamrouting._store import Store
 from tests._helpers import (
