@@ -7,7 +7,7 @@ across processes Redis does, with scripts that run atomically:
 - **Round-robin counters** are ``INCRBY`` on ``<prefix>c:<hash>``, where ``<hash>`` is
   the BLAKE2b digest of the msgpack encoding of the contract's counter key (never Python's
   per-process ``hash()``), so every process finds the same counter. Each counter has a
-  time-to-live (``counter_ttl``), refreshed on use, so forgotten counters do not pile up.
+  time-to-live (``idle_ttl``), refreshed on use, so forgotten counters do not pile up.
 - **Sticky bindings** live at ``<prefix>b:<hash of the affinity key>``. Binding is
   compare-and-set in Lua: a first bind succeeds only if the key is still unbound (first
   writer wins), a re-bind away from an ineligible backend only if the key still holds that
@@ -36,9 +36,10 @@ timeout), then the next one reconnects: service resumes by itself when Redis is 
 decision whose commit did not complete is never returned (it may still have been recorded
 if only the reply was lost).
 
-Bounds: counters expire after ``counter_ttl`` unused, bindings after ``binding_ttl`` (when
-set). The in-memory store's ``max_counters``/``max_bindings`` caps do not apply; bound a
-shared Redis with the TTLs (and its ``maxmemory`` policy).
+Bounds: counters expire after ``idle_ttl`` (default 7 days) unused, bindings after
+``binding_ttl`` unused, or ``idle_ttl`` when it is not set, so every routing key expires.
+The in-memory store's ``max_counters``/``max_bindings`` caps do not apply to a shared
+Redis; its TTLs (and Redis's ``maxmemory`` policy) bound it.
 
 The store runs on asyncio and uvloop (``redis.asyncio``). Under trio, constructing or
 starting it raises :class:`RuntimeError`.
@@ -75,9 +76,9 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
 
-__all__ = ["DEFAULT_COUNTER_TTL", "DEFAULT_OPERATION_TIMEOUT", "RedisStore"]
+__all__ = ["DEFAULT_IDLE_TTL", "DEFAULT_OPERATION_TIMEOUT", "RedisStore"]
 
-DEFAULT_COUNTER_TTL: Final = 7 * 24 * 3600.0
+DEFAULT_IDLE_TTL: Final = 7 * 24 * 3600.0
 """Seconds an unused round-robin counter lives (refreshed on every use): one week."""
 DEFAULT_OPERATION_TIMEOUT: Final = 1.0
 """Seconds one store operation may take before it fails with ``StoreUnavailable``."""
@@ -275,7 +276,7 @@ class RedisStore:
     """Routing state in Redis, shared by every :class:`~beamrouting.Router` that uses the same prefix.
 
     ``RedisStore(url, *, prefix="beamrouting:", binding_ttl=None, catalog=None,
-    journal_size=10_000, counter_ttl=DEFAULT_COUNTER_TTL, operation_timeout=1.0,
+    journal_size=10_000, idle_ttl=DEFAULT_IDLE_TTL, operation_timeout=1.0,
     retry_interval=None)``:
 
     - ``url``: a redis-py URL (``redis://host:port/db``, ``rediss://`` for TLS,
@@ -283,11 +284,12 @@ class RedisStore:
     - ``prefix``: every key this store touches starts with it; one prefix per deployment.
       Prefixes of different deployments on one Redis must not be prefixes of each other.
     - ``binding_ttl``: seconds a sticky binding lives after its last use (a reuse slides
-      it), or ``None`` to keep bindings until :meth:`clear`.
+      it); ``None`` gives bindings the ``idle_ttl`` instead.
     - ``catalog``: the catalogue requests are validated against (the default one if
       ``None``); every process of a deployment should use the same.
     - ``journal_size``: roughly how many journal records the stream keeps (``MAXLEN ~``).
-    - ``counter_ttl``: seconds an unused round-robin counter lives (``None``: forever).
+    - ``idle_ttl``: seconds an unused round-robin counter (and a binding, when
+      ``binding_ttl`` is ``None``) lives, so Redis keys stay bounded (``None``: forever).
     - ``operation_timeout``: seconds one store operation (one batch of selections, one
       journal read, ...) may take before it fails with
       :class:`~beamrouting.StoreUnavailable`.
@@ -307,7 +309,7 @@ class RedisStore:
         binding_ttl: float | None = None,
         catalog: Catalog | None = None,
         journal_size: int = 10_000,
-        counter_ttl: float | None = DEFAULT_COUNTER_TTL,
+        idle_ttl: float | None = DEFAULT_IDLE_TTL,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         retry_interval: float | None = None,
     ) -> None:
@@ -320,8 +322,8 @@ class RedisStore:
             raise ValueError("prefix must be a non-empty string")
         if binding_ttl is not None and not binding_ttl > 0:
             raise ValueError("binding_ttl must be a positive number of seconds or None")
-        if counter_ttl is not None and not counter_ttl > 0:
-            raise ValueError("counter_ttl must be a positive number of seconds or None")
+        if idle_ttl is not None and not idle_ttl > 0:
+            raise ValueError("idle_ttl must be a positive number of seconds or None")
         if isinstance(journal_size, bool) or not isinstance(journal_size, int) or journal_size < 0:
             raise ValueError("journal_size must be an int >= 0")
         if not operation_timeout > 0:
@@ -332,12 +334,13 @@ class RedisStore:
         self.prefix = prefix
         self.binding_ttl = binding_ttl
         self.journal_size = journal_size
-        self.counter_ttl = counter_ttl
+        self.idle_ttl = idle_ttl
         self.operation_timeout = float(operation_timeout)
         self.retry_interval = float(operation_timeout if retry_interval is None else retry_interval)
         self._engine = RoutingEngine(catalog)
-        self._ttl_ms = 0 if binding_ttl is None else max(1, math.ceil(binding_ttl * 1000))
-        self._counter_ttl_s = 0 if counter_ttl is None else max(1, math.ceil(counter_ttl))
+        binding_lifetime = idle_ttl if binding_ttl is None else binding_ttl
+        self._ttl_ms = 0 if binding_lifetime is None else max(1, math.ceil(binding_lifetime * 1000))
+        self._idle_ttl_s = 0 if idle_ttl is None else max(1, math.ceil(idle_ttl))
         self._profiles_key = prefix + "profiles"
         self._journal_key = prefix + "journal"
         self._journal_seq_key = prefix + "journal:seq"
@@ -674,7 +677,7 @@ class RedisStore:
         assert self._state_script is not None
         raw = await self._state_script(
             keys=keys,
-            args=[self._counter_ttl_s, self._encode(ops), len(wanted), *wanted],
+            args=[self._idle_ttl_s, self._encode(ops), len(wanted), *wanted],
         )
         answers, fetched = self._decode_any(raw)
         for op_index, members in rotations.values():

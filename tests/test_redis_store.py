@@ -187,7 +187,7 @@ async def test_journal_is_capped(redis_url: str, prefix: str, inspect: Any) -> N
 
 @pytest.mark.anyio
 async def test_counter_key_is_a_stable_hash_with_a_ttl(redis_url: str, prefix: str, inspect: Any) -> None:
-    async with Router(store=RedisStore(redis_url, prefix=prefix, counter_ttl=600)) as router:
+    async with Router(store=RedisStore(redis_url, prefix=prefix, idle_ttl=600)) as router:
         for _ in range(3):
             await router.select_backend(RR)
     key = _counter_key(prefix, RR)
@@ -224,6 +224,19 @@ async def test_explain_reads_the_shared_state_and_changes_nothing(redis_url: str
 
 
 # --------------------------------------------------------------------------- sticky bindings
+
+
+@pytest.mark.anyio
+async def test_bindings_without_their_own_ttl_expire_after_the_idle_ttl(
+    redis_url: str, prefix: str, inspect: Any
+) -> None:
+    async with Router(store=RedisStore(redis_url, prefix=prefix, idle_ttl=600)) as router:
+        await router.select_backend({"policy": "sticky", "affinity_key": "ws-idle"})
+    assert 0 < inspect.pttl(_binding_key(prefix, "ws-idle")) <= 600_000
+    forever = prefix + "forever:"
+    async with Router(store=RedisStore(redis_url, prefix=forever, idle_ttl=None)) as router:
+        await router.select_backend({"policy": "sticky", "affinity_key": "ws-idle"})
+    assert inspect.pttl(_binding_key(forever, "ws-idle")) == -1
 
 
 @pytest.mark.anyio
@@ -726,7 +739,7 @@ def test_arguments_are_checked() -> None:
     for kwargs in (
         {"prefix": ""},
         {"binding_ttl": 0},
-        {"counter_ttl": -1},
+        {"idle_ttl": -1},
         {"journal_size": -1},
         {"operation_timeout": 0},
     ):
