@@ -141,6 +141,8 @@ class RoutingEngine:
         journal_size: int = 10_000,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if catalog is not None and not isinstance(catalog, Catalog):
+            raise TypeError(f"catalog must be a Catalog or None, not {type(catalog).__name__}")
         self.catalog = catalog if catalog is not None else Catalog.default()
         self.normalizer = RequestNormalizer(self.catalog)
         self._state = RoutingState(
@@ -276,7 +278,7 @@ class RoutingEngine:
 
     def delete_policy_profile(self, profile_id: str) -> bool:
         """Remove a policy profile; return whether it existed."""
-        return self._state.profiles.pop(profile_id, None) is not None
+        return self._state.profiles.pop(check_profile_id(profile_id), None) is not None
 
     def policy_profiles(self) -> dict[str, PolicyProfile]:
         """The stored profiles by id."""

@@ -8,10 +8,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
+from ._checks import check_count, is_text
+from ._errors import InvalidRouteRequest
 from ._request import RouteRequest
 from ._types import JournalEvent, RouteDecision
 
-__all__ = ["Journal", "JournalRecord", "audit_payload", "render_events"]
+__all__ = ["Journal", "JournalRecord", "audit_payload", "check_journal_query", "render_events"]
 
 ROUTING_SELECTED: Final = "routing_selected"
 AUDIT: Final = "audit"
@@ -88,14 +90,29 @@ def render_events(base: int, record: JournalRecord | tuple[Any, ...]) -> list[Jo
     return events
 
 
+def check_journal_query(event_type: object, limit: object) -> tuple[str | None, int | None]:
+    """Validate the arguments of a journal read: ``event_type`` a str, ``limit`` an int >= 0.
+
+    Raises :class:`~beamrouting.InvalidRouteRequest` (detail ``"event_type"`` or
+    ``"limit"``), as the router does for the same arguments.
+    """
+    if event_type is not None and (not isinstance(event_type, str) or not is_text(event_type)):
+        raise InvalidRouteRequest("event_type")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidRouteRequest("limit")
+    return (
+        None if event_type is None else str.__str__(event_type),
+        None if limit is None else min(int.__int__(limit), _MASK >> 2),
+    )
+
+
 class Journal:
     """A bounded ring of journal records with a strictly increasing sequence."""
 
     __slots__ = ("_base", "_listeners", "_records", "_sequence", "_size", "_wall_clock")
 
     def __init__(self, size: int = 10_000, *, wall_clock: Callable[[], float] = time.time) -> None:
-        if size < 0:
-            raise ValueError("journal_size must be >= 0")
+        check_count("journal_size", size, 0)
         # One record holds up to two events, so ``size`` records always cover ``size`` events.
         self._records: deque[JournalRecord] = deque(maxlen=size)
         self._size = size
@@ -134,15 +151,27 @@ class Journal:
             self._listeners.remove(listener)
 
     def events(self, event_type: str | None = None, limit: int | None = None) -> list[JournalEvent]:
-        """The most recent events, oldest first, optionally of one type and at most ``limit``."""
+        """The most recent events, oldest first, optionally of one type and at most ``limit``.
+
+        Only the records that are returned (or skipped by ``event_type``) are rendered, so
+        a small ``limit`` costs little however full the ring is.
+        """
+        event_type, limit = check_journal_query(event_type, limit)
+        wanted = self._size if limit is None else min(limit, self._size)
+        visible = self._size  # the ring may hold one event more than it shows
         base = self._base
-        events = [event for record in self._records for event in render_events(base, record)]
-        events = events[-self._size :] if self._size else []
-        if event_type is not None:
-            events = [e for e in events if e.event_type == event_type]
-        if limit is not None:
-            events = events[-limit:] if limit > 0 else []
-        return events
+        newest_first: list[JournalEvent] = []
+        for record in reversed(self._records):
+            if len(newest_first) >= wanted or visible <= 0:
+                break
+            for event in reversed(render_events(base, record)):
+                if visible <= 0 or len(newest_first) >= wanted:
+                    break
+                visible -= 1
+                if event_type is None or event.event_type == event_type:
+                    newest_first.append(event)
+        newest_first.reverse()
+        return newest_first
 
     @property
     def sequence(self) -> int:

@@ -7,6 +7,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ._checks import is_text
 from ._errors import InvalidPolicyProfile
 
 __all__ = ["PolicyProfile", "ProfileRule", "parse_profile"]
@@ -136,13 +137,13 @@ def _parse_rule(rule: Any, index: int) -> ProfileRule:
     if unknown:
         raise InvalidPolicyProfile(f"{where}: unsupported key {unknown[0]!r}")
     action = rule.get("action", "*")
-    if not isinstance(action, str) or not action:
+    if not isinstance(action, str) or not action or not is_text(action):
         raise InvalidPolicyProfile(f"{where}: action must be a non-empty string")
     decision = rule.get("decision", "deny")
     if not isinstance(decision, str) or decision not in ("allow", "deny"):
         raise InvalidPolicyProfile(f"{where}: decision must be 'allow' or 'deny'")
     reason = rule.get("reason", "denied by policy profile")
-    if not isinstance(reason, str):
+    if not isinstance(reason, str) or not is_text(reason):
         raise InvalidPolicyProfile(f"{where}: reason must be a string")
     match = _check_match(rule.get("match", "*"), where)
     return ProfileRule(action, "allow" if decision == "allow" else "deny", match, reason)
@@ -183,7 +184,7 @@ def _parse_profile(profile: object) -> PolicyProfile:
 
 
 def check_profile_id(profile_id: object) -> str:
-    """Return ``profile_id`` if it is a non-empty string, else raise :class:`InvalidPolicyProfile`."""
-    if not isinstance(profile_id, str) or not profile_id:
+    """Return ``profile_id`` (as a plain ``str``) if it is non-empty text, else raise :class:`InvalidPolicyProfile`."""
+    if not isinstance(profile_id, str) or not profile_id or not is_text(profile_id):
         raise InvalidPolicyProfile("a profile id must be a non-empty string")
-    return profile_id
+    return str.__str__(profile_id)

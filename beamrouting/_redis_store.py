@@ -16,8 +16,11 @@ across processes Redis does, with scripts that run atomically:
   again against what the winner stored: the winner's backend, reused if it is eligible for
   the request (and checked against the request's policy profile). A denied sticky decision
   stores no binding.
-- **Policy profiles** are a hash (``<prefix>profiles``) of JSON documents.
+- **Policy profiles** are a hash (``<prefix>profiles``) of JSON documents. What is read
+  back is validated again; a malformed stored profile fails only the requests that name
+  it, with :class:`~beamrouting.InvalidPolicyProfile` (they journal and bind nothing).
 - **Sessions** are a hash (``<prefix>sessions``) plus a sorted set for registration order.
+  A drained batch of session operations is one script call, applied atomically in order.
 - **The journal** is a capped stream (``<prefix>journal``, ``XADD MAXLEN ~ journal_size``)
   with one fleet-wide, strictly increasing event sequence.
 
@@ -64,12 +67,13 @@ import msgspec
 
 from ._catalog import Catalog
 from ._engine import DONE, ROTATE, STICKY, RoutePlan, RoutingEngine
-from ._errors import PolicyDenied, RoutingError, StoreUnavailable
+from ._errors import InvalidPolicyProfile, PolicyDenied, RoutingError, StoreUnavailable
 from ._explain import Explanation
-from ._journal import render_events
+from ._journal import Journal, render_events
+from ._messages import ListSessions, LookupSession, Register, Unregister
 from ._profiles import PolicyProfile, parse_profile
 from ._request import RequestNormalizer, RouteRequest
-from ._store import SelectResult, StoreCrash
+from ._store import SelectResult, SessionOp, SessionResult, StoreCrash
 from ._types import JournalEvent, RouteDecision, SessionHandle
 
 if TYPE_CHECKING:
@@ -182,12 +186,40 @@ if seq ~= start then redis.call('SET', KEYS[2], string.format('%d', seq)) end
 return cmsgpack.pack(out)
 """
 
-# KEYS = sessions hash, order zset, order sequence; ARGV = session id, encoded handle.
-_REGISTER_SCRIPT: Final = """
-local n = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[2], n, ARGV[1])
-return n
+# KEYS = sessions hash, order zset, order sequence. ARGV = the operations, one after the
+# other: 'r', session id, encoded handle (register: replace, and move to the end of the
+# order); 'u', session id (unregister); 'g', session id (get the encoded handle);
+# 'l' (list). Answer: one entry per operation: 1 (register, unregister), the encoded handle
+# or nil (get), {ids in registration order, HGETALL of the hash} (list).
+_SESSIONS_SCRIPT: Final = """
+local out = {}
+local n = 0
+local i = 1
+while i <= #ARGV do
+  local kind = ARGV[i]
+  n = n + 1
+  if kind == 'r' then
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
+    redis.call('ZADD', KEYS[2], seq, ARGV[i + 1])
+    out[n] = 1
+    i = i + 3
+  elseif kind == 'u' then
+    redis.call('HDEL', KEYS[1], ARGV[i + 1])
+    redis.call('ZREM', KEYS[2], ARGV[i + 1])
+    out[n] = 1
+    i = i + 2
+  elseif kind == 'g' then
+    out[n] = redis.call('HGET', KEYS[1], ARGV[i + 1])
+    i = i + 2
+  elseif kind == 'l' then
+    out[n] = {redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[1])}
+    i = i + 1
+  else
+    return redis.error_reply('unknown session operation ' .. tostring(kind))
+  end
+end
+return out
 """
 
 _GLOB_SPECIAL: Final = frozenset("*?[]\\")
@@ -358,7 +390,7 @@ class RedisStore:
         self._client: aioredis.Redis | None = None
         self._state_script: AsyncScript | None = None
         self._commit_script: AsyncScript | None = None
-        self._register_script: AsyncScript | None = None
+        self._sessions_script: AsyncScript | None = None
         self._journal_base: int | None = None
         self._users = 0
         self._outage: str | None = None
@@ -377,7 +409,8 @@ class RedisStore:
         """The Redis key of a round-robin counter key."""
         self._binding_key = _DigestKeys(self._binding_prefix)
         """The Redis key of a sticky binding's affinity key."""
-        self._profile_cache: dict[bytes, PolicyProfile] = {}
+        self._profile_cache: dict[bytes, PolicyProfile | str] = {}
+        """Parsed stored profiles by their JSON text (or why the text is not a valid profile)."""
 
     def __repr__(self) -> str:
         return f"RedisStore({_redact(self.url)!r}, prefix={self.prefix!r})"
@@ -386,8 +419,13 @@ class RedisStore:
 
     @property
     def engine(self) -> RoutingEngine:
-        """The pure engine this store plans with (its own in-memory state is not used)."""
+        """The pure engine this store plans with (its own in-memory state, journal included, is not used)."""
         return self._engine
+
+    @property
+    def local_journal(self) -> Journal | None:
+        """``None``: the journal lives in Redis (read it with ``Router.journal()``); nothing to subscribe to."""
+        return None
 
     @property
     def catalog(self) -> Catalog:
@@ -442,7 +480,7 @@ class RedisStore:
         self._outage = None
         self._state_script = client.register_script(_STATE_SCRIPT)
         self._commit_script = client.register_script(_COMMIT_SCRIPT)
-        self._register_script = client.register_script(_REGISTER_SCRIPT)
+        self._sessions_script = client.register_script(_SESSIONS_SCRIPT)
         try:
             await self._prepare("start")
         except BaseException:
@@ -567,7 +605,7 @@ class RedisStore:
         reads the state (and may advance the counter); later ones for that key wait for the
         next round and reuse what it bound, as they would have in one process's memory.
         """
-        profiles: dict[str, PolicyProfile | None] = {}
+        profiles: dict[str, PolicyProfile | RoutingError | None] = {}
         crash: tuple[int, StoreCrash] | None = None
         rounds = _MAX_ROUNDS + len(pending)  # every round settles at least one request per key
         while pending and rounds:
@@ -591,6 +629,12 @@ class RedisStore:
             for entry, outcome in zip(current, outcomes, strict=True):
                 if crash is not None and entry.index >= crash[0]:
                     break
+                profile_id = entry.plan.request.policy_profile_id
+                if profile_id is not None:
+                    stored = profiles.get(profile_id)
+                    if isinstance(stored, RoutingError):  # a malformed stored profile fails its requests only
+                        results[entry.index] = stored
+                        continue
                 try:
                     record, result = self._decide(entry, outcome, profiles, binding_keys, now)
                 except Exception as exc:
@@ -625,13 +669,15 @@ class RedisStore:
         return crash
 
     async def _read_state(
-        self, pending: list[_Pending], profiles: dict[str, PolicyProfile | None]
+        self, pending: list[_Pending], profiles: dict[str, PolicyProfile | RoutingError | None]
     ) -> list[Any]:
         """One script call: advance counters, read bindings, fetch profiles. One outcome per entry.
 
         An outcome is the counter value (``ROTATE``), ``(True, backend)`` to reuse a binding
         or ``(False, counter, current binding or None)`` to bind anew (``STICKY``), or
-        ``None`` (``DONE``).
+        ``None`` (``DONE``, or a request whose profile is already known to be malformed).
+        Each fetched profile lands in ``profiles``: parsed, ``None`` when there is no such
+        profile, or the :class:`InvalidPolicyProfile` its requests fail with.
         """
         keys: list[str] = [self._profiles_key]
         key_index: dict[str, int] = {}
@@ -651,8 +697,11 @@ class RedisStore:
         for position, entry in enumerate(pending):
             plan = entry.plan
             profile_id = plan.request.policy_profile_id
-            if profile_id is not None and profile_id not in profiles and profile_id not in wanted:
-                wanted.append(profile_id)
+            if profile_id is not None:
+                if isinstance(profiles.get(profile_id), RoutingError):
+                    continue  # it fails anyway: advance nothing for it
+                if profile_id not in profiles and profile_id not in wanted:
+                    wanted.append(profile_id)
             kind = plan.kind
             if kind == DONE:
                 continue
@@ -692,14 +741,14 @@ class RedisStore:
             else:
                 outcomes[position] = (False, answer[1], answer[2] or None)
         for profile_id, text in zip(wanted, fetched, strict=True):
-            profiles[profile_id] = None if not text else self._profile(text)
+            profiles[profile_id] = None if not text else self._stored_profile(profile_id, text)
         return outcomes
 
     def _decide(
         self,
         entry: _Pending,
         outcome: Any,
-        profiles: dict[str, PolicyProfile | None],
+        profiles: dict[str, PolicyProfile | RoutingError | None],
         binding_keys: dict[str, int],
         now: float,
     ) -> tuple[list[Any], SelectResult]:
@@ -723,7 +772,9 @@ class RedisStore:
         deny = None
         profile_id = request.policy_profile_id
         if profile_id is not None:
-            deny = RoutingEngine.authorize(request, decision, profiles.get(profile_id))
+            profile = profiles.get(profile_id)
+            assert not isinstance(profile, RoutingError)  # _settle answered those requests
+            deny = RoutingEngine.authorize(request, decision, profile)
             if deny is not None:
                 condition = 0  # a denied sticky decision stores (and refreshes) no binding
                 result = PolicyDenied(deny)
@@ -744,16 +795,37 @@ class RedisStore:
         answers: list[Any] = self._decode_any(raw)
         return answers
 
-    def _profile(self, text: bytes | str) -> PolicyProfile:
+    def _stored_profile(self, profile_id: str, text: bytes | str) -> PolicyProfile | InvalidPolicyProfile:
+        """The profile stored as ``text``, or the :class:`InvalidPolicyProfile` it is (never raises).
+
+        Never trust what is in Redis: it is validated as if a user had just stored it. A
+        malformed one (another process's bug, a hand edit) is an error for the requests
+        that name it, not a crash.
+        """
         data = text.encode() if isinstance(text, str) else text
         cache = self._profile_cache
         profile = cache.get(data)
         if profile is None:
-            # Never trust what is in Redis: validate it as if a user had just stored it.
-            profile = parse_profile(msgspec.json.decode(data))
+            try:
+                profile = parse_profile(msgspec.json.decode(data))
+            except RoutingError as exc:
+                profile = f"{exc.detail}"
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                profile = "not a JSON document"
+            except Exception as exc:  # any other failure to read it: still not a usable profile
+                profile = f"unreadable ({type(exc).__name__})"
             if len(cache) >= _PROFILE_CACHE_SIZE:
                 cache.clear()
             cache[data] = profile
+        if isinstance(profile, str):
+            return InvalidPolicyProfile(f"the stored policy profile {profile_id!r} is malformed: {profile}")
+        return profile
+
+    def _profile(self, profile_id: str, text: bytes | str) -> PolicyProfile:
+        """:meth:`_stored_profile`, raising the :class:`InvalidPolicyProfile`."""
+        profile = self._stored_profile(profile_id, text)
+        if isinstance(profile, InvalidPolicyProfile):
+            raise profile
         return profile
 
     async def explain(self, request: RouteRequest) -> Explanation:
@@ -801,7 +873,7 @@ class RedisStore:
                 decision = plan.reuse(backend)
             else:
                 decision = plan.rotate(int(counter or 0) + 1)
-            profile = None if stored is None else self._profile(stored)
+            profile = None if stored is None else self._profile(profile_id or "", stored)
             deny = RoutingEngine.authorize(request, decision, profile)
             if deny is not None:
                 raise PolicyDenied(deny)
@@ -846,7 +918,7 @@ class RedisStore:
         """Every stored profile by id (not part of the store protocol; for tools and tests)."""
         async with self._op("policy_profiles") as client:
             stored: dict[bytes, bytes] = await client.hgetall(self._profiles_key)  # type: ignore[assignment]
-        return {key.decode(): self._profile(value) for key, value in stored.items()}
+        return {key.decode(): self._profile(key.decode(), value) for key, value in stored.items()}
 
     async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
         """The most recent journal events of the whole fleet, oldest first."""
@@ -884,36 +956,93 @@ class RedisStore:
 
     # -- the session half ---------------------------------------------------------------------------------
 
+    async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
+        """Apply a drained batch of session operations in one script call, atomically and in order.
+
+        Operations are encoded first; one that cannot be encoded ends the answer with a
+        :class:`StoreCrash` and neither it nor any later one is sent. A stored session that
+        cannot be decoded answers a :class:`StoreCrash` for the lookup or listing that read
+        it only. Redis unreachable or too slow raises
+        :class:`~beamrouting.StoreUnavailable` for the whole batch.
+        """
+        args: list[Any] = []
+        sent: list[SessionOp] = []
+        crash: StoreCrash | None = None
+        for op in ops:
+            try:
+                match op:
+                    case Register(handle):
+                        args += (b"r", handle.session_id, self._encode(handle))
+                    case Unregister(session_id):
+                        args += (b"u", session_id)
+                    case LookupSession(session_id):
+                        args += (b"g", session_id)
+                    case ListSessions():
+                        args.append(b"l")
+                    case _:
+                        raise TypeError(f"not a session operation: {op!r}")
+            except Exception as exc:
+                crash = StoreCrash(exc)
+                break
+            sent.append(op)
+        results: list[SessionResult] = []
+        if sent:
+            assert self._sessions_script is not None
+            keys = [self._sessions_key, self._sessions_order_key, self._sessions_seq_key]
+            async with self._op("session operations"):
+                answers: list[Any] = await self._sessions_script(keys=keys, args=args)
+            if len(answers) != len(sent):
+                raise StoreUnavailable(f"Redis answered {len(answers)} of {len(sent)} session operations")
+            for op, answer in zip(sent, answers, strict=True):
+                try:
+                    results.append(self._session_result(op, answer))
+                except Exception as exc:
+                    results.append(StoreCrash(exc))
+        if crash is not None:
+            results.append(crash)
+        return results
+
+    def _session_result(self, op: SessionOp, answer: Any) -> SessionResult:
+        """What one operation of :meth:`session_batch` answers, from the script's reply."""
+        if type(op) is LookupSession:
+            return None if answer is None else self._decode_handle(answer).backend
+        if type(op) is ListSessions:
+            order, flat = answer
+            stored: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
+            handles: list[SessionHandle] = []
+            for session_id in order:
+                data = stored.pop(session_id, None)
+                if data is not None:
+                    handles.append(self._decode_handle(data))
+            handles.extend(self._decode_handle(data) for data in stored.values())
+            return handles
+        return None
+
+    async def _session_op(self, op: SessionOp) -> SessionResult:
+        """One operation through :meth:`session_batch`, its error or crash raised."""
+        (result,) = await self.session_batch([op])
+        if isinstance(result, StoreCrash):
+            raise result.error
+        if isinstance(result, (RoutingError, StoreUnavailable)):
+            raise result
+        return result
+
     async def register_session(self, handle: SessionHandle) -> None:
         """Register a live session for the whole fleet, replacing one with the same id."""
-        assert self._register_script is not None
-        keys = [self._sessions_key, self._sessions_order_key, self._sessions_seq_key]
-        async with self._op("register_session"):
-            await self._register_script(keys=keys, args=[handle.session_id, self._encode(handle)])
+        await self._session_op(Register(handle))
 
     async def unregister_session(self, session_id: str) -> None:
         """Forget a session; a no-op for an unknown id."""
-        async with self._op("unregister_session") as client, client.pipeline(transaction=True) as pipe:
-            pipe.hdel(self._sessions_key, session_id)
-            pipe.zrem(self._sessions_order_key, session_id)
-            await pipe.execute()
+        await self._session_op(Unregister(session_id))
 
     async def session_backend(self, session_id: str) -> str | None:
         """The backend of a live session, or ``None``."""
-        async with self._op("session_backend") as client:
-            data: bytes | None = await client.hget(self._sessions_key, session_id)  # type: ignore[assignment]
-        return None if data is None else self._decode_handle(data).backend
+        backend = await self._session_op(LookupSession(session_id))
+        assert backend is None or isinstance(backend, str)
+        return backend
 
     async def sessions(self) -> list[SessionHandle]:
         """Every live session of the fleet, in registration order."""
-        async with self._op("sessions") as client, client.pipeline(transaction=True) as pipe:
-            pipe.zrange(self._sessions_order_key, 0, -1)
-            pipe.hgetall(self._sessions_key)
-            order, stored = await pipe.execute()
-        handles: list[SessionHandle] = []
-        for session_id in order:
-            data = stored.pop(session_id, None)
-            if data is not None:
-                handles.append(self._decode_handle(data))
-        handles.extend(self._decode_handle(data) for data in stored.values())
+        handles = await self._session_op(ListSessions())
+        assert isinstance(handles, list)
         return handles

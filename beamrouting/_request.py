@@ -12,6 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from ._catalog import Catalog
+from ._checks import is_text
 from ._errors import (
     InvalidAffinityKey,
     InvalidFallbackPolicy,
@@ -193,10 +194,14 @@ class RequestNormalizer:
             except Exception:
                 raise InvalidFallbackPolicy(value) from None
         affinity_key = get("affinity_key")
-        if affinity_key is not None and (not isinstance(affinity_key, str) or not affinity_key):
+        if affinity_key is not None and (
+            not isinstance(affinity_key, str) or not affinity_key or not is_text(affinity_key)
+        ):
             raise InvalidAffinityKey(affinity_key)
         profile_id = get("policy_profile_id")
-        if profile_id is not None and (not isinstance(profile_id, str) or not profile_id):
+        if profile_id is not None and (
+            not isinstance(profile_id, str) or not profile_id or not is_text(profile_id)
+        ):
             raise InvalidRouteRequest("policy_profile_id")
         value = get("health", _MISSING)
         health = {} if value is _MISSING else self._health(value)

@@ -29,17 +29,18 @@ import msgspec
 
 from . import _observability as _obs
 from ._catalog import Catalog
+from ._checks import check_count, check_seconds, is_text
 from ._errors import (
     ActorCrashed,
     BeamRoutingError,
     CallTimeout,
-    InvalidRouteRequest,
     RouterClosed,
     RouterUnavailable,
     RoutingError,
     StoreUnavailable,
 )
 from ._explain import Explanation
+from ._journal import check_journal_query
 from ._mailbox import Answer, current_backend, open_mailbox
 from ._messages import (
     Backend,
@@ -186,16 +187,15 @@ class Router:
     ) -> None:
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError("max_restarts must be an int >= 0")
-        if not restart_period > 0:
-            raise ValueError("restart_period must be a positive number of seconds")
-        if isinstance(mailbox_size, bool) or not isinstance(mailbox_size, int) or mailbox_size < 1:
-            raise ValueError("mailbox_size must be an int >= 1")
-        if not call_timeout > 0:
-            raise ValueError("call_timeout must be a positive number of seconds")
+        check_seconds("restart_period", restart_period)
+        check_count("mailbox_size", mailbox_size, 1)
+        check_seconds("call_timeout", call_timeout)
         if store is None:
             store = MemoryStore(catalog, **engine_options)
         elif catalog is not None or engine_options:
             raise TypeError("with store=..., configure the catalogue and engine options on the store")
+        elif not isinstance(store, Store):
+            raise TypeError(f"store must implement beamrouting.Store, not {type(store).__name__}")
         self._store = store
         self._catalog = store.catalog
         self._normalize = store.normalizer.normalize
@@ -327,8 +327,8 @@ class Router:
 
         A ``str`` session id routes with the id as affinity key and, when the session
         registry knows the session, its backend as ``last_backend``; a
-        :class:`~beamrouting.SessionHandle` routes with its backend as ``last_backend``;
-        session options contribute their ``routing`` and ``backend``. Raises the
+        :class:`~beamrouting.SessionHandle` (or a :class:`RouterSession`) routes with its
+        backend as ``last_backend``; session options contribute their ``routing`` and ``backend``. Raises the
         :class:`~beamrouting.RoutingError` the engine raises for the same input.
         """
         self._calls += 1
@@ -348,8 +348,10 @@ class Router:
             raise
 
     async def _merge(self, session_or_opts: object, request: object) -> dict[Any, Any]:
+        if isinstance(session_or_opts, RouterSession):
+            session_or_opts = session_or_opts.handle
         backend = None
-        if isinstance(session_or_opts, str) and session_or_opts:
+        if isinstance(session_or_opts, str) and session_or_opts and is_text(session_or_opts):
             lookup = LookupSession(plain_str(session_or_opts))
             backend = (await self._ask(self._sessions, lookup, Backend)).backend
         return merge_session(session_or_opts, request, backend)
@@ -378,24 +380,17 @@ class Router:
     async def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
         """Store (or replace) a policy profile; raise :class:`~beamrouting.InvalidPolicyProfile` if malformed."""
         parsed = parse_profile(profile)  # before the id, as the engine does
-        await self._ask(self._routing, PutProfile(plain_str(check_profile_id(profile_id)), parsed), Ok)
+        await self._ask(self._routing, PutProfile(check_profile_id(profile_id), parsed), Ok)
 
     @_api
     async def delete_policy_profile(self, profile_id: str) -> bool:
         """Remove a policy profile; return whether it existed."""
-        if not isinstance(profile_id, str):
-            return False  # nothing is ever stored under anything else
-        return (await self._ask(self._routing, DeleteProfile(plain_str(profile_id)), Deleted)).existed
+        return (await self._ask(self._routing, DeleteProfile(check_profile_id(profile_id)), Deleted)).existed
 
     @_api
     async def journal(self, event_type: str | None = None, limit: int | None = None) -> list[JournalEvent]:
         """The most recent journal events, oldest first (optionally one type, at most ``limit``)."""
-        if event_type is not None:
-            if not isinstance(event_type, str):
-                raise InvalidRouteRequest("event_type")
-            event_type = plain_str(event_type)
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise InvalidRouteRequest("limit")
+        event_type, limit = check_journal_query(event_type, limit)
         return (await self._ask(self._routing, GetJournal(event_type, limit), Events)).events
 
     def subscribe(self, *, maxlen: int = DEFAULT_MAXLEN, event_type: str | None = None) -> Subscription:

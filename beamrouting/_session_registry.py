@@ -9,6 +9,7 @@ import msgspec
 
 from ._actor import Actor, ActorControl
 from ._catalog import Catalog
+from ._checks import is_text
 from ._errors import InvalidRouteRequest, RoutingError, StoreUnavailable, UnknownBackend
 from ._mailbox import Envelope, Mailbox
 from ._messages import (
@@ -26,15 +27,15 @@ from ._messages import (
     plain_str,
     session_decoder,
 )
-from ._store import Store
+from ._store import SessionOp, SessionResult, Store, StoreCrash
 from ._types import SessionHandle
 
 __all__ = ["SessionRegistry", "check_metadata", "check_session_id", "session_handle"]
 
 
 def check_session_id(session_id: object) -> str:
-    """Return ``session_id`` if it is a non-empty ``str``; else raise ``InvalidRouteRequest("session_id")``."""
-    if not isinstance(session_id, str) or not session_id:
+    """Return ``session_id`` if it is non-empty text; else raise ``InvalidRouteRequest("session_id")``."""
+    if not isinstance(session_id, str) or not session_id or not is_text(session_id):
         raise InvalidRouteRequest("session_id")
     return plain_str(session_id)
 
@@ -73,48 +74,99 @@ def session_handle(catalog: Catalog, session_id: object, backend: object, metada
 
 
 class SessionRegistry(Actor):
-    """Serves :data:`~beamrouting._messages.SessionMessage` from its store's session half."""
+    """Serves :data:`~beamrouting._messages.SessionMessage` from its store's session half.
+
+    Every message of a drained batch is validated, then the valid ones go to the store in
+    one :meth:`~beamrouting._store.Store.session_batch` call (one round trip for a shared
+    store) and are answered in order.
+    """
 
     name: ClassVar[str] = "session_registry"
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         super().__init__(mailbox, store, control)
         self._decode = session_decoder().decode
+        self._session_batch = store.session_batch
+        self._deliver = mailbox.deliver
         self._ok = self.encode(Ok())
 
     async def handle_batch(self, batch: list[Envelope]) -> None:
-        """Apply each message in order and answer it."""
-        deliver = self.mailbox.deliver
+        """Validate each message, apply the valid ones in one store call, answer each."""
+        deliver = self._deliver
+        ops: list[SessionOp] = []
+        slots: list[Any] = []
         for data, slot in batch:
             self.in_hand = slot
             try:
-                message: SessionMessage = self._decode(data)
+                ops.append(self._check(self._decode(data)))
             except msgspec.DecodeError:
                 deliver(slot, self.bad_message)
                 continue
-            deliver(slot, await self._apply(message))
+            except RoutingError as exc:
+                deliver(slot, self.encode(failed(exc)))
+                continue
+            slots.append(slot)
+        if ops:
+            await self._apply(ops, slots)
 
-    async def _apply(self, message: SessionMessage) -> bytes:
-        store = self.store
-        reply: Reply
+    def _check(self, message: SessionMessage) -> SessionOp:
+        """The operation ``message`` asks for, validated again (never trust the bytes)."""
+        match message:
+            case Register(handle):
+                catalog = self.store.catalog
+                return Register(session_handle(catalog, handle.session_id, handle.backend, handle.metadata))
+            case Unregister(session_id):
+                return Unregister(check_session_id(session_id))
+            case LookupSession(session_id):
+                return LookupSession(check_session_id(session_id))
+            case ListSessions():
+                return message
+            case _:
+                raise AssertionError(f"unhandled message {message!r}")
+
+    async def _apply(self, ops: list[SessionOp], slots: list[Any]) -> None:
+        """Apply ``ops`` in one store call and answer each; crash where the store did."""
+        self.in_hand = slots[0]
+        results: list[SessionResult]
         try:
-            match message:
-                case Register(handle):
-                    # Never trust the bytes: validate as the caller did.
-                    checked = session_handle(
-                        store.catalog, handle.session_id, handle.backend, handle.metadata
-                    )
-                    await store.register_session(checked)
-                    reply = Handle(checked)
-                case Unregister(session_id):
-                    await store.unregister_session(check_session_id(session_id))
-                    return self._ok
-                case LookupSession(session_id):
-                    reply = Backend(await store.session_backend(check_session_id(session_id)))
-                case ListSessions():
-                    reply = Handles(await store.sessions())
-                case _:
-                    raise AssertionError(f"unhandled message {message!r}")
+            results = await self._session_batch(ops)
         except (RoutingError, StoreUnavailable) as exc:
-            reply = failed(exc)
+            results = [exc] * len(ops)
+        if len(results) > len(ops):
+            raise RuntimeError(f"the store answered {len(results)} results for {len(ops)} operations")
+        deliver = self._deliver
+        crash: int | None = None
+        for index, result in enumerate(results):
+            if isinstance(result, StoreCrash):
+                if crash is None:
+                    crash = index
+                continue  # the first crash is blamed below; a later one is served again
+            slot = self.in_hand = slots[index]
+            if isinstance(result, (RoutingError, StoreUnavailable)):
+                deliver(slot, self.encode(failed(result)))
+            else:
+                deliver(slot, self._reply(ops[index], result))
+        if crash is not None:
+            self.in_hand = slots[crash]
+            error = results[crash]
+            assert isinstance(error, StoreCrash)
+            raise error.error
+        if len(results) < len(ops):
+            self.in_hand = slots[len(results)]
+            raise RuntimeError(f"the store answered {len(results)} of {len(ops)} session operations")
+
+    def _reply(self, op: SessionOp, result: SessionResult) -> bytes:
+        """The encoded reply to ``op`` whose store result is ``result``."""
+        reply: Reply
+        match op:
+            case Register(handle) if result is None:
+                reply = Handle(handle)
+            case Unregister() if result is None:
+                return self._ok
+            case LookupSession() if result is None or isinstance(result, str):
+                reply = Backend(result)
+            case ListSessions() if isinstance(result, list):
+                reply = Handles(result)
+            case _:
+                raise TypeError(f"the store answered {result!r} to {op!r}")
         return self.encode(reply)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 
+from ._checks import check_callable, check_count, check_seconds
 from ._journal import Journal
 from ._profiles import PolicyProfile
 
@@ -42,14 +43,10 @@ class RoutingState:
         journal_size: int = 10_000,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if max_counters < 1 or max_bindings < 1:
-            raise ValueError("max_counters and max_bindings must be >= 1")
-        if binding_ttl is not None and not binding_ttl > 0:
-            raise ValueError("binding_ttl must be a positive number of seconds or None")
-        self.max_counters = max_counters
-        self.max_bindings = max_bindings
-        self.binding_ttl = binding_ttl
-        self._clock = clock or time.monotonic
+        self.max_counters = check_count("max_counters", max_counters, 1)
+        self.max_bindings = check_count("max_bindings", max_bindings, 1)
+        self.binding_ttl = None if binding_ttl is None else check_seconds("binding_ttl", binding_ttl)
+        self._clock = time.monotonic if clock is None else check_callable("clock", clock)
         # Plain dicts keep insertion order: re-inserting on use makes the first key the LRU one.
         self._counters: dict[Hashable, int] = {}
         self._bindings: dict[str, tuple[str, float]] = {}

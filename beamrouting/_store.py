@@ -4,6 +4,9 @@ State outlives the task that owns it, as an ETS table passes to its heir: the su
 holds one :class:`Store` for the router's lifetime and hands it to every incarnation of
 both actors. The routing-table actor uses the routing half (bindings, counters, profiles,
 journal), the session-registry actor the session half; no other task touches a store.
+Both halves are batch-oriented: an actor hands the store everything it drained from its
+mailbox at once (:meth:`Store.select_batch`, :meth:`Store.session_batch`), so a shared
+store can serve a whole batch in one round trip.
 
 :class:`MemoryStore` is the embedded default (a :class:`~beamrouting.RoutingEngine` and a
 dict of sessions). A shared store (Redis) implements the same protocol so several
@@ -12,17 +15,19 @@ processes share bindings, counters and sessions.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ._catalog import Catalog
 from ._engine import RoutingEngine
-from ._errors import RoutingError
+from ._errors import RoutingError, StoreUnavailable
 from ._explain import Explanation
+from ._journal import Journal
+from ._messages import ListSessions, LookupSession, Register, Unregister
 from ._profiles import PolicyProfile
 from ._request import RequestNormalizer, RouteRequest
 from ._types import JournalEvent, RouteDecision, SessionHandle
 
-__all__ = ["MemoryStore", "SelectResult", "Store", "StoreCrash"]
+__all__ = ["MemoryStore", "SelectResult", "SessionOp", "SessionResult", "Store", "StoreCrash"]
 
 
 class StoreCrash:
@@ -46,6 +51,18 @@ class StoreCrash:
 SelectResult = RouteDecision | RoutingError | StoreCrash
 """One entry of :meth:`Store.select_batch`'s answer."""
 
+SessionOp: TypeAlias = Register | Unregister | LookupSession | ListSessions
+"""One operation of :meth:`Store.session_batch`, already validated by the actor."""
+
+SessionResult: TypeAlias = str | list[SessionHandle] | RoutingError | StoreUnavailable | StoreCrash | None
+"""One entry of :meth:`Store.session_batch`'s answer.
+
+By operation: ``Register`` and ``Unregister`` answer ``None``, ``LookupSession`` the
+backend (``str``) or ``None``, ``ListSessions`` the handles in registration order. Any of
+them may answer a :class:`RoutingError` or :class:`~beamrouting.StoreUnavailable` (the
+caller's error) or a :class:`StoreCrash`.
+"""
+
 
 @runtime_checkable
 class Store(Protocol):
@@ -64,6 +81,7 @@ class Store(Protocol):
       restarted with this same store, so the store must stay usable.
     - :meth:`select_batch` serves a whole drained batch at once (a shared store can use one
       round trip for it) and reports per request, in order; it stops at the first crash.
+      :meth:`session_batch` does the same for the session half.
     - :meth:`start` runs before either actor starts and :meth:`aclose` after both stopped;
       a store may be started again after it was closed.
     """
@@ -76,6 +94,15 @@ class Store(Protocol):
     @property
     def normalizer(self) -> RequestNormalizer:
         """The request normaliser callers use before sending (the engine's own)."""
+        ...
+
+    @property
+    def local_journal(self) -> Journal | None:
+        """The in-process journal decisions are recorded into, or ``None`` if it lives elsewhere.
+
+        :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to it; a store whose
+        journal is shared (in Redis, say) answers ``None`` and cannot be subscribed to.
+        """
         ...
 
     def validate(self, request: RouteRequest) -> None:
@@ -124,6 +151,21 @@ class Store(Protocol):
         """The most recent journal events, oldest first (optionally one type, at most ``limit``)."""
         ...
 
+    async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
+        """Apply each session operation, in order; one :data:`SessionResult` per operation.
+
+        The session-registry actor hands over everything it drained at once (a shared
+        store can use one round trip for it). An operation that raises anything but a
+        :class:`RoutingError` or :class:`~beamrouting.StoreUnavailable` answers a
+        :class:`StoreCrash`. If a crash happens before an operation was applied, the answer
+        ends with that crash and the later operations are not applied (the answer is
+        shorter than ``ops``); a crash in reading an applied operation's outcome answers
+        only that operation, and the later ones are answered as usual. Raising
+        :class:`~beamrouting.StoreUnavailable` (or a :class:`RoutingError`) answers every
+        operation with it.
+        """
+        ...
+
     async def register_session(self, handle: SessionHandle) -> None:
         """Register a live session, replacing one with the same id."""
         ...
@@ -168,6 +210,11 @@ class MemoryStore:
     def normalizer(self) -> RequestNormalizer:
         """The engine's request normaliser."""
         return self.engine.normalizer
+
+    @property
+    def local_journal(self) -> Journal:
+        """The engine's journal (:attr:`RoutingEngine.journal_ring`): subscriptions listen to it."""
+        return self.engine.journal_ring
 
     def validate(self, request: RouteRequest) -> None:
         """:meth:`RoutingEngine.validate`."""
@@ -217,6 +264,32 @@ class MemoryStore:
     async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
         """:meth:`RoutingEngine.journal`."""
         return self.engine.journal(event_type, limit)
+
+    async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
+        """Apply each operation in order with the single-operation methods; stop at a crash."""
+        results: list[SessionResult] = []
+        append = results.append
+        for op in ops:
+            try:
+                match op:
+                    case Register(handle):
+                        await self.register_session(handle)
+                        append(None)
+                    case Unregister(session_id):
+                        await self.unregister_session(session_id)
+                        append(None)
+                    case LookupSession(session_id):
+                        append(await self.session_backend(session_id))
+                    case ListSessions():
+                        append(await self.sessions())
+                    case _:
+                        raise TypeError(f"not a session operation: {op!r}")
+            except (RoutingError, StoreUnavailable) as exc:
+                append(exc)
+            except Exception as exc:
+                append(StoreCrash(exc))
+                break
+        return results
 
     async def register_session(self, handle: SessionHandle) -> None:
         """Register ``handle`` (replacing and moving to the end any session with its id)."""

@@ -27,12 +27,12 @@ DEFAULT_MAXLEN: Final = 1024
 
 
 def journal_of(store: object) -> Journal:
-    """The in-process journal a store records into (a :class:`~beamrouting.RoutingEngine`'s).
+    """The in-process journal a store records into: its ``local_journal``.
 
-    Raises :class:`TypeError` for a store that keeps its journal elsewhere (in Redis, say).
+    Raises :class:`TypeError` for a store that keeps its journal elsewhere (``RedisStore``
+    keeps it in Redis, and its ``local_journal`` is ``None``) or has no ``local_journal``.
     """
-    engine = getattr(store, "engine", None)
-    journal = getattr(engine if engine is not None else store, "journal_ring", None)
+    journal = getattr(store, "local_journal", None)
     if not isinstance(journal, Journal):
         raise TypeError(
             f"{type(store).__name__} keeps no in-process journal to subscribe to; "

@@ -24,6 +24,7 @@ import beamrouting._observability as obs
 from beamrouting import (
     ActorCrashed,
     JournalEvent,
+    MemoryStore,
     PolicyDenied,
     Router,
     RouterUnavailable,
@@ -205,6 +206,25 @@ def test_subscribe_needs_an_in_process_journal() -> None:
 
     with pytest.raises(TypeError, match="no in-process journal"):
         journal_of(NoJournal())
+
+
+def test_subscribe_follows_the_store_s_local_journal() -> None:
+    from beamrouting._subscription import journal_of
+
+    store = MemoryStore()
+    assert journal_of(store) is store.local_journal is store.engine.journal_ring
+
+    class SharedJournal(MemoryStore):
+        """A store that plans with an engine but keeps its journal elsewhere (as RedisStore does)."""
+
+        @property
+        def local_journal(self) -> None:  # type: ignore[override]
+            return None
+
+    with pytest.raises(TypeError, match="SharedJournal keeps no in-process journal"):
+        journal_of(SharedJournal())
+    with pytest.raises(TypeError, match="no in-process journal"):
+        Router(store=SharedJournal()).subscribe()
 
 
 # --------------------------------------------------------------------------- logging

@@ -28,12 +28,15 @@ import pytest
 
 from beamrouting import (
     ActorCrashed,
+    InvalidPolicyProfile,
     PolicyDenied,
     RedisStore,
     RouteDecision,
     RoutingEngine,
+    SessionHandle,
     StoreUnavailable,
 )
+from beamrouting._messages import ListSessions, LookupSession, Register, Unregister
 from beamrouting._redis_store import stable_digest
 from beamrouting._router import Router
 from beamrouting._store import Store
@@ -459,6 +462,195 @@ async def test_a_crash_while_planning_blames_one_caller(
             await router.select_backend(sticky("boom"))
         assert (await router.select_backend(sticky("fine"))).backend == "claude"
         assert await _restarts(router) == {"routing_table": 1, "session_registry": 0}
+
+
+MALFORMED_PROFILES = [
+    pytest.param(b'{"default": "maybe"}', id="invalid-profile"),
+    pytest.param(b"not json", id="not-json"),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stored", MALFORMED_PROFILES)
+async def test_a_malformed_stored_profile_fails_only_the_requests_naming_it(
+    redis_url: str, prefix: str, inspect: Any, stored: bytes
+) -> None:
+    inspect.hset(prefix + "profiles", "bad", stored)
+    store = RedisStore(redis_url, prefix=prefix)
+    await store.start()
+    try:
+        requests = [
+            RR,
+            {"policy_profile_id": "bad"},
+            RR,
+            {"backend": "codex"},
+            sticky("w", policy_profile_id="bad"),
+            sticky("w"),
+        ]
+        results = await store.select_batch([store.normalizer.normalize(r) for r in requests])
+    finally:
+        await store.aclose()
+    assert len(results) == len(requests)
+    for index in (1, 4):
+        error = results[index]
+        assert isinstance(error, InvalidPolicyProfile), error
+        assert "'bad'" in error.detail and "malformed" in error.detail
+    decisions = [result for result in results if isinstance(result, RouteDecision)]
+    assert len(decisions) == 4, results
+    assert [d.backend for d in decisions[:3]] == ["claude", "codex", "codex"]
+    # Bound by the request without a profile (the failed one's state read spent a counter
+    # step, as a denied request's does).
+    assert inspect.get(_binding_key(prefix, "w")) == decisions[3].backend.encode()
+    assert decisions[3].reasons == (BOUND,)
+    assert inspect.xlen(prefix + "journal") == 4  # the failed requests journal nothing
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stored", MALFORMED_PROFILES)
+async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
+    redis_url: str, prefix: str, inspect: Any, stored: bytes
+) -> None:
+    inspect.hset(prefix + "profiles", "bad", stored)
+    store = RedisStore(redis_url, prefix=prefix)
+    batches: list[int] = []
+    original = store.select_batch
+
+    async def recorded(requests: list[Any]) -> Any:
+        batches.append(len(requests))
+        return await original(requests)
+
+    store.select_batch = recorded  # type: ignore[method-assign]
+    async with Router(store=store) as router:
+        requests = [RR, {"policy_profile_id": "bad"}, RR, {"backend": "codex"}] * 10
+        outcomes: dict[int, Any] = {}
+
+        async def call(index: int, request: dict[str, Any]) -> None:
+            try:
+                outcomes[index] = await router.select_backend(request)
+            except Exception as exc:
+                outcomes[index] = exc
+
+        async with anyio.create_task_group() as tg:
+            for index, request in enumerate(requests):
+                tg.start_soon(call, index, request)
+        for index, request in enumerate(requests):
+            if "policy_profile_id" in request:
+                assert isinstance(outcomes[index], InvalidPolicyProfile), outcomes[index]
+            else:
+                assert isinstance(outcomes[index], RouteDecision), outcomes[index]
+        explained = await router.explain({"policy_profile_id": "bad"})
+        assert explained.error is not None and explained.error["code"] == "invalid_policy_profile"
+        assert await _restarts(router) == {"routing_table": 0, "session_registry": 0}
+    assert max(batches) > 1  # bad and good requests shared batches
+
+
+@pytest.mark.anyio
+async def test_subscribe_is_refused_with_a_redis_store(redis_url: str, prefix: str) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    async with Router(store=store) as router:
+        with pytest.raises(TypeError, match="no in-process journal"):
+            router.subscribe()
+        assert store.local_journal is None
+        await router.select_backend(RR)
+        assert await router.journal()  # the journal is read from Redis instead
+
+
+@pytest.mark.anyio
+async def test_a_session_batch_is_applied_in_order(redis_url: str, prefix: str, inspect: Any) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    one, two = SessionHandle("s-1", "codex", {"k": "v"}), SessionHandle("s-2", "claude", {})
+    await store.start()
+    try:
+        results = await store.session_batch(
+            [
+                Register(one),
+                LookupSession("s-1"),
+                Register(two),
+                Unregister("s-1"),
+                LookupSession("s-1"),
+                Unregister("never-registered"),
+                Register(one),
+                ListSessions(),
+            ]
+        )
+        assert results == [None, "codex", None, None, None, None, None, [two, one]]
+        assert await store.sessions() == [two, one]
+        assert await store.session_backend("s-2") == "claude"
+        assert await store.session_batch([]) == []
+    finally:
+        await store.aclose()
+    assert inspect.zrange(prefix + "sessions:order", 0, -1) == [b"s-2", b"s-1"]
+
+
+@pytest.mark.anyio
+async def test_concurrent_session_calls_share_round_trips(redis_url: str, prefix: str) -> None:
+    store = RedisStore(redis_url, prefix=prefix)
+    round_trips: Counter[str] = Counter()
+    original = store._op
+
+    def counted(what: str, **options: Any) -> Any:
+        round_trips[what] += 1
+        return original(what, **options)
+
+    store._op = counted  # type: ignore[method-assign]
+    async with Router(store=store) as router:
+        round_trips.clear()
+        async with anyio.create_task_group() as tg:
+            for index in range(500):
+                tg.start_soon(router.register_session, f"s-{index}", BACKENDS[index % 5])
+        backends: dict[str, str | None] = {}
+
+        async def lookup(session_id: str) -> None:
+            backends[session_id] = await router.session_backend(session_id)
+
+        async with anyio.create_task_group() as tg:
+            for index in range(500):
+                tg.start_soon(lookup, f"s-{index}")
+                tg.start_soon(router.unregister_session, f"s-{index + 250}")
+        for index in range(250):
+            assert backends[f"s-{index}"] == BACKENDS[index % 5]
+        assert [h.session_id for h in await router.sessions()] == [f"s-{index}" for index in range(250)]
+    calls = sum(round_trips.values())
+    assert calls <= 100, f"{calls} round trips for 1,500 concurrent session calls"
+
+
+@pytest.mark.anyio
+async def test_an_undecodable_stored_session_crashes_only_its_reader(
+    redis_url: str, prefix: str, inspect: Any
+) -> None:
+    inspect.hset(prefix + "sessions", "corrupt", b"\xc1 not msgpack")
+    store = RedisStore(redis_url, prefix=prefix)
+    sizes: list[int] = []
+    original = store.session_batch
+
+    async def recorded(ops: list[Any]) -> Any:
+        sizes.append(len(ops))
+        return await original(ops)
+
+    store.session_batch = recorded  # type: ignore[method-assign]
+    async with Router(store=store) as router:
+        outcomes: dict[str, Any] = {}
+
+        async def call(name: str, job: Any) -> None:
+            try:
+                outcomes[name] = await job
+            except Exception as exc:
+                outcomes[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "register a", router.register_session("a", "codex"))
+            tg.start_soon(call, "lookup corrupt", router.session_backend("corrupt"))
+            tg.start_soon(call, "register b", router.register_session("b", "gemini"))
+            tg.start_soon(call, "lookup a", router.session_backend("a"))
+        assert isinstance(outcomes.pop("lookup corrupt"), ActorCrashed)
+        assert outcomes == {
+            "register a": SessionHandle("a", "codex", {}),
+            "register b": SessionHandle("b", "gemini", {}),
+            "lookup a": "codex",
+        }
+        assert await router.session_backend("b") == "gemini"
+        assert await _restarts(router) == {"routing_table": 0, "session_registry": 1}
+    assert sizes[0] == 4  # one batch: the crash was blamed on its caller alone
 
 
 # --------------------------------------------------------------------------- shared state

@@ -254,7 +254,8 @@ async def test_profiles_journal_and_explain() -> None:
         assert (denied.value.code, denied.value.detail) == ("policy_denied", "no")
         assert await router.delete_policy_profile("no-codex") is True
         assert await router.delete_policy_profile("no-codex") is False
-        assert await router.delete_policy_profile(["unhashable"]) is False  # type: ignore[arg-type]
+        with pytest.raises(InvalidPolicyProfile):  # as the engine: no profile has such an id
+            await router.delete_policy_profile(["unhashable"])  # type: ignore[arg-type]
 
         events = await router.journal()
         assert [e.event_type for e in events] == ["routing_selected", "audit", "audit"]
