@@ -165,20 +165,17 @@ def run_scenario(
     from beamrouting import RoutingError
 
     mismatches: list[ScenarioMismatch] = []
+    calls: dict[str, Callable[..., Any]] = {
+        "select_backend": select,
+        "select_backend/2": select2,
+        "clear": clear,
+    }
     for index, step in enumerate(scenario["steps"]):
         if not _runnable(step):
             continue
-        call = step["call"]
-        actual: dict[str, Any]
+        function, args, answer = _step_call(scenario, step, calls)
         try:
-            if call == "select_backend":
-                actual = {"ok": select(step["request"]).to_dict()}
-            elif call == "select_backend/2":
-                actual = {"ok": select2(step["session_or_opts"], step["request"]).to_dict()}
-            elif call == "clear":
-                actual = {"return": clear()}
-            else:
-                raise ValueError(f"scenario {scenario['id']}: unknown call {call!r}")
+            actual = answer(function(*args))
         except RoutingError as exc:
             actual = _outcome_of_error(exc)
         if not _is_skipped(step):
@@ -196,20 +193,17 @@ async def run_scenario_async(
     from beamrouting import RoutingError
 
     mismatches: list[ScenarioMismatch] = []
+    calls: dict[str, Callable[..., Any]] = {
+        "select_backend": select,
+        "select_backend/2": select2,
+        "clear": clear,
+    }
     for index, step in enumerate(scenario["steps"]):
         if not _runnable(step):
             continue
-        call = step["call"]
-        actual: dict[str, Any]
+        function, args, answer = _step_call(scenario, step, calls)
         try:
-            if call == "select_backend":
-                actual = {"ok": (await select(step["request"])).to_dict()}
-            elif call == "select_backend/2":
-                actual = {"ok": (await select2(step["session_or_opts"], step["request"])).to_dict()}
-            elif call == "clear":
-                actual = {"return": await clear()}
-            else:
-                raise ValueError(f"scenario {scenario['id']}: unknown call {call!r}")
+            actual = answer(await function(*args))
         except RoutingError as exc:
             actual = _outcome_of_error(exc)
         if not _is_skipped(step):
@@ -217,11 +211,54 @@ async def run_scenario_async(
     return mismatches
 
 
+def _step_call(
+    scenario: Scenario, step: Mapping[str, Any], calls: Mapping[str, Callable[..., Any]]
+) -> tuple[Callable[..., Any], tuple[Any, ...], Callable[[Any], dict[str, Any]]]:
+    """What a step calls, with which arguments, and how its result reads as an outcome."""
+    call = step["call"]
+    if call not in calls:
+        raise ValueError(f"scenario {scenario['id']}: unknown call {call!r}")
+    if call == "clear":
+        return calls[call], (), lambda result: {"return": result}
+    args = (step["request"],) if call == "select_backend" else (step["session_or_opts"], step["request"])
+    return calls[call], args, lambda decision: {"ok": decision.to_dict()}
+
+
 def format_mismatches(scenario: Scenario, mismatches: list[ScenarioMismatch]) -> str:
     """A readable failure message for a scenario's mismatching steps."""
     lines = [f"scenario {scenario['id']} ({scenario.get('description', '')}):"]
     lines.extend(str(mismatch) for mismatch in mismatches)
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- gates
+
+
+class Gate:
+    """Holds a test store's calls while closed, counting them in ``waiting`` (a slow or stuck store)."""
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+        self.waiting = 0
+
+    def close(self) -> None:
+        self._event = anyio.Event()
+
+    def open(self) -> None:
+        assert self._event is not None
+        self._event.set()
+        self._event = None
+
+    async def pass_through(self) -> None:
+        """Return at once while open; while closed, wait until it opens."""
+        event = self._event
+        if event is None:
+            return
+        self.waiting += 1
+        try:
+            await event.wait()
+        finally:
+            self.waiting -= 1
 
 
 # --------------------------------------------------------------------------- polling

@@ -35,7 +35,7 @@ from beamrouting import (
     UnknownBackend,
 )
 from beamrouting._messages import Failed, Select, new_encoder, reply_decoder
-from tests._helpers import format_mismatches, profiles_for_scenarios, run_scenario_async, wait_for
+from tests._helpers import Gate, format_mismatches, profiles_for_scenarios, run_scenario_async, wait_for
 from tests.test_scenarios import SCENARIOS, _require
 
 pytestmark = pytest.mark.anyio
@@ -48,25 +48,20 @@ class GatedStore(MemoryStore):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.gate: anyio.Event | None = None
-        self.waiting = 0
+        self.gate = Gate()
+
+    @property
+    def waiting(self) -> int:
+        return self.gate.waiting
 
     def close_gate(self) -> None:
-        self.gate = anyio.Event()
+        self.gate.close()
 
     def open_gate(self) -> None:
-        assert self.gate is not None
-        self.gate.set()
-        self.gate = None
+        self.gate.open()
 
     async def select_batch(self, requests: list[RouteRequest]) -> list[Any]:
-        gate = self.gate
-        if gate is not None:
-            self.waiting += 1
-            try:
-                await gate.wait()
-            finally:
-                self.waiting -= 1
+        await self.gate.pass_through()
         return await super().select_batch(requests)
 
 

@@ -17,7 +17,7 @@ import pytest
 from beamrouting import ActorCrashed, MemoryStore, Router, SessionHandle, StoreCrash, StoreUnavailable
 from beamrouting._messages import ListSessions, LookupSession, Register, Unregister
 from beamrouting._store import SessionOp, SessionResult
-from tests._helpers import wait_for
+from tests._helpers import Gate, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -28,18 +28,11 @@ class GatedSessionStore(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate: anyio.Event | None = None
-        self.waiting = 0
+        self.gate = Gate()
         self.batches: list[list[SessionOp]] = []
 
     async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
-        gate = self.gate
-        if gate is not None:
-            self.waiting += 1
-            try:
-                await gate.wait()
-            finally:
-                self.waiting -= 1
+        await self.gate.pass_through()
         self.batches.append(list(ops))
         return await super().session_batch(ops)
 
@@ -114,15 +107,14 @@ async def test_a_crash_in_a_session_batch_blames_only_its_caller() -> None:
             ("lookup a", lambda: router.session_backend("a")),
             ("list", router.sessions),
         ]
-        store.gate = anyio.Event()
+        store.gate.close()
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, "first", router.register_session("first", "copilot"))
-            await wait_for(lambda: store.waiting == 1)  # the actor holds it at the gate
+            await wait_for(lambda: store.gate.waiting == 1)  # the actor holds it at the gate
             for count, (name, job) in enumerate(calls, 1):
                 tg.start_soon(call, name, job())
                 await wait_for(lambda count=count: session_depth(router) == count)  # type: ignore[misc]
-            store.gate.set()
-            store.gate = None
+            store.gate.open()
         assert isinstance(outcomes.pop("lookup unavailable"), StoreUnavailable)
         assert isinstance(outcomes.pop("register boom"), ActorCrashed)
         assert outcomes == {

@@ -167,9 +167,7 @@ class BoomEngine(RoutingEngine):
 
 class BoomStore(GatedStore):
     def __init__(self) -> None:
-        MemoryStore.__init__(self, engine=BoomEngine())
-        self.gate = None
-        self.waiting = 0
+        super().__init__(engine=BoomEngine())
 
 
 async def test_a_store_crash_inside_a_batch_blames_only_its_caller() -> None:
