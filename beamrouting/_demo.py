@@ -51,6 +51,8 @@ _OUTAGE_END: Final = 0.55
 _DEGRADED_START: Final = 0.10
 _DEGRADED_END: Final = 0.85
 _CRASH_AT: Final = 0.70
+_ATTEMPTS: Final = 3
+"""Tries per routing call; only ``ActorCrashed`` (a restarted actor) is retried."""
 
 
 def default_backend() -> str:
@@ -281,50 +283,78 @@ async def _session(router: Any, run: _Run, index: int) -> None:
     request = {**plan.request, "health": health}
     outage_down = health.get(run.outage_backend) == "down"
     clock = time.perf_counter
-    for _attempt in range(3):
+    routed = False
+    for _attempt in range(_ATTEMPTS):
         run.routing_calls += 1
         started = clock()
         try:
             async with router.session(request) as session:
                 run.latencies.append(clock() - started)
-                decision: RouteDecision = session.decision
-                _check_decision(run, decision, health, f"session {index}")
-                run.decisions[plan.kind, decision.backend] += 1
-                run.routed += 1
-                if run.crash_done:
-                    run.routed_after_crash += 1
-                if plan.workspace is not None:
-                    run.sticky[plan.workspace].append(
-                        (decision.backend, decision.reasons[0] == _BOUND, outage_down)
-                    )
+                _record_session(run, plan, index, session.decision, health, outage_down)
+                routed = True
                 if plan.start_fails:
-                    # The agent did not start on that backend: fail over, away from it.
-                    now = run.health
-                    run.routing_calls += 1
-                    try:
-                        again = await router.select_backend(session.id, {"policy": "failover", "health": now})
-                    except RoutingError as exc:
-                        run.errors[exc.code] += 1
-                    else:
-                        run.failovers += 1
-                        _check_decision(run, again, now, f"failover of session {index}")
-                        run.decisions["failover", again.backend] += 1
+                    await _fail_over(router, run, index, session.id)
                 await anyio.lowlevel.checkpoint()  # the session runs
             return
         except ActorCrashed:
-            run.errors["actor_crashed"] += 1  # the supervisor restarted it: retry
-            if not run.crash_done:
-                run.crash_done = True
-                run.event("routing_table crashed and was restarted; the caller in hand retries")
-            continue
-        except RoutingError as exc:
-            run.errors[exc.code] += 1
+            _note_crash(run)
+            if not routed:
+                continue
         except BeamRoutingError as exc:
-            run.errors[type(exc).__name__] += 1
+            _count_error(run, exc)
         except Exception as exc:
             run.untyped.append(f"session {index}: {type(exc).__name__}: {exc}")
         break
-    run.failed += 1
+    # Once routed, a later error (say, while unregistering) is counted above but the
+    # session keeps its one outcome.
+    if not routed:
+        run.failed += 1
+
+
+def _record_session(
+    run: _Run, plan: _Plan, index: int, decision: RouteDecision, health: dict[str, str], outage_down: bool
+) -> None:
+    _check_decision(run, decision, health, f"session {index}")
+    run.decisions[plan.kind, decision.backend] += 1
+    run.routed += 1
+    if run.crash_done:
+        run.routed_after_crash += 1
+    if plan.workspace is not None:
+        run.sticky[plan.workspace].append((decision.backend, decision.reasons[0] == _BOUND, outage_down))
+
+
+async def _fail_over(router: Any, run: _Run, index: int, session_id: str) -> None:
+    """The agent did not start on the chosen backend: route the session again, away from it.
+
+    The session is already counted as routed, so a crash here retries this call only; a
+    failed failover is an error of its own, never a second outcome for the session.
+    """
+    for _attempt in range(_ATTEMPTS):
+        now = run.health
+        run.routing_calls += 1
+        try:
+            again = await router.select_backend(session_id, {"policy": "failover", "health": now})
+        except ActorCrashed:
+            _note_crash(run)
+            continue
+        except BeamRoutingError as exc:
+            _count_error(run, exc)
+            return
+        run.failovers += 1
+        _check_decision(run, again, now, f"failover of session {index}")
+        run.decisions["failover", again.backend] += 1
+        return
+
+
+def _note_crash(run: _Run) -> None:
+    run.errors["actor_crashed"] += 1  # the supervisor restarted it: retry
+    if not run.crash_done:
+        run.crash_done = True
+        run.event("routing_table crashed and was restarted; the caller in hand retries")
+
+
+def _count_error(run: _Run, exc: BeamRoutingError) -> None:
+    run.errors[exc.code if isinstance(exc, RoutingError) else type(exc).__name__] += 1
 
 
 def _sticky_check(run: _Run) -> tuple[dict[str, int], list[str]]:

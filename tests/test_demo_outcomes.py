@@ -1,0 +1,74 @@
+"""Each demo session has exactly one outcome, wherever a crash lands."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import pytest
+
+from beamrouting import Catalog, RouteDecision, Router
+from beamrouting._demo import DemoConfig, _Plan, _Run, _session
+from beamrouting.testing import crash_actor
+
+pytestmark = pytest.mark.anyio
+
+
+class _CrashBefore:
+    """A router that arms a crash of ``actor`` just before the first call named ``method``."""
+
+    def __init__(
+        self, router: Router, method: str, actor: Literal["routing_table", "session_registry"]
+    ) -> None:
+        self._router = router
+        self._method = method
+        self._actor = actor
+        self.armed = False
+
+    def _arm(self, method: str) -> None:
+        if method == self._method and not self.armed:
+            self.armed = True
+            crash_actor(self._router, self._actor)
+
+    @asynccontextmanager
+    async def session(self, request: Any) -> AsyncIterator[Any]:
+        async with self._router.session(request) as session:
+            yield session
+            self._arm("leave_session")  # the next registry message is the unregister
+
+    async def select_backend(self, *args: Any) -> RouteDecision:
+        self._arm("select_backend")
+        return await self._router.select_backend(*args)
+
+
+def _one_failing_start() -> _Run:
+    plan = _Plan("round_robin", {"policy": "round_robin"}, None, start_fails=True)
+    run = _Run(DemoConfig(sessions=1), Catalog.default(), [plan])
+    run.marks = dict.fromkeys(run.marks, -1)  # no scripted events for a single session
+    return run
+
+
+async def test_a_crash_on_the_failover_call_retries_that_call_only() -> None:
+    run = _one_failing_start()
+    async with Router() as router:
+        proxy = _CrashBefore(router, "select_backend", "routing_table")
+        await _session(proxy, run, 0)
+        assert proxy.armed
+        assert (await router.statistics()).restarts["routing_table"] == 1
+        assert await router.sessions() == []
+    assert (run.routed, run.failed, run.failovers) == (1, 0, 1)
+    assert run.errors == {"actor_crashed": 1}
+    assert sum(run.decisions.values()) == 2  # the start and its one failover
+
+
+async def test_a_registry_crash_while_leaving_is_absorbed_and_the_session_unregistered() -> None:
+    run = _one_failing_start()
+    async with Router() as router:
+        proxy = _CrashBefore(router, "leave_session", "session_registry")
+        await _session(proxy, run, 0)
+        assert proxy.armed
+        assert (await router.statistics()).restarts["session_registry"] == 1
+        assert await router.sessions() == []
+    assert (run.routed, run.failed, run.failovers) == (1, 0, 1)
+    assert not run.errors
