@@ -74,13 +74,24 @@ def _build_parser() -> _Parser:
     from ._bench import add_bench_arguments
     from ._demo import DEMO_BACKENDS, default_backend
 
+    def add_common_options(target: argparse.ArgumentParser, default: Any) -> None:
+        target.add_argument(
+            "--catalog",
+            metavar="FILE",
+            default=default,
+            help="a custom catalogue of backends (.toml or .json) instead of the default",
+        )
+        target.add_argument(
+            "--plain",
+            action="store_true",
+            default=default if default is argparse.SUPPRESS else False,
+            help="plain text output even when rich is installed",
+        )
+
+    # The common options go before or after the subcommand. After it, they are suppressed
+    # when absent so they do not overwrite what was given before it.
     common = _Parser(add_help=False)
-    common.add_argument(
-        "--catalog",
-        metavar="FILE",
-        help="a custom catalogue of backends (.toml or .json) instead of the default",
-    )
-    common.add_argument("--plain", action="store_true", help="plain text output even when rich is installed")
+    add_common_options(common, argparse.SUPPRESS)
 
     parser = _Parser(
         prog=PROG,
@@ -91,6 +102,7 @@ def _build_parser() -> _Parser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_common_options(parser, None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, summary: str, description: str) -> _Parser:

@@ -128,6 +128,42 @@ def test_backends_custom_catalog(capsys: pytest.CaptureFixture[str], toml_catalo
     assert alpha_row.split() == ["hooks", "yes", "yes", "-"]
 
 
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("--catalog", "{path}", "--plain", "backends"),
+        ("--catalog", "{path}", "backends", "--plain"),
+        ("--plain", "backends", "--catalog", "{path}"),
+    ],
+)
+def test_common_options_go_before_or_after_the_command(
+    capsys: pytest.CaptureFixture[str], toml_catalog: Path, order: tuple[str, ...]
+) -> None:
+    status, out, _ = run(capsys, *(arg.format(path=toml_catalog) for arg in order))
+    assert status == 0
+    assert "alpha_cli" in out and "claude" not in out
+
+
+def test_a_catalogue_given_after_the_command_wins(
+    capsys: pytest.CaptureFixture[str], toml_catalog: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"backends": [{"name": "solo"}]}), encoding="utf-8")
+    status, out, _ = run(
+        capsys, "--catalog", str(other), "backends", "--json", "--catalog", str(toml_catalog)
+    )
+    assert status == 0
+    assert [b["name"] for b in json.loads(out)["backends"]] == ["alpha", "beta", "gamma"]
+
+
+def test_a_bad_catalogue_before_the_command_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    status, _, err = run(capsys, "--catalog", str(tmp_path / "missing.toml"), "backends")
+    assert status == 2
+    assert "bad catalogue" in one_error_line(err)
+
+
 def test_backends_json_catalog_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps({"backends": [{"name": "solo"}]}), encoding="utf-8")
