@@ -34,7 +34,7 @@ from ._profiles import PolicyProfile, ProfileRule
 from ._redis_store import RedisStore
 from ._request import RequestNormalizer, RouteRequest
 from ._router import Router, RouterSession, RouterStatistics
-from ._store import MemoryStore, Store, StoreCrash
+from ._store import JournalFeed, MemoryStore, Store, StoreCrash
 from ._subscription import Subscription, SubscriptionGap
 from ._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
 
@@ -60,6 +60,7 @@ __all__ = [
     "InvalidPolicyProfile",
     "InvalidRouteRequest",
     "JournalEvent",
+    "JournalFeed",
     "MemoryStore",
     "NoBackendAvailable",
     "NoBackendSupportsCapabilities",

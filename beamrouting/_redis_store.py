@@ -21,8 +21,26 @@ across processes Redis does, with scripts that run atomically:
   it, with :class:`~beamrouting.InvalidPolicyProfile` (they journal and bind nothing).
 - **Sessions** are a hash (``<prefix>sessions``) plus a sorted set for registration order.
   A drained batch of session operations is one script call, applied atomically in order.
+  With ``session_ttl`` (off by default), a session expires ``session_ttl`` seconds after
+  it was last registered, judged by Redis's clock (``TIME`` in the script), so a worker
+  that dies without unregistering (SIGKILL, host lost) does not leave its sessions listed
+  forever. Re-registering a session is its heartbeat: it sets a new deadline (and, like
+  any registration, moves the session to the end of the order). Nothing else extends it:
+  lookups, listings and ``select_backend(session_id, ...)`` read a session, never keep it
+  alive, so another worker routing from a dead worker's session cannot revive it. Deadlines
+  live in a sorted set (``<prefix>sessions:expiry``); an expired session is absent for
+  every lookup and listing at once, and each session call purges a bounded number of them
+  (100, plus one per registration it makes, so they cannot pile up while sessions are
+  used). Each session has the deadline its last registration gave it, so a worker without
+  ``session_ttl`` registers sessions that never expire; give every worker of a deployment
+  the same value.
 - **The journal** is a capped stream (``<prefix>journal``, ``XADD MAXLEN ~ journal_size``)
-  with one fleet-wide, strictly increasing event sequence.
+  with one fleet-wide, strictly increasing event sequence. ``Router.journal()`` reads its
+  newest events; ``Router.subscribe()`` follows it live (:meth:`RedisStore.journal_feed`):
+  ``XREAD BLOCK`` in batches on a connection of the subscription's own, so the events of
+  every process of the fleet arrive in stream order and a subscriber never delays routing.
+  A subscriber that falls so far behind that the cap trimmed entries it had not read gets
+  a :class:`~beamrouting.SubscriptionGap` with their number, from the sequence numbers.
 
 A drained batch of ``select`` messages costs two round trips, shared by every request of
 the batch: one script call reads and advances the state every request needs (counters,
@@ -41,6 +59,10 @@ if only the reply was lost).
 
 Bounds: counters expire after ``idle_ttl`` (default 7 days) unused, bindings after
 ``binding_ttl`` unused, or ``idle_ttl`` when it is not set, so every routing key expires.
+With ``session_ttl``, expired sessions are purged as sessions are used, and the session
+keys themselves expire at the latest deadline of the sessions they hold, so the registry
+of a prefix nobody uses any more disappears by itself; without it, a session stays until
+it is unregistered (:meth:`~beamrouting.Router.session` does that on exit).
 The in-memory store's ``max_counters``/``max_bindings`` caps do not apply to a shared
 Redis; its TTLs (and Redis's ``maxmemory`` policy) bound it.
 
@@ -57,7 +79,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -66,14 +88,15 @@ import anyio
 import msgspec
 
 from ._catalog import Catalog
+from ._checks import check_seconds
 from ._engine import DONE, ROTATE, STICKY, RoutePlan, RoutingEngine
 from ._errors import InvalidPolicyProfile, PolicyDenied, RoutingError, StoreUnavailable
 from ._explain import Explanation
-from ._journal import Journal, render_events
+from ._journal import Journal, JournalRecord, render_events
 from ._messages import ListSessions, LookupSession, Register, Unregister
 from ._profiles import PolicyProfile, parse_profile
 from ._request import RequestNormalizer, RouteRequest
-from ._store import SelectResult, SessionOp, SessionResult, StoreCrash
+from ._store import JournalFeed, SelectResult, SessionOp, SessionResult, StoreCrash
 from ._types import JournalEvent, RouteDecision, SessionHandle
 
 if TYPE_CHECKING:
@@ -99,6 +122,8 @@ _MAX_ROUNDS: Final = 32
 _KEY_CACHE_SIZE: Final = 4096
 _PROFILE_CACHE_SIZE: Final = 256
 _CLEAR_BATCH: Final = 1000
+_SESSION_PURGE: Final = 100
+"""Expired sessions one session call purges, besides one per registration it makes (so they cannot pile up)."""
 
 # --------------------------------------------------------------------------- Lua scripts
 
@@ -186,37 +211,94 @@ if seq ~= start then redis.call('SET', KEYS[2], string.format('%d', seq)) end
 return cmsgpack.pack(out)
 """
 
-# KEYS = sessions hash, order zset, order sequence. ARGV = the operations, one after the
-# other: 'r', session id, encoded handle (register: replace, and move to the end of the
-# order); 'u', session id (unregister); 'g', session id (get the encoded handle);
-# 'l' (list). Answer: one entry per operation: 1 (register, unregister), the encoded handle
-# or nil (get), {ids in registration order, HGETALL of the hash} (list).
+# KEYS = sessions hash, order zset, order sequence, expiry zset (session id -> deadline, in
+# ms of Redis's clock). ARGV[1] = session ttl (ms, 0 = none), ARGV[2] = how many expired
+# sessions a call purges besides one per registration it makes; ARGV[3..] = the operations,
+# one after the other: 'r', session id, encoded handle (register: replace, move to the end
+# of the order, and set its deadline to now + ttl, or none without a ttl); 'u', session id
+# (unregister); 'g', session id (get the encoded handle); 'l' (list). A session whose
+# deadline has passed is absent for 'g' and 'l'; the call then purges a bounded number of
+# them, and gives the keys the latest deadline as their own expiry (none while a session
+# without a deadline is registered). Without a ttl and without an expiry zset none of this
+# runs. Answer: one entry per operation: 1 (register, unregister), the encoded handle or nil
+# (get), {ids in registration order, HGETALL of the hash} (list), plus the expired ids to
+# leave out when an expiry zset exists.
 _SESSIONS_SCRIPT: Final = """
+local ttl = tonumber(ARGV[1])
+local timed = ttl > 0 or redis.call('EXISTS', KEYS[4]) == 1
+local now = 0
+if timed then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local out = {}
 local n = 0
-local i = 1
+local added = 0
+local changed = false
+local i = 3
 while i <= #ARGV do
   local kind = ARGV[i]
   n = n + 1
   if kind == 'r' then
+    local id = ARGV[i + 1]
     local seq = redis.call('INCR', KEYS[3])
-    redis.call('HSET', KEYS[1], ARGV[i + 1], ARGV[i + 2])
-    redis.call('ZADD', KEYS[2], seq, ARGV[i + 1])
+    redis.call('HSET', KEYS[1], id, ARGV[i + 2])
+    redis.call('ZADD', KEYS[2], seq, id)
+    if ttl > 0 then
+      redis.call('ZADD', KEYS[4], string.format('%d', now + ttl), id)
+      added = added + 1
+    elseif timed then
+      redis.call('ZREM', KEYS[4], id)
+    end
+    changed = true
     out[n] = 1
     i = i + 3
   elseif kind == 'u' then
-    redis.call('HDEL', KEYS[1], ARGV[i + 1])
-    redis.call('ZREM', KEYS[2], ARGV[i + 1])
+    local id = ARGV[i + 1]
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    if timed then redis.call('ZREM', KEYS[4], id) end
+    changed = true
     out[n] = 1
     i = i + 2
   elseif kind == 'g' then
-    out[n] = redis.call('HGET', KEYS[1], ARGV[i + 1])
+    local id = ARGV[i + 1]
+    local handle = redis.call('HGET', KEYS[1], id)
+    if handle and timed then
+      local deadline = redis.call('ZSCORE', KEYS[4], id)
+      if deadline and tonumber(deadline) <= now then handle = false end
+    end
+    out[n] = handle
     i = i + 2
   elseif kind == 'l' then
-    out[n] = {redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[1])}
+    local listed = {redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('HGETALL', KEYS[1])}
+    if timed then listed[3] = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', string.format('%d', now)) end
+    out[n] = listed
     i = i + 1
   else
     return redis.error_reply('unknown session operation ' .. tostring(kind))
+  end
+end
+if timed then
+  local limit = tonumber(ARGV[2]) + added
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', string.format('%d', now), 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', KEYS[4], id)
+    changed = true
+  end
+  if changed then
+    local live = redis.call('HLEN', KEYS[1])
+    if live == 0 then
+      redis.call('DEL', KEYS[3])
+    elseif redis.call('ZCARD', KEYS[4]) == live then
+      local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+      local at = string.format('%d', tonumber(last[2]))
+      for k = 1, 4 do redis.call('PEXPIREAT', KEYS[k], at) end
+    else
+      for k = 1, 4 do redis.call('PERSIST', KEYS[k]) end
+    end
   end
 end
 return out
@@ -308,8 +390,8 @@ class RedisStore:
     """Routing state in Redis, shared by every :class:`~beamrouting.Router` that uses the same prefix.
 
     ``RedisStore(url, *, prefix="beamrouting:", binding_ttl=None, catalog=None,
-    journal_size=10_000, idle_ttl=DEFAULT_IDLE_TTL, operation_timeout=1.0,
-    retry_interval=None)``:
+    journal_size=10_000, idle_ttl=DEFAULT_IDLE_TTL, session_ttl=None,
+    operation_timeout=1.0, retry_interval=None)``:
 
     - ``url``: a redis-py URL (``redis://host:port/db``, ``rediss://`` for TLS,
       ``unix://`` for a socket).
@@ -322,6 +404,15 @@ class RedisStore:
     - ``journal_size``: roughly how many journal records the stream keeps (``MAXLEN ~``).
     - ``idle_ttl``: seconds an unused round-robin counter (and a binding, when
       ``binding_ttl`` is ``None``) lives, so Redis keys stay bounded (``None``: forever).
+    - ``session_ttl``: seconds a registered session lives after its last registration,
+      judged by Redis's clock (``None``, the default: until it is unregistered).
+      ``router.session()`` registers once, on entry: a session that runs longer must
+      re-register (``router.register_session(session.id, session.backend, metadata)``)
+      more often than that, say every ``session_ttl / 3``; that is its heartbeat. Lookups
+      and listings never extend it. Set it so a dead worker's sessions drop out of
+      ``router.sessions()`` for the rest of the fleet; give every process of a deployment
+      the same. A non-number raises :class:`TypeError`, a value that is not positive and
+      finite :class:`ValueError`.
     - ``operation_timeout``: seconds one store operation (one batch of selections, one
       journal read, ...) may take before it fails with
       :class:`~beamrouting.StoreUnavailable`.
@@ -342,6 +433,7 @@ class RedisStore:
         catalog: Catalog | None = None,
         journal_size: int = 10_000,
         idle_ttl: float | None = DEFAULT_IDLE_TTL,
+        session_ttl: float | None = None,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         retry_interval: float | None = None,
     ) -> None:
@@ -356,6 +448,10 @@ class RedisStore:
             raise ValueError("binding_ttl must be a positive number of seconds or None")
         if idle_ttl is not None and not idle_ttl > 0:
             raise ValueError("idle_ttl must be a positive number of seconds or None")
+        if session_ttl is not None:
+            session_ttl = check_seconds("session_ttl", session_ttl)
+            if not math.isfinite(session_ttl):
+                raise ValueError("session_ttl must be a finite number of seconds or None (never expire)")
         if isinstance(journal_size, bool) or not isinstance(journal_size, int) or journal_size < 0:
             raise ValueError("journal_size must be an int >= 0")
         if not operation_timeout > 0:
@@ -367,12 +463,14 @@ class RedisStore:
         self.binding_ttl = binding_ttl
         self.journal_size = journal_size
         self.idle_ttl = idle_ttl
+        self.session_ttl = session_ttl
         self.operation_timeout = float(operation_timeout)
         self.retry_interval = float(operation_timeout if retry_interval is None else retry_interval)
         self._engine = RoutingEngine(catalog)
         binding_lifetime = idle_ttl if binding_ttl is None else binding_ttl
         self._ttl_ms = 0 if binding_lifetime is None else max(1, math.ceil(binding_lifetime * 1000))
         self._idle_ttl_s = 0 if idle_ttl is None else max(1, math.ceil(idle_ttl))
+        self._session_ttl_ms = 0 if session_ttl is None else max(1, math.ceil(session_ttl * 1000))
         self._profiles_key = prefix + "profiles"
         self._journal_key = prefix + "journal"
         self._journal_seq_key = prefix + "journal:seq"
@@ -380,6 +478,7 @@ class RedisStore:
         self._sessions_key = prefix + "sessions"
         self._sessions_order_key = prefix + "sessions:order"
         self._sessions_seq_key = prefix + "sessions:seq"
+        self._sessions_expiry_key = prefix + "sessions:expiry"
         self._counter_prefix = prefix + "c:"
         self._binding_prefix = prefix + "b:"
         digest_glob = "[0-9a-f]" * 32
@@ -424,7 +523,7 @@ class RedisStore:
 
     @property
     def local_journal(self) -> Journal | None:
-        """``None``: the journal lives in Redis (read it with ``Router.journal()``); nothing to subscribe to."""
+        """``None``: the journal lives in Redis; :meth:`journal_feed` follows it live (``Router.subscribe()``)."""
         return None
 
     @property
@@ -943,6 +1042,20 @@ class RedisStore:
             events = events[-limit:]
         return events
 
+    def journal_feed(self) -> JournalFeed:
+        """A live read of the whole fleet's journal (a :class:`~beamrouting.JournalFeed`), for ``Router.subscribe()``.
+
+        Each feed has a connection of its own, never one of the pool routing uses, opened
+        when it starts listening: in one transaction it takes the stream's newest entry as
+        its starting point, then reads with ``XREAD BLOCK`` from the last entry it read, in
+        batches. A wait lasts at most ``operation_timeout`` and must be answered within
+        twice that, so a Redis that is lost or stops answering raises
+        :class:`~beamrouting.StoreUnavailable` in time instead of hanging. The store need
+        not be started. A process with ``journal_size=0`` journals nothing, so its decisions
+        are not seen. Runs on asyncio and uvloop.
+        """
+        return _RedisJournalFeed(self)
+
     async def bindings(self) -> int:
         """How many sticky bindings this prefix holds (for tools and tests; it scans)."""
         total = 0
@@ -964,8 +1077,12 @@ class RedisStore:
         cannot be decoded answers a :class:`StoreCrash` for the lookup or listing that read
         it only. Redis unreachable or too slow raises
         :class:`~beamrouting.StoreUnavailable` for the whole batch.
+
+        With ``session_ttl``, a registration sets the session's deadline (Redis's clock, now
+        plus ``session_ttl``); a session past it is absent for every lookup and listing, and
+        each call purges a bounded number of such sessions.
         """
-        args: list[Any] = []
+        args: list[Any] = [self._session_ttl_ms, _SESSION_PURGE]
         sent: list[SessionOp] = []
         crash: StoreCrash | None = None
         for op in ops:
@@ -988,7 +1105,12 @@ class RedisStore:
         results: list[SessionResult] = []
         if sent:
             assert self._sessions_script is not None
-            keys = [self._sessions_key, self._sessions_order_key, self._sessions_seq_key]
+            keys = [
+                self._sessions_key,
+                self._sessions_order_key,
+                self._sessions_seq_key,
+                self._sessions_expiry_key,
+            ]
             async with self._op("session operations"):
                 answers: list[Any] = await self._sessions_script(keys=keys, args=args)
             if len(answers) != len(sent):
@@ -1007,8 +1129,10 @@ class RedisStore:
         if type(op) is LookupSession:
             return None if answer is None else self._decode_handle(answer).backend
         if type(op) is ListSessions:
-            order, flat = answer
+            order, flat, *expired = answer
             stored: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
+            for session_id in expired[0] if expired else ():
+                stored.pop(session_id, None)  # past its deadline, not yet purged
             handles: list[SessionHandle] = []
             for session_id in order:
                 data = stored.pop(session_id, None)
@@ -1046,3 +1170,166 @@ class RedisStore:
         handles = await self._session_op(ListSessions())
         assert isinstance(handles, list)
         return handles
+
+
+# --------------------------------------------------------------------------- journal feed
+
+
+def _stream_entries(reply: Any) -> list[Any]:
+    """The ``(id, fields)`` entries of an ``XREAD`` reply on one stream (RESP2 or RESP3 shape)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):  # RESP3: {stream: [[entry, ...]]}
+        return [entry for batches in reply.values() for batch in batches for entry in batch]
+    return [entry for _, entries in reply for entry in entries]  # RESP2: [[stream, [entry, ...]]]
+
+
+class _RedisJournalFeed:
+    """:meth:`RedisStore.journal_feed`: the journal stream read live, on a connection of its own.
+
+    The connection is opened by :meth:`open` (or a :meth:`read` after a cancelled one) and
+    kept between reads. A call that fails or is cancelled drops it, since a reply may still
+    be on its way; the next read connects anew and goes on after the last entry returned.
+    """
+
+    __slots__ = ("_base", "_client", "_last_id", "_releasing", "_store")
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._client: aioredis.Redis | None = None
+        self._releasing: asyncio.Task[None] | None = None
+        self._last_id: bytes | str = b"0-0"
+        """The id of the last stream entry read (or the newest one when listening started)."""
+        self._base = 0
+
+    def __repr__(self) -> str:
+        return f"<RedisStore journal feed {_redact(self._store.url)!r} prefix={self._store.prefix!r}>"
+
+    @property
+    def base(self) -> int:
+        """The origin of the fleet's event ids (``<prefix>journal:base``), read by :meth:`open`."""
+        return self._base
+
+    def _connect(self) -> aioredis.Redis:
+        client = self._client
+        if client is None:
+            redis = _import_redis()
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            timeout = self._store.operation_timeout
+            # One connection, no retries inside redis-py (a failure is reported, never hidden),
+            # and a socket timeout longer than the longest wait of an XREAD BLOCK.
+            client = self._client = redis.asyncio.Redis.from_url(
+                self._store.url,
+                max_connections=1,
+                socket_timeout=2 * timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                health_check_interval=0,
+            )
+        return client
+
+    async def _call(
+        self, what: str, deadline: float, command: Callable[[aioredis.Redis], Awaitable[Any]]
+    ) -> Any:
+        """``command`` on the feed's connection within ``deadline`` s, as :class:`StoreUnavailable` on failure."""
+        from redis.exceptions import RedisError
+
+        client = self._connect()
+        url = _redact(self._store.url)
+        try:
+            async with asyncio.timeout(deadline):
+                return await command(client)
+        except TimeoutError:
+            error = StoreUnavailable(f"Redis at {url} did not answer {what} within {deadline} s")
+        except (RedisError, OSError) as exc:
+            error = StoreUnavailable(f"Redis at {url} failed {what}: {exc}")
+            error.__cause__ = exc
+        except BaseException:  # cancelled: a reply may still come, so the connection is done for
+            await self._drop(client)
+            raise
+        await self._drop(client)
+        raise error
+
+    async def open(self) -> int:
+        """Connect and take the stream's current end as the starting point; return the next sequence.
+
+        One transaction reads the newest entry's id, the fleet's last sequence number and
+        the origin of event ids (creating it, as a starting store does, if nobody has yet).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(_TRIO_ERROR) from None
+        store = self._store
+        origin = int.from_bytes(os.urandom(8), "big") >> 1
+
+        async def begin(client: aioredis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(store._journal_base_key, origin, nx=True)
+            pipe.get(store._journal_base_key)
+            pipe.xrevrange(store._journal_key, count=1)
+            pipe.get(store._journal_seq_key)
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+        _, base, newest, sequence = await self._call("a subscription start", store.operation_timeout, begin)
+        self._base = int(base)
+        self._last_id = newest[0][0] if newest else b"0-0"
+        return int(sequence or 0) + 1
+
+    async def read(self, count: int) -> list[JournalRecord]:
+        """``XREAD BLOCK``: the next entries after the last one read, at most ``count``, oldest first.
+
+        Waits at most ``operation_timeout`` for an entry (then answers ``[]``). An entry that
+        cannot be decoded is skipped: the sequence numbers report it as lost.
+        """
+        store = self._store
+        wait = store.operation_timeout
+        stream = store._journal_key
+
+        async def xread(client: aioredis.Redis) -> Any:
+            return await client.xread(
+                {stream: self._last_id}, count=count, block=max(1, math.ceil(wait * 1000))
+            )
+
+        reply = await self._call("a journal read", 2 * wait, xread)
+        decode = store._decode_record
+        records: list[JournalRecord] = []
+        for entry_id, fields in _stream_entries(reply):
+            self._last_id = entry_id
+            try:
+                sequence = int(fields[b"s"])
+                when, request, decision, deny = decode(fields[b"r"])
+            except (KeyError, ValueError, TypeError, msgspec.DecodeError):
+                continue
+            records.append(JournalRecord(sequence, when, request, decision, deny))
+        return records
+
+    async def _drop(self, client: aioredis.Redis) -> None:
+        if self._client is client:
+            self._client = None
+        with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+            await client.aclose()
+
+    def close(self) -> None:
+        """Release the connection without waiting: as soon as the event loop runs."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop any more: the socket goes with the client object
+            return
+        self._releasing = loop.create_task(self._drop(client))
+
+    async def aclose(self) -> None:
+        """Release the connection and wait until it is released."""
+        client = self._client
+        if client is not None:
+            await self._drop(client)
+        task, self._releasing = self._releasing, None
+        if task is not None:
+            await asyncio.shield(task)

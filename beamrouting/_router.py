@@ -73,7 +73,7 @@ from ._request import merge_session
 from ._routing_table import RoutingTable
 from ._session_registry import SessionRegistry, check_metadata, check_session_id, session_handle
 from ._store import MemoryStore, Store
-from ._subscription import DEFAULT_MAXLEN, Subscription, journal_of
+from ._subscription import DEFAULT_MAXLEN, Subscription, journal_source
 from ._supervisor import Child, Supervisor
 from ._types import JournalEvent, RouteDecision, SessionHandle
 
@@ -302,7 +302,7 @@ class Router:
                 raise group.exceptions[0] from None
             raise
         for subscription in list(self._subscriptions):  # observability: end live subscriptions
-            subscription.close()
+            await subscription.aclose()
         failure = self._supervisor.failure
         if failure is not None:
             self._state = "unavailable"
@@ -398,14 +398,24 @@ class Router:
 
         Yields :class:`~beamrouting.JournalEvent` in journal order (only ``event_type``'s
         when given). At most ``maxlen`` undelivered events are buffered: a slow subscriber
-        never slows routing; it loses the oldest events instead and finds a
+        never slows routing; it loses events instead and finds a
         :class:`~beamrouting.SubscriptionGap` with their number in their place. Iteration
-        ends when the router closes (or the subscription does). Needs a store that
-        journals in this process (the in-memory default); raises :class:`TypeError` for
-        one that does not.
+        ends when the router closes (or the subscription does).
+
+        With a store that journals in this process (the in-memory default), listening
+        starts when this returns, and the subscriber that falls ``maxlen`` events behind
+        loses the oldest ones. With a shared store that offers a journal feed
+        (:class:`~beamrouting.RedisStore`), it delivers the journal events of the whole
+        fleet, in the shared journal's order; listening starts when the subscription is
+        started: on entering ``async with``, at ``await subscription.start()``, or at its
+        first ``__anext__``. It reads in batches on a connection of its own; its backlog
+        is the shared journal, so it loses events only when the capped journal dropped
+        them before they were read. If the store cannot be reached, starting or iterating
+        raises :class:`~beamrouting.StoreUnavailable` and the subscription is closed.
+        Raises :class:`TypeError` for a store that offers neither.
         """
         subscription = Subscription(
-            journal_of(self._store),
+            journal_source(self._store),
             maxlen=maxlen,
             event_type=event_type,
             on_close=self._subscriptions.discard,

@@ -11,6 +11,14 @@ store can serve a whole batch in one round trip.
 :class:`MemoryStore` is the embedded default (a :class:`~beamrouting.RoutingEngine` and a
 dict of sessions). A shared store (Redis) implements the same protocol so several
 processes share bindings, counters and sessions.
+
+Live journal subscriptions (:meth:`Router.subscribe <beamrouting.Router.subscribe>`)
+listen to the store's in-process journal (:attr:`Store.local_journal`). A store whose
+journal lives elsewhere answers ``None`` there and may offer a ``journal_feed()`` method
+instead, returning a :class:`JournalFeed` that reads the shared journal live (as
+:meth:`RedisStore.journal_feed <beamrouting.RedisStore.journal_feed>` does); that method
+is optional, so a store without it still implements :class:`Store` and only cannot be
+subscribed to.
 """
 
 from __future__ import annotations
@@ -21,13 +29,21 @@ from ._catalog import Catalog
 from ._engine import RoutingEngine
 from ._errors import RoutingError, StoreUnavailable
 from ._explain import Explanation
-from ._journal import Journal
+from ._journal import Journal, JournalRecord
 from ._messages import ListSessions, LookupSession, Register, Unregister
 from ._profiles import PolicyProfile
 from ._request import RequestNormalizer, RouteRequest
 from ._types import JournalEvent, RouteDecision, SessionHandle
 
-__all__ = ["MemoryStore", "SelectResult", "SessionOp", "SessionResult", "Store", "StoreCrash"]
+__all__ = [
+    "JournalFeed",
+    "MemoryStore",
+    "SelectResult",
+    "SessionOp",
+    "SessionResult",
+    "Store",
+    "StoreCrash",
+]
 
 
 class StoreCrash:
@@ -62,6 +78,59 @@ backend (``str``) or ``None``, ``ListSessions`` the handles in registration orde
 them may answer a :class:`RoutingError` or :class:`~beamrouting.StoreUnavailable` (the
 caller's error) or a :class:`StoreCrash`.
 """
+
+
+@runtime_checkable
+class JournalFeed(Protocol):
+    """A live read of a journal kept outside this process, for one :class:`~beamrouting.Subscription`.
+
+    A store whose journal is shared (``local_journal`` is ``None``) returns a new one from
+    its optional ``journal_feed()`` method, such as
+    :meth:`RedisStore.journal_feed <beamrouting.RedisStore.journal_feed>`. The subscription
+    makes one call at a time and keeps the buffering, filtering and gap reporting; the feed
+    only reads.
+
+    Contract for implementations:
+
+    - :meth:`open` starts listening: every record appended to the journal after it returns
+      is read, nothing older. It may be called again after :meth:`aclose` or a failure, and
+      starts afresh.
+    - :meth:`read` waits for records appended after the last one it returned (or after
+      :meth:`open`) and returns at most ``count``, oldest first; it may return an empty list
+      when nothing arrived within its waiting interval (the caller reads again).
+    - Records are :class:`~beamrouting._journal.JournalRecord` tuples with the journal's
+      strictly increasing event sequence: a record holds two events (``routing_selected``,
+      ``audit``) or one (a deny), so the next record's sequence is this one's plus 2 or 1.
+      Records the feed cannot return (trimmed from a capped journal before they were read,
+      unreadable) show as a jump in the sequence; the subscription reports it as a gap.
+    - Both raise :class:`~beamrouting.StoreUnavailable` when the journal cannot be reached
+      or does not answer in time, never hang. A cancelled call leaves the feed usable: the
+      next :meth:`read` goes on after the last record returned.
+    - :meth:`close` releases the feed's connection without waiting (at once, or as soon as
+      the event loop runs) and :meth:`aclose` waits until it is released; neither is called
+      while a call is in progress. Both are idempotent.
+    """
+
+    @property
+    def base(self) -> int:
+        """The random origin of the journal's event ids (known once :meth:`open` returned)."""
+        ...
+
+    async def open(self) -> int:
+        """Start listening; return the sequence number the next journal event will have."""
+        ...
+
+    async def read(self, count: int) -> list[JournalRecord]:
+        """Wait for the next records, at most ``count`` of them, oldest first (maybe none)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection without waiting."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection and wait until it is released."""
+        ...
 
 
 @runtime_checkable
@@ -100,8 +169,10 @@ class Store(Protocol):
     def local_journal(self) -> Journal | None:
         """The in-process journal decisions are recorded into, or ``None`` if it lives elsewhere.
 
-        :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to it; a store whose
-        journal is shared (in Redis, say) answers ``None`` and cannot be subscribed to.
+        :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to it. A store whose
+        journal is shared (in Redis, say) answers ``None``; it can be subscribed to if it
+        also has a ``journal_feed()`` method returning a :class:`JournalFeed` (optional,
+        not part of this protocol: see the module docstring).
         """
         ...
 

@@ -1,10 +1,25 @@
 """Live journal subscriptions: journal events as they happen, through a bounded buffer.
 
-A :class:`Subscription` listens to a :class:`~beamrouting._journal.Journal`. The journal
-calls it synchronously with each record, and all it does there is append the record to a
-bounded buffer, so a slow subscriber never slows routing. When the buffer is full the
-oldest events are dropped; the subscriber learns how many from a :class:`SubscriptionGap`
-marker that takes their place in the stream, and from :attr:`Subscription.missed`.
+A :class:`Subscription` listens to one of two sources:
+
+- **An in-process journal** (:class:`~beamrouting._journal.Journal`: the in-memory store's,
+  or an engine's). The journal calls the subscription synchronously with each record, and
+  all it does there is append the record to a bounded buffer, so a slow subscriber never
+  slows routing. When the buffer is full the oldest events are dropped; the subscriber
+  learns how many from a :class:`SubscriptionGap` marker that takes their place in the
+  stream, and from :attr:`Subscription.missed`. Listening starts when the subscription is
+  created.
+- **A shared journal** read through a :class:`~beamrouting.JournalFeed`, such as the
+  capped Redis stream of a :class:`~beamrouting.RedisStore` fleet, whose events are those
+  of every process. The subscription pulls a batch of at most ``maxlen`` events whenever
+  its buffer is empty, on the feed's own connection, so routing never waits for it. Its
+  backlog is the shared journal itself: when the journal dropped records the subscriber
+  had not read yet (a capped stream trims its oldest entries), a :class:`SubscriptionGap`
+  stands where they were, its count taken from the sequence numbers. Listening starts when
+  the subscription is started: on entering ``async with``, at :meth:`Subscription.start`,
+  or at the first ``__anext__``, whichever comes first. A feed that fails raises
+  :class:`~beamrouting.StoreUnavailable` from the call that was waiting on it, and the
+  subscription is then closed.
 """
 
 from __future__ import annotations
@@ -18,10 +33,12 @@ from typing import Final
 import anyio
 import msgspec
 
+from ._errors import StoreUnavailable
 from ._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_events
+from ._store import JournalFeed
 from ._types import JournalEvent
 
-__all__ = ["Subscription", "SubscriptionGap", "journal_of"]
+__all__ = ["Subscription", "SubscriptionGap", "journal_of", "journal_source"]
 
 DEFAULT_MAXLEN: Final = 1024
 
@@ -30,7 +47,8 @@ def journal_of(store: object) -> Journal:
     """The in-process journal a store records into: its ``local_journal``.
 
     Raises :class:`TypeError` for a store that keeps its journal elsewhere (``RedisStore``
-    keeps it in Redis, and its ``local_journal`` is ``None``) or has no ``local_journal``.
+    keeps it in Redis, and its ``local_journal`` is ``None``; :func:`journal_source` finds
+    its feed) or has no ``local_journal``.
     """
     journal = getattr(store, "local_journal", None)
     if not isinstance(journal, Journal):
@@ -41,11 +59,35 @@ def journal_of(store: object) -> Journal:
     return journal
 
 
-class SubscriptionGap(msgspec.Struct, frozen=True):
-    """Stands in the event stream where ``missed`` events were dropped.
+def journal_source(store: object) -> Journal | JournalFeed:
+    """What a subscription to ``store``'s journal listens to.
 
-    The subscriber fell behind and its buffer was full, so the oldest undelivered events
-    were discarded; every event after the marker is newer than every dropped one.
+    Its ``local_journal`` when it has one, else a new feed from its ``journal_feed()``
+    method (a store whose journal is shared, such as ``RedisStore``). Raises
+    :class:`TypeError` for a store with neither.
+    """
+    journal = getattr(store, "local_journal", None)
+    if isinstance(journal, Journal):
+        return journal
+    journal_feed = getattr(store, "journal_feed", None)
+    if callable(journal_feed):
+        feed = journal_feed()
+        if isinstance(feed, JournalFeed):
+            return feed
+    raise TypeError(
+        f"{type(store).__name__} keeps no in-process journal to subscribe to and offers no "
+        "journal feed; read its journal with Router.journal() instead"
+    )
+
+
+class SubscriptionGap(msgspec.Struct, frozen=True):
+    """Stands in the event stream where ``missed`` events were lost.
+
+    The subscriber fell behind: its buffer was full and the oldest undelivered events were
+    discarded, or (a shared journal) the journal itself dropped them before they were read.
+    Every event after the marker is newer than every lost one. With ``event_type``, an
+    in-process journal's gap counts only events of that type; a shared journal's counts the
+    lost events of every type (all its sequence numbers tell).
     """
 
     missed: int
@@ -54,12 +96,18 @@ class SubscriptionGap(msgspec.Struct, frozen=True):
 class Subscription:
     """An async iterator (and async context manager) of journal events as they happen.
 
-    It yields :class:`~beamrouting.JournalEvent` in journal order and, where events had to
-    be dropped because the subscriber fell behind, a :class:`SubscriptionGap`. At most
-    ``maxlen`` undelivered events are buffered. ``event_type`` (``"routing_selected"`` or
-    ``"audit"``) keeps only that kind. Listening starts when the subscription is created
-    and stops at :meth:`close` (or when the ``async with`` block ends); iteration then
-    ends after the buffered events are delivered.
+    It yields :class:`~beamrouting.JournalEvent` in journal order and, where events were
+    lost because the subscriber fell behind, a :class:`SubscriptionGap`. At most ``maxlen``
+    undelivered events are buffered. ``event_type`` (``"routing_selected"`` or ``"audit"``)
+    keeps only that kind. Listening stops at :meth:`close` (or when the ``async with`` block
+    ends); iteration then ends after the buffered events are delivered.
+
+    ``Subscription(journal)`` listens to an in-process journal from the moment it is
+    created. ``Subscription(feed)`` reads a shared journal through a
+    :class:`~beamrouting.JournalFeed` and starts listening when it is started (see
+    :meth:`start`); its iteration raises :class:`~beamrouting.StoreUnavailable` if the
+    journal cannot be reached, and the subscription is then closed. See the module
+    docstring for how each source buffers.
 
     Build one with ``router.subscribe()``, or ``Subscription(engine.journal_ring)`` for a
     :class:`~beamrouting.RoutingEngine`::
@@ -75,23 +123,28 @@ class Subscription:
     __slots__ = (
         "__weakref__",
         "_base",
+        "_batch",
         "_buffered",
         "_closed",
         "_event_type",
+        "_feed",
         "_journal",
         "_listener",
+        "_lock",
         "_maxlen",
         "_missed_total",
+        "_next_sequence",
         "_on_close",
         "_pending",
         "_records",
+        "_scope",
         "_unreported",
         "_waiter",
     )
 
     def __init__(
         self,
-        journal: Journal,
+        journal: Journal | JournalFeed,
         *,
         maxlen: int = DEFAULT_MAXLEN,
         event_type: str | None = None,
@@ -103,18 +156,42 @@ class Subscription:
             raise ValueError(
                 f"event_type must be None, {ROUTING_SELECTED!r} or {AUDIT!r}, not {event_type!r}"
             )
-        self._journal = journal
-        self._base = journal.base
+        if not isinstance(journal, (Journal, JournalFeed)):
+            raise TypeError(
+                f"a Subscription listens to a Journal or a JournalFeed, not {type(journal).__name__}"
+            )
         self._maxlen = maxlen
         self._event_type = event_type
         self._on_close = on_close
-        self._records: deque[tuple[JournalRecord, int]] = deque()
+        # Buffered records and how many events each will yield; ``(None, n)`` is a gap of
+        # ``n`` events a feed's sequence numbers revealed, delivered in its place.
+        self._records: deque[tuple[JournalRecord | None, int]] = deque()
         self._buffered = 0
         self._pending: list[JournalEvent] = []
         self._unreported = 0
         self._missed_total = 0
         self._closed = False
         self._waiter: anyio.Event | None = None
+        self._listener: Callable[[JournalRecord], None] | None = None
+        # A feed's side: one call at a time (under the lock), cancellable by close().
+        self._lock: anyio.Lock | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._next_sequence: int | None = None
+        """The sequence the next record read from the feed should have (``None``: not started)."""
+        self._batch = max(1, maxlen // 2)
+        """Records one feed read takes at most: each is at most two events, so ``maxlen`` hold them."""
+        if isinstance(journal, Journal):
+            self._journal: Journal | None = journal
+            self._feed: JournalFeed | None = None
+            self._base = journal.base
+            self._listen(journal)
+        else:
+            self._journal = None
+            self._feed = journal
+            self._base = 0
+            self._lock = anyio.Lock()
+
+    def _listen(self, journal: Journal) -> None:
         # The journal holds only a weak reference, so an abandoned subscription is collected
         # and stops listening on its own.
         ref = weakref.ref(self)
@@ -158,6 +235,75 @@ class Subscription:
             self._waiter = None
             waiter.set()
 
+    # -- a feed's side ---------------------------------------------------------------------
+
+    def _take(self, records: list[JournalRecord]) -> None:
+        """Buffer a batch read from the feed; a jump in the sequence numbers is a gap."""
+        assert self._next_sequence is not None
+        expected = self._next_sequence
+        buffered = self._records
+        for record in records:
+            sequence = record[0]
+            if sequence > expected:
+                lost = sequence - expected
+                buffered.append((None, lost))
+                self._missed_total += lost
+            # A sequence below the expected one means the journal started over (its store was
+            # emptied): nothing is known to be lost, and counting goes on from there.
+            expected = sequence + (1 if record[4] is not None else 2)
+            count = self._count(record)
+            if count:
+                buffered.append((record, count))
+                self._buffered += count
+        self._next_sequence = expected
+
+    async def _call_feed(self, read: bool) -> None:
+        """Start listening if not started and, if ``read``, wait for the next batch.
+
+        One task at a time; a task that waited for another's batch reads nothing more. A
+        :meth:`close` meanwhile cancels the call, and the connection is released before this
+        returns. A :class:`StoreUnavailable` closes the subscription and is raised.
+        """
+        feed, lock = self._feed, self._lock
+        assert feed is not None and lock is not None
+        async with lock:
+            if self._closed:
+                return
+            started = self._next_sequence is not None
+            if started and (not read or self._records or self._pending or self._unreported):
+                return
+            scope = self._scope = anyio.CancelScope()
+            try:
+                with scope:
+                    if not started:
+                        self._next_sequence = await feed.open()
+                        self._base = feed.base
+                    if read:
+                        self._take(await feed.read(self._batch))
+            except StoreUnavailable:
+                if self._closed:
+                    return  # closing interrupted the call: that ends the iteration, it is no failure
+                self.close()
+                raise
+            finally:
+                self._scope = None
+                if self._closed:
+                    with anyio.CancelScope(shield=True):
+                        await feed.aclose()
+
+    async def start(self) -> None:
+        """Start listening now, if the subscription has not started yet.
+
+        For a shared journal (a :class:`~beamrouting.JournalFeed`): connect and take the
+        journal's current end as the starting point; every event appended after this returns
+        is delivered, nothing older. Entering ``async with`` calls it, and so does the first
+        ``__anext__`` of a subscription iterated without being entered. Raises
+        :class:`~beamrouting.StoreUnavailable` (and closes the subscription) if the journal
+        cannot be reached. An in-process journal is listened to from creation: a no-op.
+        """
+        if self._feed is not None and self._next_sequence is None and not self._closed:
+            await self._call_feed(read=False)
+
     # -- the subscriber's side ------------------------------------------------------------
 
     @property
@@ -167,7 +313,7 @@ class Subscription:
 
     @property
     def missed(self) -> int:
-        """How many events were dropped in total because the subscriber fell behind."""
+        """How many events were lost in total because the subscriber fell behind."""
         return self._missed_total
 
     @property
@@ -193,6 +339,8 @@ class Subscription:
             if not self._records:
                 return None
             record, count = self._records.popleft()
+            if record is None:
+                return SubscriptionGap(count)
             self._buffered -= count
             events = render_events(self._base, record)
             if self._event_type is not None:
@@ -210,17 +358,33 @@ class Subscription:
                 return item
             if self._closed:
                 raise StopAsyncIteration
+            if self._feed is not None:
+                await self._call_feed(read=True)
+                continue
             waiter = self._waiter
             if waiter is None:
                 waiter = self._waiter = anyio.Event()
             await waiter.wait()
 
     def close(self) -> None:
-        """Stop listening; iteration ends once the buffered events are delivered."""
+        """Stop listening; iteration ends once the buffered events are delivered.
+
+        A feed's connection is released by the task waiting on it, if one is (its wait is
+        cancelled and ends the iteration), else at once or as soon as the event loop runs;
+        :meth:`aclose` returns only once it is released.
+        """
         if self._closed:
             return
         self._closed = True
-        self._journal.remove_listener(self._listener)
+        if self._journal is not None:
+            assert self._listener is not None
+            self._journal.remove_listener(self._listener)
+        elif self._feed is not None:
+            scope = self._scope
+            if scope is not None:
+                scope.cancel()
+            else:
+                self._feed.close()
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -230,10 +394,16 @@ class Subscription:
             on_close(self)
 
     async def aclose(self) -> None:
-        """Async form of :meth:`close`."""
+        """Async form of :meth:`close`; with a feed, returns once its connection is released."""
         self.close()
+        feed, lock = self._feed, self._lock
+        if feed is not None and lock is not None:
+            with anyio.CancelScope(shield=True):
+                async with lock:  # a call in progress unwinds (releasing the connection) first
+                    await feed.aclose()
 
     async def __aenter__(self) -> Subscription:
+        await self.start()
         return self
 
     async def __aexit__(
@@ -242,7 +412,7 @@ class Subscription:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.aclose()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -29,6 +29,7 @@ import pytest
 from beamrouting import (
     ActorCrashed,
     InvalidPolicyProfile,
+    JournalEvent,
     PolicyDenied,
     RedisStore,
     RouteDecision,
@@ -545,14 +546,16 @@ async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
 
 
 @pytest.mark.anyio
-async def test_subscribe_is_refused_with_a_redis_store(redis_url: str, prefix: str) -> None:
+async def test_subscribe_follows_the_journal_in_redis(redis_url: str, prefix: str) -> None:
+    # More in test_redis_subscribe.py.
     store = RedisStore(redis_url, prefix=prefix)
-    async with Router(store=store) as router:
-        with pytest.raises(TypeError, match="no in-process journal"):
-            router.subscribe()
-        assert store.local_journal is None
-        await router.select_backend(RR)
-        assert await router.journal()  # the journal is read from Redis instead
+    assert store.local_journal is None
+    async with Router(store=store) as router, router.subscribe() as events:
+        decision = await router.select_backend(RR)
+        with anyio.fail_after(5):
+            event = await events.__anext__()
+        assert event == (await router.journal())[0]
+        assert isinstance(event, JournalEvent) and event.payload["decision"] == decision.to_dict()
 
 
 @pytest.mark.anyio

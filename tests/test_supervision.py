@@ -291,6 +291,27 @@ async def test_giving_up_while_the_block_waits_on_a_call() -> None:
                 await router.select_backend(ROUND_ROBIN)  # cancelled or RouterUnavailable
 
 
+async def test_giving_up_answers_the_callers_of_the_other_actor_blocked_on_its_full_mailbox() -> None:
+    store = GatedStore()
+    router = Router(store=store, max_restarts=0, mailbox_size=1)
+    outcomes = Outcomes()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as outside:
+            with pytest.raises(RouterUnavailable):
+                async with router:
+                    store.close_gate()
+                    outside.start_soon(outcomes.select, router)
+                    await wait_for(lambda: store.waiting == 1)  # in hand
+                    await queue_calls(outside, router, outcomes, [ROUND_ROBIN] * 3)  # 1 queued, 2 blocked
+                    crash_actor(router, "session_registry")
+                    with pytest.raises(ActorCrashed):
+                        await router.sessions()
+                    await anyio.sleep_forever()  # the supervisor gives up and cancels this
+    assert list(outcomes.by_call.values()) == ["RouterUnavailable"] * 4
+    assert depth(router) == 0
+    assert store.waiting == 0
+
+
 # --------------------------------------------------------------------------- shutdown
 
 
