@@ -9,8 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -36,18 +38,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 _NO_UVLOOP = sys.platform == "win32"
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(
-            ("asyncio", {"use_uvloop": True}),
-            id="uvloop",
-            marks=pytest.mark.skipif(_NO_UVLOOP, reason="uvloop does not exist on Windows"),
-        ),
-        pytest.param(("trio", {}), id="trio"),
-    ],
-)
+ASYNCIO_BACKENDS = [
+    pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+    pytest.param(
+        ("asyncio", {"use_uvloop": True}),
+        id="uvloop",
+        marks=pytest.mark.skipif(_NO_UVLOOP, reason="uvloop does not exist on Windows"),
+    ),
+]
+"""asyncio and uvloop: what a module whose tests need the Redis store runs on."""
+
+
+@pytest.fixture(scope="module", params=[*ASYNCIO_BACKENDS, pytest.param(("trio", {}), id="trio")])
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """Run every ``@pytest.mark.anyio`` test on asyncio, asyncio with uvloop and trio."""
     backend: tuple[str, dict[str, object]] = request.param
@@ -233,3 +235,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if {"redis_server", "redis_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
+
+
+# --------------------------------------------------------------------------- Redis test helpers
+
+
+def import_redis_or_skip() -> Any:
+    """The ``redis`` package, or skip the calling module (a failure when Redis is required)."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - the dev extra installs it
+        if _redis_required():
+            raise
+        pytest.skip(
+            "the redis package is not installed (pip install 'beamrouting[redis]')", allow_module_level=True
+        )
+    return redis
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix of this test's own, so tests sharing one server never meet."""
+    return f"beamrouting-test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+def inspect(redis_url: str) -> Iterator[Any]:
+    """A plain (synchronous) client to look at what the store wrote."""
+    client = import_redis_or_skip().Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.close()

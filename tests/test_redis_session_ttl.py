@@ -13,10 +13,7 @@ waits a fixed time for state: expiry is waited for with ``wait_for``.
 from __future__ import annotations
 
 import math
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -27,16 +24,9 @@ from beamrouting._messages import ListSessions, LookupSession, Register, Unregis
 from beamrouting._redis_store import _SESSION_PURGE
 from beamrouting._router import Router
 from tests._helpers import wait_for
-from tests.conftest import _redis_required
+from tests.conftest import ASYNCIO_BACKENDS, import_redis_or_skip
 
-try:
-    import redis
-except ImportError:  # pragma: no cover - the dev extra installs it
-    if _redis_required():
-        raise
-    pytest.skip(
-        "the redis package is not installed (pip install 'beamrouting[redis]')", allow_module_level=True
-    )
+import_redis_or_skip()
 
 SHORT = 0.3
 """A session ttl short enough to wait for."""
@@ -44,36 +34,11 @@ LONG = 60.0
 """A session ttl no test outlives."""
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(
-            ("asyncio", {"use_uvloop": True}),
-            id="uvloop",
-            marks=pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist on Windows"),
-        ),
-    ],
-)
+@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """The Redis store runs on asyncio and uvloop only."""
     backend: tuple[str, dict[str, object]] = request.param
     return backend
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"beamrouting-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def inspect(redis_url: str) -> Iterator[Any]:
-    """A plain (synchronous) client to look at what the store wrote."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def session_keys(prefix: str) -> list[str]:

@@ -50,16 +50,9 @@ from tests._helpers import (
     scenarios_path,
     wait_for,
 )
-from tests.conftest import RedisServer, _free_port, _redis_required
+from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
 
-try:
-    import redis
-except ImportError:  # pragma: no cover - the dev extra installs it
-    if _redis_required():
-        raise
-    pytest.skip(
-        "the redis package is not installed (pip install 'beamrouting[redis]')", allow_module_level=True
-    )
+import_redis_or_skip()
 
 WORKER = Path(__file__).with_name("_redis_fleet_worker.py")
 RR: dict[str, Any] = {"policy": "round_robin"}
@@ -71,36 +64,11 @@ def sticky(key: str, **extra: Any) -> dict[str, Any]:
     return {"policy": "sticky", "affinity_key": key, **extra}
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(
-            ("asyncio", {"use_uvloop": True}),
-            id="uvloop",
-            marks=pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist on Windows"),
-        ),
-    ],
-)
+@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """The Redis store runs on asyncio and uvloop only (trio is rejected, see below)."""
     backend: tuple[str, dict[str, object]] = request.param
     return backend
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"beamrouting-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def inspect(redis_url: str) -> Iterator[Any]:
-    """A plain (synchronous) client to look at what the store wrote."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def _counter_key(prefix: str, request: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,9 @@ from beamrouting import (
     SubscriptionGap,
 )
 from tests._helpers import wait_for
-from tests.conftest import RedisServer, _free_port, _redis_required
+from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
 
-try:
-    import redis
-except ImportError:  # pragma: no cover - the dev extra installs it
-    if _redis_required():
-        raise
-    pytest.skip(
-        "the redis package is not installed (pip install 'beamrouting[redis]')", allow_module_level=True
-    )
+redis = import_redis_or_skip()
 
 ROOT = Path(__file__).resolve().parents[1]
 RR: dict[str, Any] = {"policy": "round_robin"}
@@ -52,36 +44,11 @@ DENIED: dict[str, Any] = {"policy": "round_robin", "policy_profile_id": "no-such
 Item = JournalEvent | SubscriptionGap
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
-        pytest.param(
-            ("asyncio", {"use_uvloop": True}),
-            id="uvloop",
-            marks=pytest.mark.skipif(sys.platform == "win32", reason="uvloop does not exist on Windows"),
-        ),
-    ],
-)
+@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """The Redis store runs on asyncio and uvloop only."""
     backend: tuple[str, dict[str, object]] = request.param
     return backend
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"beamrouting-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def inspect(redis_url: str) -> Iterator[Any]:
-    """A plain (synchronous) client to look at what the routers wrote."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 class _Server(RedisServer):
