@@ -82,6 +82,8 @@ class Actor:
         checkpoint = self.mailbox.checkpoint
         control = self.control
         batch = self._batch = carried
+        yield_again = self.mailbox.yield_again
+        retry = False
         try:
             while True:
                 try:  # drain every pending message
@@ -93,6 +95,10 @@ class Actor:
                     if not batch:
                         return
                 if not batch:
+                    if retry:  # the callers just answered may not have run yet: yield once more
+                        retry = False
+                        await checkpoint()
+                        continue
                     try:
                         batch.append(await receive())  # idle: wait for the next message
                     except (EndOfStream, ClosedResourceError):
@@ -109,6 +115,7 @@ class Actor:
                 # Let the callers just answered run (and send again) before the next drain; a
                 # bare backend yield is cheaper than anyio's checkpoint inside receive().
                 await checkpoint()
+                retry = yield_again
         except Exception as exc:
             raise ActorExit(self.name, self._blame(exc)) from exc
         except BaseException:

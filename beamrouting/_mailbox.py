@@ -10,8 +10,9 @@ leaves nothing behind.
 Reply slots are native to the running backend, chosen once per mailbox: a loop
 ``Future`` on asyncio and uvloop; on trio a small object that parks the caller with
 ``trio.lowlevel.wait_task_rescheduled`` and wakes it with ``reschedule`` (measured: a bare
-round trip of 12.7 µs, against 13.4 µs with a ``trio.Event`` per call). Both cost a
-fraction of a microsecond, where an ``anyio.Event`` per call costs about one.
+round trip of 12.7 µs, against 13.4 µs with a ``trio.Event`` per call; see
+``_trio_mailbox``, imported only on trio). Both cost a fraction of a microsecond, where an
+``anyio.Event`` per call costs about one.
 
 Every call has a deadline. A cancel scope per call (``anyio.fail_after``) costs about
 8 µs here, more than the routing decision itself, so calls that enqueue without waiting
@@ -27,17 +28,13 @@ import asyncio
 import functools
 from collections import deque
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
 
 from ._errors import BeamRoutingError, CallTimeout, RouterClosed
 from ._types import RouteDecision
-
-if TYPE_CHECKING:
-    import outcome
-    import trio
 
 __all__ = ["Answer", "Envelope", "Mailbox", "current_backend", "open_mailbox"]
 
@@ -75,6 +72,11 @@ class Mailbox:
     ``deliver()`` and ``fail()`` answer a slot; ``close()`` answers everything still
     queued and refuses later calls; ``run_deadlines()`` is the watchdog task.
     """
+
+    yield_again: bool = False
+    """Whether the callers an actor just answered may not have run yet when its yield after
+    answering returns (trio runs each scheduling round forwards or backwards at random), so
+    an empty drain then is worth one more yield before the actor waits in ``receive()``."""
 
     def __init__(self, name: str, size: int, timeout: float) -> None:
         if size < 1:
@@ -248,92 +250,10 @@ class _AsyncioMailbox(Mailbox):
         return slot.done()  # type: ignore[no-any-return]
 
 
-class _TrioSlot:
-    """A one-shot reply slot on trio.
-
-    ``task`` is the caller while it is parked in ``wait_task_rescheduled``; an answer that
-    comes before the caller parks (possible only after a blocked send) waits in ``result``.
-    """
-
-    __slots__ = ("done", "result", "task")
-
-    def __init__(self, task: trio.lowlevel.Task | None) -> None:
-        self.task = task
-        self.result: outcome.Outcome[Answer] | None = None
-        self.done = False
-
-    def abort(self, _: object) -> trio.lowlevel.Abort:
-        import trio
-
-        self.task = None
-        self.done = True
-        return trio.lowlevel.Abort.SUCCEEDED
-
-
-class _TrioMailbox(Mailbox):
-    """Reply slots park the caller with trio's lowest-level wait."""
-
-    def __init__(self, name: str, size: int, timeout: float) -> None:
-        super().__init__(name, size, timeout)
-        import outcome
-        import trio
-
-        self._reschedule = trio.lowlevel.reschedule
-        self._value = outcome.Value
-        self._error = outcome.Error
-        self._current_task = trio.lowlevel.current_task
-        self._park = trio.lowlevel.wait_task_rescheduled
-        self._now = trio.current_time  # type: ignore[method-assign]
-        self.checkpoint = trio.lowlevel.checkpoint  # type: ignore[method-assign]
-
-    def call(self, data: bytes) -> Awaitable[Answer]:
-        slot = _TrioSlot(self._current_task())
-        try:
-            self._send_nowait((data, slot))
-        except WouldBlock:
-            slot.task = None  # the caller parks in the stream's send, not on the slot
-            return self._call_when_full((data, slot))
-        except (BrokenResourceError, ClosedResourceError):
-            raise self.closed_error() from None
-        self._track(slot)
-        # The caller awaits this at once, with no checkpoint since the send, so it parks
-        # before the actor can answer.
-        parked: Awaitable[Answer] = self._park(slot.abort)
-        return parked
-
-    async def _wait(self, slot: Any) -> Answer:
-        trio_slot: _TrioSlot = slot
-        if trio_slot.result is not None:
-            answered: Answer = trio_slot.result.unwrap()
-            return answered
-        trio_slot.task = self._current_task()
-        result: Answer = await self._park(trio_slot.abort)
-        return result
-
-    def deliver(self, slot: Any, data: Answer) -> None:
-        self._answer(slot, self._value(data))
-
-    def fail(self, slot: Any, exc: BaseException) -> None:
-        self._answer(slot, self._error(exc))
-
-    def _answer(self, slot: _TrioSlot, result: outcome.Outcome[Answer]) -> None:
-        if slot.done:
-            return
-        slot.done = True
-        task = slot.task
-        if task is None:
-            slot.result = result
-        else:
-            slot.task = None
-            self._reschedule(task, result)
-
-    @staticmethod
-    def answered(slot: Any) -> bool:
-        return slot.done  # type: ignore[no-any-return]
-
-
 def open_mailbox(name: str, size: int, timeout: float, backend: str) -> Mailbox:
     """A mailbox for the actor ``name`` on ``backend`` (from :func:`current_backend`)."""
     if backend == "trio":
-        return _TrioMailbox(name, size, timeout)
+        from ._trio_mailbox import TrioMailbox
+
+        return TrioMailbox(name, size, timeout)
     return _AsyncioMailbox(name, size, timeout)
