@@ -25,7 +25,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any, Final
 import anyio
 
 from ._argtypes import comma_separated, concurrency_levels, positive_float, positive_int
+from ._backends import BACKENDS, run_on
 from ._catalog import Catalog
 from ._console import Output
 from ._engine import RoutingEngine
@@ -58,7 +59,6 @@ __all__ = [
 ]
 
 POLICIES: Final[tuple[str, ...]] = tuple(p.value for p in Policy)
-BACKENDS: Final[tuple[str, ...]] = ("asyncio", "uvloop", "trio")
 CONCURRENCY: Final[tuple[int, ...]] = (1, 10, 100, 1000)
 ROUND_TRIP_TARGET: Final = 3.5
 """Headline 1: one-caller router round trip over the engine's direct call, at most (uvloop)."""
@@ -311,28 +311,6 @@ async def _round(
         step(f"{backend} round_robin x{REDIS_CONCURRENCY} redis")
 
 
-def _run_round(
-    backend: str,
-    config: BenchConfig,
-    catalog: Catalog,
-    samples: dict[_Key, list[_Sample]],
-    step: Callable[[str], None],
-) -> None:
-    if backend == "uvloop":
-        anyio.run(
-            _round,
-            backend,
-            config,
-            catalog,
-            samples,
-            step,
-            backend="asyncio",
-            backend_options={"use_uvloop": True},
-        )
-    else:
-        anyio.run(_round, backend, config, catalog, samples, step, backend=backend)
-
-
 def _environment() -> dict[str, Any]:
     from importlib import metadata
 
@@ -384,7 +362,7 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
     step = progress if progress is not None else (lambda _description: None)
     for _ in range(config.repeat):
         for backend in config.backends:
-            _run_round(backend, config, catalog, samples, step)
+            run_on(backend, _round, backend, config, catalog, samples, step)
     results: list[BenchResult] = []
     engine_rate: dict[str, float] = {}
     engine_p50: dict[str, float] = {}
@@ -693,13 +671,3 @@ def config_from_args(args: argparse.Namespace, catalog: Catalog | None = None) -
         catalog=catalog,
         redis_url=args.redis,
     )
-
-
-def describe(config: BenchConfig) -> Mapping[str, Any]:
-    """A short summary of a configuration (for progress headers)."""
-    return {
-        "policies": len(config.policies),
-        "backends": ",".join(config.backends),
-        "concurrency": ",".join(map(str, config.concurrency)),
-        "repeat": config.repeat,
-    }

@@ -29,12 +29,17 @@ def check_count(name: str, value: object, minimum: int) -> int:
     return value
 
 
-def check_seconds(name: str, value: object) -> float:
-    """``value`` as a float if it is a positive number of seconds; else TypeError/ValueError."""
+def check_seconds(name: str, value: object, *, finite: bool = False) -> float:
+    """``value`` as a float if it is a positive number of seconds; else TypeError/ValueError.
+
+    ``finite`` also refuses infinity, for durations that must become whole milliseconds.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not value > 0 or math.isnan(value):
         raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    if finite and math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
     return float(value)
 
 

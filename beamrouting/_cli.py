@@ -71,8 +71,8 @@ def _json_argument(text: str, what: str) -> Any:
 
 
 def _build_parser() -> _Parser:
+    from ._backends import BACKENDS, default_backend
     from ._bench import add_bench_arguments
-    from ._demo import DEMO_BACKENDS, default_backend
 
     def add_common_options(target: argparse.ArgumentParser, default: Any) -> None:
         target.add_argument(
@@ -124,7 +124,7 @@ def _build_parser() -> _Parser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the request mix (default: 7)")
     demo.add_argument(
         "--backend",
-        choices=DEMO_BACKENDS,
+        choices=BACKENDS,
         default=default_backend(),
         help="async backend (default: uvloop if installed)",
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -27,13 +26,13 @@ from typing import Any, Final
 
 import anyio
 
+from ._backends import BACKENDS, run_on
 from ._catalog import Catalog
 from ._errors import ActorCrashed, BeamRoutingError, RoutingError
 from ._types import RouteDecision
 
-__all__ = ["DEMO_BACKENDS", "DemoConfig", "DemoReport", "default_backend", "run_demo"]
+__all__ = ["DemoConfig", "DemoReport", "run_demo"]
 
-DEMO_BACKENDS: Final = ("asyncio", "uvloop", "trio")
 PROFILE_ID: Final = "restricted"
 """The policy profile some sessions run under: it denies the catalogue's last backend."""
 
@@ -53,17 +52,6 @@ _DEGRADED_END: Final = 0.85
 _CRASH_AT: Final = 0.70
 _ATTEMPTS: Final = 3
 """Tries per routing call; only ``ActorCrashed`` (a restarted actor) is retried."""
-
-
-def default_backend() -> str:
-    """uvloop where it exists, else asyncio."""
-    if sys.platform == "win32":
-        return "asyncio"
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
 
 
 @dataclass(frozen=True)
@@ -510,13 +498,9 @@ def _restart_counts(stats: Any) -> dict[str, int]:
 
 def run_demo(config: DemoConfig, tick: Callable[[int, str], None] | None = None) -> DemoReport:
     """Run the demo on ``config.backend``; ``tick(done, phase)`` reports progress now and then."""
-    if config.backend not in DEMO_BACKENDS:
+    if config.backend not in BACKENDS:
         raise ValueError(f"unknown backend {config.backend!r}")
     if config.sessions < 1 or config.concurrency < 1:
         raise ValueError("sessions and concurrency must be >= 1")
     catalog = config.catalog if config.catalog is not None else Catalog.default()
-    if config.backend == "uvloop":
-        return anyio.run(
-            _main, config, catalog, tick, backend="asyncio", backend_options={"use_uvloop": True}
-        )
-    return anyio.run(_main, config, catalog, tick, backend=config.backend)
+    return run_on(config.backend, _main, config, catalog, tick)

@@ -176,8 +176,3 @@ def supervisor_gave_up(actor: str, restarts: int, period: float) -> None:
         restarts,
         period,
     )
-
-
-def debug_enabled() -> bool:
-    """Whether decision logging is on (the ``beamrouting`` logger is enabled for DEBUG)."""
-    return logger.isEnabledFor(_DEBUG)

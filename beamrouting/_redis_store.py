@@ -88,7 +88,7 @@ import anyio
 import msgspec
 
 from ._catalog import Catalog
-from ._checks import check_seconds
+from ._checks import check_count, check_seconds
 from ._engine import DONE, ROTATE, STICKY, RoutePlan, RoutingEngine
 from ._errors import InvalidPolicyProfile, PolicyDenied, RoutingError, StoreUnavailable
 from ._explain import Explanation
@@ -444,18 +444,15 @@ class RedisStore:
             raise ValueError("url must be a non-empty redis URL string")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
-        if binding_ttl is not None and not binding_ttl > 0:
-            raise ValueError("binding_ttl must be a positive number of seconds or None")
-        if idle_ttl is not None and not idle_ttl > 0:
-            raise ValueError("idle_ttl must be a positive number of seconds or None")
+        # TTLs become whole milliseconds in Redis, so they must be finite (None: no TTL).
+        if binding_ttl is not None:
+            binding_ttl = check_seconds("binding_ttl", binding_ttl, finite=True)
+        if idle_ttl is not None:
+            idle_ttl = check_seconds("idle_ttl", idle_ttl, finite=True)
         if session_ttl is not None:
-            session_ttl = check_seconds("session_ttl", session_ttl)
-            if not math.isfinite(session_ttl):
-                raise ValueError("session_ttl must be a finite number of seconds or None (never expire)")
-        if isinstance(journal_size, bool) or not isinstance(journal_size, int) or journal_size < 0:
-            raise ValueError("journal_size must be an int >= 0")
-        if not operation_timeout > 0:
-            raise ValueError("operation_timeout must be a positive number of seconds")
+            session_ttl = check_seconds("session_ttl", session_ttl, finite=True)
+        check_count("journal_size", journal_size, 0)
+        check_seconds("operation_timeout", operation_timeout)
         if retry_interval is not None and not retry_interval >= 0:
             raise ValueError("retry_interval must be a number of seconds >= 0 or None")
         self.url = url

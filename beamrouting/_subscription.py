@@ -38,25 +38,9 @@ from ._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_ev
 from ._store import JournalFeed
 from ._types import JournalEvent
 
-__all__ = ["Subscription", "SubscriptionGap", "journal_of", "journal_source"]
+__all__ = ["Subscription", "SubscriptionGap", "journal_source"]
 
 DEFAULT_MAXLEN: Final = 1024
-
-
-def journal_of(store: object) -> Journal:
-    """The in-process journal a store records into: its ``local_journal``.
-
-    Raises :class:`TypeError` for a store that keeps its journal elsewhere (``RedisStore``
-    keeps it in Redis, and its ``local_journal`` is ``None``; :func:`journal_source` finds
-    its feed) or has no ``local_journal``.
-    """
-    journal = getattr(store, "local_journal", None)
-    if not isinstance(journal, Journal):
-        raise TypeError(
-            f"{type(store).__name__} keeps no in-process journal to subscribe to; "
-            "read its journal with Router.journal() instead"
-        )
-    return journal
 
 
 def journal_source(store: object) -> Journal | JournalFeed:

@@ -162,25 +162,24 @@ def run_scenario(
     ``skip`` run when they carry a request (a ``RoutingError`` is ignored) but are not
     compared; any other exception propagates, since no input may crash the router.
     """
-    from beamrouting import RoutingError
 
-    mismatches: list[ScenarioMismatch] = []
-    calls: dict[str, Callable[..., Any]] = {
-        "select_backend": select,
-        "select_backend/2": select2,
-        "clear": clear,
-    }
-    for index, step in enumerate(scenario["steps"]):
-        if not _runnable(step):
-            continue
-        function, args, answer = _step_call(scenario, step, calls)
-        try:
-            actual = answer(function(*args))
-        except RoutingError as exc:
-            actual = _outcome_of_error(exc)
-        if not _is_skipped(step):
-            _check(index, step, actual, mismatches)
-    return mismatches
+    async def call(function: Callable[..., Any], *args: Any) -> Any:
+        return function(*args)
+
+    # The async runner over synchronous calls never suspends: one send() runs it to the end.
+    run = run_scenario_async(
+        scenario,
+        lambda request: call(select, request),
+        lambda opts, request: call(select2, opts, request),
+        lambda: call(clear),
+    )
+    try:
+        run.send(None)
+    except StopIteration as finished:
+        mismatches: list[ScenarioMismatch] = finished.value
+        return mismatches
+    run.close()
+    raise RuntimeError("a synchronous scenario run suspended")
 
 
 async def run_scenario_async(
@@ -232,6 +231,27 @@ def format_mismatches(scenario: Scenario, mismatches: list[ScenarioMismatch]) ->
 
 
 # --------------------------------------------------------------------------- gates
+
+
+async def settle_into(outcomes: dict[Any, Any], key: Any, job: Awaitable[Any]) -> None:
+    """Await ``job`` and keep its result, or the exception it raised, as ``outcomes[key]``."""
+    try:
+        outcomes[key] = await job
+    except Exception as exc:
+        outcomes[key] = exc
+
+
+def record_batch_sizes(store: Any, method: str) -> list[int]:
+    """Wrap the batch call ``store.<method>`` so each batch's size is appended to the list returned."""
+    sizes: list[int] = []
+    original = getattr(store, method)
+
+    async def recorded(batch: list[Any]) -> Any:
+        sizes.append(len(batch))
+        return await original(batch)
+
+    setattr(store, method, recorded)
+    return sizes
 
 
 class Gate:

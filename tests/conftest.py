@@ -177,6 +177,16 @@ class RedisServer:
         """Kill the server (SIGKILL, like a crash) and wait for the process to exit."""
         self._end(signal.SIGKILL, timeout)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): it keeps its connections but answers nothing."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT); a no-op when it is not running."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def _end(self, sig: signal.Signals, timeout: float) -> None:
         process, self._process = self._process, None
         if process is None:
@@ -267,3 +277,15 @@ def inspect(redis_url: str) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def private_redis(redis_server: RedisServer, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may kill, pause and restart."""
+    server = RedisServer(redis_server.binary, _free_port(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.resume()
+        server.kill()

@@ -202,17 +202,17 @@ def test_subscribe_needs_an_in_process_journal() -> None:
     class NoJournal:
         pass
 
-    from beamrouting._subscription import journal_of
+    from beamrouting._subscription import journal_source
 
     with pytest.raises(TypeError, match="no in-process journal"):
-        journal_of(NoJournal())
+        journal_source(NoJournal())
 
 
 def test_subscribe_follows_the_store_s_local_journal() -> None:
-    from beamrouting._subscription import journal_of
+    from beamrouting._subscription import journal_source
 
     store = MemoryStore()
-    assert journal_of(store) is store.local_journal is store.engine.journal_ring
+    assert journal_source(store) is store.local_journal is store.engine.journal_ring
 
     class SharedJournal(MemoryStore):
         """A store that plans with an engine but keeps its journal elsewhere (as RedisStore does)."""
@@ -222,7 +222,7 @@ def test_subscribe_follows_the_store_s_local_journal() -> None:
             return None
 
     with pytest.raises(TypeError, match="SharedJournal keeps no in-process journal"):
-        journal_of(SharedJournal())
+        journal_source(SharedJournal())
     with pytest.raises(TypeError, match="no in-process journal"):
         Router(store=SharedJournal()).subscribe()
 

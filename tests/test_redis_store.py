@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,10 @@ from tests._helpers import (
     format_mismatches,
     load_scenarios,
     profiles_for_scenarios,
+    record_batch_sizes,
     run_scenario_async,
     scenarios_path,
+    settle_into,
     wait_for,
 )
 from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
@@ -481,27 +484,13 @@ async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
 ) -> None:
     inspect.hset(prefix + "profiles", "bad", stored)
     store = RedisStore(redis_url, prefix=prefix)
-    batches: list[int] = []
-    original = store.select_batch
-
-    async def recorded(requests: list[Any]) -> Any:
-        batches.append(len(requests))
-        return await original(requests)
-
-    store.select_batch = recorded  # type: ignore[method-assign]
+    batches = record_batch_sizes(store, "select_batch")
     async with Router(store=store) as router:
         requests = [RR, {"policy_profile_id": "bad"}, RR, {"backend": "codex"}] * 10
         outcomes: dict[int, Any] = {}
-
-        async def call(index: int, request: dict[str, Any]) -> None:
-            try:
-                outcomes[index] = await router.select_backend(request)
-            except Exception as exc:
-                outcomes[index] = exc
-
         async with anyio.create_task_group() as tg:
             for index, request in enumerate(requests):
-                tg.start_soon(call, index, request)
+                tg.start_soon(settle_into, outcomes, index, router.select_backend(request))
         for index, request in enumerate(requests):
             if "policy_profile_id" in request:
                 assert isinstance(outcomes[index], InvalidPolicyProfile), outcomes[index]
@@ -591,28 +580,14 @@ async def test_an_undecodable_stored_session_crashes_only_its_reader(
 ) -> None:
     inspect.hset(prefix + "sessions", "corrupt", b"\xc1 not msgpack")
     store = RedisStore(redis_url, prefix=prefix)
-    sizes: list[int] = []
-    original = store.session_batch
-
-    async def recorded(ops: list[Any]) -> Any:
-        sizes.append(len(ops))
-        return await original(ops)
-
-    store.session_batch = recorded  # type: ignore[method-assign]
+    sizes = record_batch_sizes(store, "session_batch")
     async with Router(store=store) as router:
         outcomes: dict[str, Any] = {}
-
-        async def call(name: str, job: Any) -> None:
-            try:
-                outcomes[name] = await job
-            except Exception as exc:
-                outcomes[name] = exc
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(call, "register a", router.register_session("a", "codex"))
-            tg.start_soon(call, "lookup corrupt", router.session_backend("corrupt"))
-            tg.start_soon(call, "register b", router.register_session("b", "gemini"))
-            tg.start_soon(call, "lookup a", router.session_backend("a"))
+            tg.start_soon(settle_into, outcomes, "register a", router.register_session("a", "codex"))
+            tg.start_soon(settle_into, outcomes, "lookup corrupt", router.session_backend("corrupt"))
+            tg.start_soon(settle_into, outcomes, "register b", router.register_session("b", "gemini"))
+            tg.start_soon(settle_into, outcomes, "lookup a", router.session_backend("a"))
         assert isinstance(outcomes.pop("lookup corrupt"), ActorCrashed)
         assert outcomes == {
             "register a": SessionHandle("a", "codex", {}),
@@ -758,30 +733,6 @@ def test_fleet_first_binds_agree_and_bindings_are_reused_across_processes(
 # --------------------------------------------------------------------------- failures
 
 
-class _Server(RedisServer):
-    """A private redis-server that the outage tests may kill, pause and restart."""
-
-    def pause(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
-
-@pytest.fixture
-def private_redis(redis_server: RedisServer, tmp_path: Path) -> Iterator[_Server]:
-    server = _Server(redis_server.binary, _free_port(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.running:
-            server.resume()
-        server.kill()
-
-
 @pytest.mark.anyio
 async def test_unreachable_redis_fails_router_start() -> None:
     url = f"redis://127.0.0.1:{_free_port()}/0"
@@ -820,7 +771,7 @@ async def _outage_calls(router: Router, call_timeout: float) -> list[float | str
 
 
 @pytest.mark.anyio
-async def test_redis_killed_and_restarted(private_redis: _Server, prefix: str) -> None:
+async def test_redis_killed_and_restarted(private_redis: RedisServer, prefix: str) -> None:
     store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=0.5)
     async with Router(store=store, call_timeout=5.0) as router:
         bound = await router.select_backend(sticky("w"))
@@ -852,7 +803,7 @@ async def test_redis_killed_and_restarted(private_redis: _Server, prefix: str) -
 
 @pytest.mark.anyio
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="pausing a process needs SIGSTOP")
-async def test_redis_not_answering_fails_calls_in_time(private_redis: _Server, prefix: str) -> None:
+async def test_redis_not_answering_fails_calls_in_time(private_redis: RedisServer, prefix: str) -> None:
     store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=0.3)
     async with Router(store=store, call_timeout=3.0) as router:
         before = await router.select_backend(sticky("w"))
@@ -896,6 +847,22 @@ def test_trio_is_refused_clearly() -> None:
 
     with pytest.raises(RuntimeError, match="trio"):
         anyio.run(enter, backend="trio")
+
+
+def test_ttls_must_be_finite_numbers_of_seconds() -> None:
+    url = "redis://127.0.0.1:1/0"
+    for name in ("binding_ttl", "idle_ttl", "session_ttl"):
+        infinite: dict[str, Any] = {name: math.inf}
+        with pytest.raises(ValueError, match=f"{name} must be a finite"):
+            RedisStore(url, **infinite)
+        text: dict[str, Any] = {name: "60"}
+        with pytest.raises(TypeError, match=name):
+            RedisStore(url, **text)
+    with pytest.raises(TypeError, match="journal_size"):
+        RedisStore(url, journal_size=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="operation_timeout"):
+        RedisStore(url, operation_timeout="1")  # type: ignore[arg-type]
+    assert RedisStore(url, idle_ttl=None, binding_ttl=None).idle_ttl is None
 
 
 def test_arguments_are_checked() -> None:

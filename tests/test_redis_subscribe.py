@@ -51,31 +51,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
     return backend
 
 
-class _Server(RedisServer):
-    """A private redis-server these tests may kill, pause and look at the clients of."""
-
-    def pause(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGCONT)
-
-
 @pytest.fixture
-def private_redis(redis_server: RedisServer, tmp_path: Path) -> Iterator[_Server]:
-    server = _Server(redis_server.binary, _free_port(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.resume()
-        server.kill()
-
-
-@pytest.fixture
-def clients(private_redis: _Server) -> Iterator[Any]:
+def clients(private_redis: RedisServer) -> Iterator[Any]:
     """A plain client of the private server (its own connection shows as ``cmd=client|list``)."""
     client = redis.Redis.from_url(private_redis.url, socket_timeout=2)
     try:
@@ -274,7 +251,7 @@ async def test_a_slow_subscriber_gets_a_gap_and_routing_does_not_wait(
 
 @pytest.mark.anyio
 async def test_close_wakes_a_waiting_reader_and_releases_its_connection(
-    private_redis: _Server, clients: Any, prefix: str
+    private_redis: RedisServer, clients: Any, prefix: str
 ) -> None:
     # Each XREAD waits up to operation_timeout: 5 s, far longer than close() may take.
     store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=5.0)
@@ -301,7 +278,7 @@ async def test_close_wakes_a_waiting_reader_and_releases_its_connection(
 
 @pytest.mark.anyio
 async def test_every_way_of_ending_releases_the_connection(
-    private_redis: _Server, clients: Any, prefix: str
+    private_redis: RedisServer, clients: Any, prefix: str
 ) -> None:
     async with Router(store=RedisStore(private_redis.url, prefix=prefix)) as router:
         # Leaving `async with`.
@@ -332,7 +309,9 @@ async def test_every_way_of_ending_releases_the_connection(
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_reader_loses_nothing(private_redis: _Server, clients: Any, prefix: str) -> None:
+async def test_a_cancelled_reader_loses_nothing(
+    private_redis: RedisServer, clients: Any, prefix: str
+) -> None:
     async with (
         Router(store=RedisStore(private_redis.url, prefix=prefix)) as router,
         router.subscribe() as events,
@@ -374,7 +353,7 @@ async def _read_until_error(events: Subscription, errors: list[tuple[BaseExcepti
 
 @pytest.mark.anyio
 async def test_redis_killed_mid_subscription_raises_store_unavailable(
-    private_redis: _Server, clients: Any, prefix: str
+    private_redis: RedisServer, clients: Any, prefix: str
 ) -> None:
     store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=5.0)
     errors: list[tuple[BaseException, float]] = []
@@ -398,7 +377,7 @@ async def test_redis_killed_mid_subscription_raises_store_unavailable(
 @pytest.mark.anyio
 @pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="pausing a process needs SIGSTOP")
 async def test_redis_not_answering_raises_store_unavailable_in_time(
-    private_redis: _Server, clients: Any, prefix: str
+    private_redis: RedisServer, clients: Any, prefix: str
 ) -> None:
     store = RedisStore(private_redis.url, prefix=prefix, operation_timeout=0.3)
     errors: list[tuple[BaseException, float]] = []

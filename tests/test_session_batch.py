@@ -17,7 +17,7 @@ import pytest
 from beamrouting import ActorCrashed, MemoryStore, Router, SessionHandle, StoreCrash, StoreUnavailable
 from beamrouting._messages import ListSessions, LookupSession, Register, Unregister
 from beamrouting._store import SessionOp, SessionResult
-from tests._helpers import Gate, wait_for
+from tests._helpers import Gate, settle_into, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -92,13 +92,6 @@ async def test_a_crash_in_a_session_batch_blames_only_its_caller() -> None:
     store = GatedSessionStore()
     async with Router(store=store) as router:
         outcomes: dict[str, Any] = {}
-
-        async def call(name: str, job: Any) -> None:
-            try:
-                outcomes[name] = await job
-            except Exception as exc:
-                outcomes[name] = exc
-
         calls: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             ("register a", lambda: router.register_session("a", "codex")),
             ("lookup unavailable", lambda: router.session_backend("unavailable")),
@@ -109,10 +102,10 @@ async def test_a_crash_in_a_session_batch_blames_only_its_caller() -> None:
         ]
         store.gate.close()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(call, "first", router.register_session("first", "copilot"))
+            tg.start_soon(settle_into, outcomes, "first", router.register_session("first", "copilot"))
             await wait_for(lambda: store.gate.waiting == 1)  # the actor holds it at the gate
             for count, (name, job) in enumerate(calls, 1):
-                tg.start_soon(call, name, job())
+                tg.start_soon(settle_into, outcomes, name, job())
                 await wait_for(lambda count=count: session_depth(router) == count)  # type: ignore[misc]
             store.gate.open()
         assert isinstance(outcomes.pop("lookup unavailable"), StoreUnavailable)
