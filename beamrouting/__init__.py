@@ -4,9 +4,9 @@ The engine (:class:`RoutingEngine`) is pure and synchronous; :class:`Router` ser
 supervised actors for async orchestrators.
 """
 
-from ._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
-from ._engine import RoutePlan, RoutingEngine
-from ._errors import (
+from ._core._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
+from ._core._engine import RoutePlan, RoutingEngine
+from ._core._errors import (
     ActorCrashed,
     BackendNotEligible,
     BeamRoutingError,
@@ -29,14 +29,14 @@ from ._errors import (
     UnknownCapability,
     UnsupportedRouteKey,
 )
-from ._explain import BackendVerdict, Explanation
-from ._profiles import PolicyProfile, ProfileRule
-from ._redis_store import RedisStore
-from ._request import RequestNormalizer, RouteRequest
-from ._router import Router, RouterSession, RouterStatistics
-from ._store import JournalFeed, MemoryStore, Store, StoreCrash
-from ._subscription import Subscription, SubscriptionGap
-from ._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
+from ._core._explain import BackendVerdict, Explanation
+from ._core._profiles import PolicyProfile, ProfileRule
+from ._core._request import RequestNormalizer, RouteRequest
+from ._core._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
+from ._runtime._router import Router, RouterSession, RouterStatistics
+from ._runtime._subscription import Subscription, SubscriptionGap
+from ._store._protocol import JournalFeed, MemoryStore, Store, StoreCrash
+from ._store._redis._store import RedisStore
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._errors import RouterClosed
-from ._router import Router
+from ._core._errors import RouterClosed
+from ._runtime._router import Router
 
 __all__ = ["crash_actor"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from beamrouting import Catalog, CatalogError
-from beamrouting._bench import (
+from beamrouting._cli._bench import (
     add_bench_arguments,
     config_from_args,
     markdown_table,
@@ -24,7 +24,7 @@ from beamrouting._bench import (
     print_report,
     run_benchmark,
 )
-from beamrouting._console import Output
+from beamrouting._cli._console import Output
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

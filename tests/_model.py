@@ -19,7 +19,7 @@ from beamrouting import (
     NoBackendSupportsCapabilities,
     PolicyDenied,
 )
-from beamrouting._request import RequestNormalizer, RouteRequest, merge_session
+from beamrouting._core._request import RequestNormalizer, RouteRequest, merge_session
 
 _MISSING = object()
 

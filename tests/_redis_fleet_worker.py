@@ -26,8 +26,8 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from beamrouting import RedisStore
-from beamrouting._router import Router
-from beamrouting._types import RouteDecision
+from beamrouting._core._types import RouteDecision
+from beamrouting._runtime._router import Router
 
 BARRIER_TIMEOUT = 30.0
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import beamrouting._journal as journal_module
+import beamrouting._core._journal as journal_module
 from beamrouting import (
     InvalidPolicyProfile,
     InvalidRouteRequest,

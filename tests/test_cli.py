@@ -18,7 +18,7 @@ import pytest
 
 from beamrouting import Catalog, RoutingEngine
 from beamrouting._cli import main
-from beamrouting._demo import DemoConfig, run_demo
+from beamrouting._cli._demo import DemoConfig, run_demo
 
 BACKENDS = ("claude", "codex", "copilot", "gemini", "opencode")
 REPO = Path(__file__).resolve().parents[1]
@@ -450,7 +450,7 @@ def test_demo_small_passes_its_invariants(capsys: pytest.CaptureFixture[str]) ->
 def test_demo_exits_1_when_an_invariant_fails(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import beamrouting._demo as demo
+    import beamrouting._cli._demo as demo
 
     real = demo._sticky_check
 

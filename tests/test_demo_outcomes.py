@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 
 from beamrouting import Catalog, RouteDecision, Router
-from beamrouting._demo import DemoConfig, _Plan, _Run, _session
+from beamrouting._cli._demo import DemoConfig, _Plan, _Run, _session
 from beamrouting.testing import crash_actor
 
 pytestmark = pytest.mark.anyio

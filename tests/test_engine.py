@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 import beamrouting
-import beamrouting._errors as errors_module
+import beamrouting._core._errors as errors_module
 from beamrouting import (
     BackendNotEligible,
     BackendSpec,

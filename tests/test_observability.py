@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import pytest
 
-import beamrouting._observability as obs
+import beamrouting._runtime._observability as obs
 from beamrouting import (
     ActorCrashed,
     JournalEvent,
@@ -202,14 +202,14 @@ def test_subscribe_needs_an_in_process_journal() -> None:
     class NoJournal:
         pass
 
-    from beamrouting._subscription import journal_source
+    from beamrouting._runtime._subscription import journal_source
 
     with pytest.raises(TypeError, match="no in-process journal"):
         journal_source(NoJournal())
 
 
 def test_subscribe_follows_the_store_s_local_journal() -> None:
-    from beamrouting._subscription import journal_source
+    from beamrouting._runtime._subscription import journal_source
 
     store = MemoryStore()
     assert journal_source(store) is store.local_journal is store.engine.journal_ring
@@ -363,7 +363,7 @@ async def test_hot_path_untouched_without_observers(
 def test_without_opentelemetry_nothing_is_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh copy of the module, imported with opentelemetry missing, disables itself."""
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    spec = importlib.util.find_spec("beamrouting._observability")
+    spec = importlib.util.find_spec("beamrouting._runtime._observability")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

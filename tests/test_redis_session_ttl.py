@@ -20,9 +20,9 @@ import anyio
 import pytest
 
 from beamrouting import RedisStore, SessionHandle
-from beamrouting._messages import ListSessions, LookupSession, Register, Unregister
-from beamrouting._redis_store import _SESSION_PURGE
-from beamrouting._router import Router
+from beamrouting._runtime._messages import ListSessions, LookupSession, Register, Unregister
+from beamrouting._runtime._router import Router
+from beamrouting._store._redis._store import _SESSION_PURGE
 from tests._helpers import wait_for
 from tests.conftest import ASYNCIO_BACKENDS, import_redis_or_skip
 

@@ -38,10 +38,10 @@ from beamrouting import (
     SessionHandle,
     StoreUnavailable,
 )
-from beamrouting._messages import ListSessions, LookupSession, Register, Unregister
-from beamrouting._redis_store import stable_digest
-from beamrouting._router import Router
-from beamrouting._store import Store
+from beamrouting._runtime._messages import ListSessions, LookupSession, Register, Unregister
+from beamrouting._runtime._router import Router
+from beamrouting._store._protocol import Store
+from beamrouting._store._redis._store import stable_digest
 from tests._helpers import (
     BACKENDS,
     format_mismatches,
@@ -892,7 +892,7 @@ def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 def test_the_package_imports_without_redis() -> None:
     code = (
         "import sys; sys.modules['redis'] = None; sys.modules['redis.asyncio'] = None\n"
-        "import beamrouting, beamrouting._redis_store as m\n"
+        "import beamrouting, beamrouting._store._redis._store as m\n"
         "try:\n    m.RedisStore('redis://localhost')\n"
         "except ImportError as e:\n    print(e)\n"
     )

@@ -34,7 +34,7 @@ from beamrouting import (
     SessionHandle,
     UnknownBackend,
 )
-from beamrouting._messages import Failed, Select, new_encoder, reply_decoder
+from beamrouting._runtime._messages import Failed, Select, new_encoder, reply_decoder
 from tests._helpers import Gate, format_mismatches, profiles_for_scenarios, run_scenario_async, wait_for
 from tests.test_scenarios import SCENARIOS, _require
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from beamrouting import ActorCrashed, Catalog, Router, RoutingEngine, RoutingError, SessionHandle
-from beamrouting._request import merge_session
+from beamrouting._core._request import merge_session
 from beamrouting.testing import crash_actor
 from tests._helpers import profiles_for_scenarios
 from tests.test_engine_properties import requests, session_or_opts

@@ -15,8 +15,8 @@ import anyio
 import pytest
 
 from beamrouting import ActorCrashed, MemoryStore, Router, SessionHandle, StoreCrash, StoreUnavailable
-from beamrouting._messages import ListSessions, LookupSession, Register, Unregister
-from beamrouting._store import SessionOp, SessionResult
+from beamrouting._runtime._messages import ListSessions, LookupSession, Register, Unregister
+from beamrouting._store._protocol import SessionOp, SessionResult
 from tests._helpers import Gate, settle_into, wait_for
 
 pytestmark = pytest.mark.anyio

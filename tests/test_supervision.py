@@ -23,7 +23,7 @@ from beamrouting import (
     RoutingEngine,
     StoreUnavailable,
 )
-from beamrouting._actor import InjectedCrash
+from beamrouting._runtime._actor import InjectedCrash
 from beamrouting.testing import crash_actor
 from tests._helpers import wait_for
 from tests.test_router import GatedStore

@@ -7,11 +7,13 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from .._core._catalog import Catalog
+from .._core._checks import is_text
+from .._core._errors import InvalidRouteRequest, RoutingError, StoreUnavailable, UnknownBackend
+from .._core._types import SessionHandle
+from .._store._protocol import SessionOp, SessionResult, Store, StoreCrash
 from ._actor import Actor, ActorControl
-from ._catalog import Catalog
-from ._checks import is_text
-from ._errors import InvalidRouteRequest, RoutingError, StoreUnavailable, UnknownBackend
-from ._mailbox import Envelope, Mailbox
+from ._mailbox._base import Envelope, Mailbox
 from ._messages import (
     Backend,
     Handle,
@@ -27,8 +29,6 @@ from ._messages import (
     plain_str,
     session_decoder,
 )
-from ._store import SessionOp, SessionResult, Store, StoreCrash
-from ._types import SessionHandle
 
 __all__ = ["SessionRegistry", "check_metadata", "check_session_id", "session_handle"]
 

@@ -6,9 +6,13 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from .._core._errors import RoutingError, StoreUnavailable
+from .._core._profiles import check_profile_id, parse_profile
+from .._core._request import RouteRequest
+from .._core._types import RouteDecision
+from .._store._protocol import Store, StoreCrash
 from ._actor import Actor, ActorControl
-from ._errors import RoutingError, StoreUnavailable
-from ._mailbox import Envelope, Mailbox
+from ._mailbox._base import Envelope, Mailbox
 from ._messages import (
     Clear,
     Deleted,
@@ -26,10 +30,6 @@ from ._messages import (
     failed,
     routing_decoder,
 )
-from ._profiles import check_profile_id, parse_profile
-from ._request import RouteRequest
-from ._store import Store, StoreCrash
-from ._types import RouteDecision
 
 __all__ = ["RoutingTable"]
 

@@ -22,8 +22,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, ParamSpec, TypeVar
 
-from ._errors import RoutingError
-from ._types import RouteDecision
+from .._core._errors import RoutingError
+from .._core._types import RouteDecision
 
 __all__ = [
     "OTEL_ENABLED",

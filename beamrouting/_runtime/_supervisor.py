@@ -19,11 +19,11 @@ import anyio
 import anyio.abc
 from anyio import BrokenResourceError, ClosedResourceError
 
+from .._core._errors import BeamRoutingError, RouterClosed, RouterUnavailable
+from .._store._protocol import Store
 from . import _observability as _obs
 from ._actor import Actor, ActorControl, ActorExit
-from ._errors import BeamRoutingError, RouterClosed, RouterUnavailable
-from ._mailbox import Envelope, Mailbox
-from ._store import Store
+from ._mailbox._base import Envelope, Mailbox
 
 __all__ = ["Child", "Supervisor"]
 

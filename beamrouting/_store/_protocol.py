@@ -25,15 +25,15 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from ._catalog import Catalog
-from ._engine import RoutingEngine
-from ._errors import RoutingError, StoreUnavailable
-from ._explain import Explanation
-from ._journal import Journal, JournalRecord
-from ._messages import ListSessions, LookupSession, Register, Unregister
-from ._profiles import PolicyProfile
-from ._request import RequestNormalizer, RouteRequest
-from ._types import JournalEvent, RouteDecision, SessionHandle
+from .._core._catalog import Catalog
+from .._core._engine import RoutingEngine
+from .._core._errors import RoutingError, StoreUnavailable
+from .._core._explain import Explanation
+from .._core._journal import Journal, JournalRecord
+from .._core._profiles import PolicyProfile
+from .._core._request import RequestNormalizer, RouteRequest
+from .._core._types import JournalEvent, RouteDecision, SessionHandle
+from .._runtime._messages import ListSessions, LookupSession, Register, Unregister
 
 __all__ = [
     "JournalFeed",

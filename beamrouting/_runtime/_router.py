@@ -27,10 +27,9 @@ import anyio
 import anyio.abc
 import msgspec
 
-from . import _observability as _obs
-from ._catalog import Catalog
-from ._checks import check_count, check_seconds, is_text
-from ._errors import (
+from .._core._catalog import Catalog
+from .._core._checks import check_count, check_seconds, is_text
+from .._core._errors import (
     ActorCrashed,
     BeamRoutingError,
     CallTimeout,
@@ -39,9 +38,14 @@ from ._errors import (
     RoutingError,
     StoreUnavailable,
 )
-from ._explain import Explanation
-from ._journal import check_journal_query
-from ._mailbox import Answer, current_backend, open_mailbox
+from .._core._explain import Explanation
+from .._core._journal import check_journal_query
+from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
+from .._core._request import merge_session
+from .._core._types import JournalEvent, RouteDecision, SessionHandle
+from .._store._protocol import MemoryStore, Store
+from . import _observability as _obs
+from ._mailbox._base import Answer, current_backend, open_mailbox
 from ._messages import (
     Backend,
     Clear,
@@ -68,14 +72,10 @@ from ._messages import (
     plain_str,
     reply_decoder,
 )
-from ._profiles import PolicyProfile, check_profile_id, parse_profile
-from ._request import merge_session
 from ._routing_table import RoutingTable
 from ._session_registry import SessionRegistry, check_metadata, check_session_id, session_handle
-from ._store import MemoryStore, Store
 from ._subscription import DEFAULT_MAXLEN, Subscription, journal_source
 from ._supervisor import Child, Supervisor
-from ._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = ["Router", "RouterSession", "RouterStatistics"]
 

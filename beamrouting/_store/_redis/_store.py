@@ -87,17 +87,17 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import msgspec
 
-from ._catalog import Catalog
-from ._checks import check_count, check_seconds
-from ._engine import DONE, ROTATE, STICKY, RoutePlan, RoutingEngine
-from ._errors import InvalidPolicyProfile, PolicyDenied, RoutingError, StoreUnavailable
-from ._explain import Explanation
-from ._journal import Journal, JournalRecord, render_events
-from ._messages import ListSessions, LookupSession, Register, Unregister
-from ._profiles import PolicyProfile, parse_profile
-from ._request import RequestNormalizer, RouteRequest
-from ._store import JournalFeed, SelectResult, SessionOp, SessionResult, StoreCrash
-from ._types import JournalEvent, RouteDecision, SessionHandle
+from ..._core._catalog import Catalog
+from ..._core._checks import check_count, check_seconds
+from ..._core._engine import DONE, ROTATE, STICKY, RoutePlan, RoutingEngine
+from ..._core._errors import InvalidPolicyProfile, PolicyDenied, RoutingError, StoreUnavailable
+from ..._core._explain import Explanation
+from ..._core._journal import Journal, JournalRecord, render_events
+from ..._core._profiles import PolicyProfile, parse_profile
+from ..._core._request import RequestNormalizer, RouteRequest
+from ..._core._types import JournalEvent, RouteDecision, SessionHandle
+from ..._runtime._messages import ListSessions, LookupSession, Register, Unregister
+from .._protocol import JournalFeed, SelectResult, SessionOp, SessionResult, StoreCrash
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis

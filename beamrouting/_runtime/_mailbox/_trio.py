@@ -18,7 +18,7 @@ import outcome
 import trio
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
 
-from ._mailbox import Answer, Mailbox
+from ._base import Answer, Mailbox
 
 __all__ = ["TrioMailbox"]
 

@@ -33,10 +33,10 @@ from typing import Final
 import anyio
 import msgspec
 
-from ._errors import StoreUnavailable
-from ._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_events
-from ._store import JournalFeed
-from ._types import JournalEvent
+from .._core._errors import StoreUnavailable
+from .._core._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_events
+from .._core._types import JournalEvent
+from .._store._protocol import JournalFeed
 
 __all__ = ["Subscription", "SubscriptionGap", "journal_source"]
 

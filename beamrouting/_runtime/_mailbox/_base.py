@@ -33,8 +33,8 @@ from typing import Any, Final, TypeAlias
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
 
-from ._errors import BeamRoutingError, CallTimeout, RouterClosed
-from ._types import RouteDecision
+from ..._core._errors import BeamRoutingError, CallTimeout, RouterClosed
+from ..._core._types import RouteDecision
 
 __all__ = ["Answer", "Envelope", "Mailbox", "current_backend", "open_mailbox"]
 
@@ -253,7 +253,7 @@ class _AsyncioMailbox(Mailbox):
 def open_mailbox(name: str, size: int, timeout: float, backend: str) -> Mailbox:
     """A mailbox for the actor ``name`` on ``backend`` (from :func:`current_backend`)."""
     if backend == "trio":
-        from ._trio_mailbox import TrioMailbox
+        from ._trio import TrioMailbox
 
         return TrioMailbox(name, size, timeout)
     return _AsyncioMailbox(name, size, timeout)

@@ -13,11 +13,11 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from ._errors import BeamRoutingError, RoutingError, StoreUnavailable, error_for_code
-from ._explain import Explanation
-from ._profiles import PolicyProfile
-from ._request import RouteRequest
-from ._types import JournalEvent, RouteDecision, SessionHandle
+from .._core._errors import BeamRoutingError, RoutingError, StoreUnavailable, error_for_code
+from .._core._explain import Explanation
+from .._core._profiles import PolicyProfile
+from .._core._request import RouteRequest
+from .._core._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = [
     "Backend",

@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
-from ._errors import ActorCrashed, InvalidRouteRequest
-from ._mailbox import Envelope, Mailbox
+from .._core._errors import ActorCrashed, InvalidRouteRequest
+from .._store._protocol import Store
+from ._mailbox._base import Envelope, Mailbox
 from ._messages import failed, new_encoder
-from ._store import Store
 
 __all__ = ["Actor", "ActorControl", "ActorExit", "InjectedCrash"]
 

@@ -1,0 +1,1 @@
+"""_runtime/_mailbox"""
