@@ -1,8 +1,13 @@
 """beamrouting: choose the backend a new agent session starts on.
 
 The engine (:class:`RoutingEngine`) is pure and synchronous; :class:`Router` serves it from
-supervised actors for async orchestrators.
+supervised actors for async orchestrators. :class:`RedisStore` (the ``redis`` extra) shares
+the routing state of a fleet; it is imported on first use, so ``import beamrouting`` never
+imports redis-py. The store protocol is in :mod:`beamrouting.store`, test helpers in
+:mod:`beamrouting.testing`.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._core._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
 from ._core._engine import RoutePlan, RoutingEngine
@@ -33,10 +38,13 @@ from ._core._explain import BackendVerdict, Explanation
 from ._core._profiles import PolicyProfile, ProfileRule
 from ._core._request import RequestNormalizer, RouteRequest
 from ._core._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
-from ._runtime._router import Router, RouterSession, RouterStatistics
+from ._runtime._router import Router, RouterSession, RouterState, RouterStatistics
 from ._runtime._subscription import Subscription, SubscriptionGap
-from ._store._protocol import JournalFeed, MemoryStore, Store, StoreCrash
-from ._store._redis._store import RedisStore
+from ._store._memory import MemoryStore
+from ._store._protocol import JournalFeed, Store, StoreCrash
+
+if TYPE_CHECKING:
+    from ._store._redis import RedisStore
 
 __version__ = "0.1.0"
 
@@ -76,6 +84,7 @@ __all__ = [
     "Router",
     "RouterClosed",
     "RouterSession",
+    "RouterState",
     "RouterStatistics",
     "RouterUnavailable",
     "RoutingEngine",
@@ -91,3 +100,11 @@ __all__ = [
     "UnsupportedRouteKey",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RedisStore":  # imported on first use: it needs the redis extra
+        from ._store._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -198,33 +198,22 @@ def test_subscription_rejects_bad_options(kwargs: dict[str, Any]) -> None:
         Subscription(RoutingEngine().journal_ring, **kwargs)
 
 
-def test_subscribe_needs_an_in_process_journal() -> None:
-    class NoJournal:
-        pass
-
-    from beamrouting._runtime._subscription import journal_source
-
-    with pytest.raises(TypeError, match="no in-process journal"):
-        journal_source(NoJournal())
-
-
-def test_subscribe_follows_the_store_s_local_journal() -> None:
+def test_subscribe_follows_the_store_s_journal_source() -> None:
     from beamrouting._runtime._subscription import journal_source
 
     store = MemoryStore()
-    assert journal_source(store) is store.local_journal is store.engine.journal_ring
+    assert journal_source(store) is store.journal_source() is store.engine.journal_ring
 
-    class SharedJournal(MemoryStore):
-        """A store that plans with an engine but keeps its journal elsewhere (as RedisStore does)."""
+    class NoJournal(MemoryStore):
+        """A store whose journal cannot be followed live."""
 
-        @property
-        def local_journal(self) -> None:  # type: ignore[override]
+        def journal_source(self) -> None:  # type: ignore[override]
             return None
 
-    with pytest.raises(TypeError, match="SharedJournal keeps no in-process journal"):
-        journal_source(SharedJournal())
-    with pytest.raises(TypeError, match="no in-process journal"):
-        Router(store=SharedJournal()).subscribe()
+    with pytest.raises(TypeError, match="NoJournal keeps no journal that can be followed live"):
+        journal_source(NoJournal())
+    with pytest.raises(TypeError, match="no journal that can be followed live"):
+        Router(store=NoJournal()).subscribe()
 
 
 # --------------------------------------------------------------------------- logging

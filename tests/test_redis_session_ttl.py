@@ -20,9 +20,9 @@ import anyio
 import pytest
 
 from beamrouting import RedisStore, SessionHandle
-from beamrouting._runtime._messages import ListSessions, LookupSession, Register, Unregister
 from beamrouting._runtime._router import Router
-from beamrouting._store._redis._store import _SESSION_PURGE
+from beamrouting._store._redis._store import SESSION_PURGE
+from beamrouting.store import ListSessionsOp, LookupOp, RegisterOp, UnregisterOp
 from tests._helpers import wait_for
 from tests.conftest import ASYNCIO_BACKENDS, import_redis_or_skip
 
@@ -252,39 +252,39 @@ async def test_a_session_keeps_the_deadline_of_its_last_registration(
 async def test_expired_sessions_are_purged_a_bounded_number_per_call(
     redis_url: str, prefix: str, inspect: Any
 ) -> None:
-    expired = 4 * _SESSION_PURGE
+    expired = 4 * SESSION_PURGE
     short = RedisStore(redis_url, prefix=prefix, session_ttl=SHORT)
     long = RedisStore(redis_url, prefix=prefix, session_ttl=LONG)
     await short.start()
     await long.start()
     try:
-        await long.register_session(SessionHandle("long", "codex", {}))
+        await long.session_batch([RegisterOp(SessionHandle("long", "codex", {}))])
         handles = [SessionHandle(f"short-{index}", "gemini", {}) for index in range(expired)]
-        assert await short.session_batch([Register(handle) for handle in handles]) == [None] * expired
+        assert await short.session_batch([RegisterOp(handle) for handle in handles]) == [None] * expired
         deadline = inspect.zscore(prefix + "sessions:expiry", "short-0")
         await wait_past(inspect, deadline)
         assert inspect.hlen(prefix + "sessions") == 1 + expired  # nothing purged without a call
 
-        # A lookup purges _SESSION_PURGE of them; the expired rest is hidden all the same.
-        assert await long.session_backend("long") == "codex"
+        # A lookup purges SESSION_PURGE of them; the expired rest is hidden all the same.
+        assert await long.session_batch([LookupOp("long")]) == ["codex"]
         stragglers = {key.decode() for key in inspect.hkeys(prefix + "sessions")} - {"long"}
-        assert len(stragglers) == expired - _SESSION_PURGE
+        assert len(stragglers) == expired - SESSION_PURGE
         straggler = min(stragglers)
         assert inspect.zscore(prefix + "sessions:expiry", straggler) < redis_ms(inspect)
-        assert await long.session_backend(straggler) is None  # expired, not yet purged: absent
-        remaining = expired - 2 * _SESSION_PURGE
+        assert await long.session_batch([LookupOp(straggler)]) == [None]  # expired, not yet purged: absent
+        remaining = expired - 2 * SESSION_PURGE
         assert inspect.hlen(prefix + "sessions") == 1 + remaining
         assert inspect.zcard(prefix + "sessions:order") == 1 + remaining
         assert inspect.zcard(prefix + "sessions:expiry") == 1 + remaining
 
         # A call purges one more per registration it makes.
         fresh = [SessionHandle(f"fresh-{index}", "claude", {}) for index in range(3)]
-        await long.session_batch([Register(handle) for handle in fresh])
-        remaining -= _SESSION_PURGE + 3
+        await long.session_batch([RegisterOp(handle) for handle in fresh])
+        remaining -= SESSION_PURGE + 3
         assert remaining > 0
         assert inspect.hlen(prefix + "sessions") == 1 + 3 + remaining
 
-        assert ids(await long.sessions()) == ["long", "fresh-0", "fresh-1", "fresh-2"]
+        assert await long.session_batch([ListSessionsOp()]) == [[SessionHandle("long", "codex", {}), *fresh]]
         assert inspect.hlen(prefix + "sessions") == 4
         assert inspect.zcard(prefix + "sessions:expiry") == 4
         # The keys now expire with the latest deadline (LONG from now), not the expired ones'.
@@ -341,7 +341,7 @@ async def test_a_mixed_batch_is_one_atomic_call_in_order(redis_url: str, prefix:
     await brief.start()
     await store.start()
     try:
-        await brief.register_session(old)
+        await brief.session_batch([RegisterOp(old)])
         await wait_past(inspect, inspect.zscore(prefix + "sessions:expiry", "old"))
 
         def script_calls() -> int:
@@ -351,18 +351,18 @@ async def test_a_mixed_batch_is_one_atomic_call_in_order(redis_url: str, prefix:
         calls = script_calls()
         results = await store.session_batch(
             [
-                LookupSession("old"),  # expired: absent
-                Register(one),
-                LookupSession("s-1"),
-                Register(two),
-                Unregister("s-1"),
-                LookupSession("s-1"),
-                Unregister("never-registered"),
-                ListSessions(),  # "old" is not listed
-                Register(revived),  # re-registering an expired session brings it back
-                LookupSession("old"),
-                Register(one),
-                ListSessions(),
+                LookupOp("old"),  # expired: absent
+                RegisterOp(one),
+                LookupOp("s-1"),
+                RegisterOp(two),
+                UnregisterOp("s-1"),
+                LookupOp("s-1"),
+                UnregisterOp("never-registered"),
+                ListSessionsOp(),  # "old" is not listed
+                RegisterOp(revived),  # re-registering an expired session brings it back
+                LookupOp("old"),
+                RegisterOp(one),
+                ListSessionsOp(),
             ]
         )
         assert script_calls() == calls + 1

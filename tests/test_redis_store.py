@@ -38,10 +38,18 @@ from beamrouting import (
     SessionHandle,
     StoreUnavailable,
 )
-from beamrouting._runtime._messages import ListSessions, LookupSession, Register, Unregister
 from beamrouting._runtime._router import Router
 from beamrouting._store._protocol import Store
-from beamrouting._store._redis._store import stable_digest
+from beamrouting._store._redis._keys import stable_digest
+from beamrouting.store import (
+    JournalFeed,
+    ListSessionsOp,
+    LookupOp,
+    RegisterOp,
+    SelectOp,
+    UnregisterOp,
+)
+from beamrouting.testing import check_store
 from tests._helpers import (
     BACKENDS,
     format_mismatches,
@@ -268,7 +276,8 @@ def _race(
     monkeypatch: pytest.MonkeyPatch, store: RedisStore, rival: Router, request: dict[str, Any]
 ) -> list[RouteDecision]:
     """Make ``rival`` route ``request`` between ``store``'s state read and its commit, once."""
-    original = store._read_state
+    settler = store._settler
+    original = settler._read_state
     rival_decisions: list[RouteDecision] = []
 
     async def read_then_rival(*args: Any) -> Any:
@@ -277,7 +286,7 @@ def _race(
             rival_decisions.append(await rival.select_backend(request))
         return outcome
 
-    monkeypatch.setattr(store, "_read_state", read_then_rival)
+    monkeypatch.setattr(settler, "_read_state", read_then_rival)
     return rival_decisions
 
 
@@ -396,14 +405,14 @@ async def test_a_batch_shares_its_round_trips(
     store = RedisStore(redis_url, prefix=prefix)
     commits = 0
     async with Router(store=store) as router:
-        original = store._commit
+        original = store._settler._commit
 
         async def counted(*args: Any) -> Any:
             nonlocal commits
             commits += 1
             return await original(*args)
 
-        monkeypatch.setattr(store, "_commit", counted)
+        monkeypatch.setattr(store._settler, "_commit", counted)
         backends: list[str] = []
 
         async def call() -> None:
@@ -421,14 +430,14 @@ async def test_a_crash_while_planning_blames_one_caller(
     redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = RedisStore(redis_url, prefix=prefix)
-    original = store.engine.plan
+    original = store.planner.plan
 
     def plan(request: Any) -> Any:
         if request.affinity_key == "boom":
             raise RuntimeError("planted bug")
         return original(request)
 
-    monkeypatch.setattr(store.engine, "plan", plan)
+    monkeypatch.setattr(store.planner, "plan", plan)
     async with Router(store=store) as router:
         with pytest.raises(ActorCrashed):
             await router.select_backend(sticky("boom"))
@@ -459,7 +468,8 @@ async def test_a_malformed_stored_profile_fails_only_the_requests_naming_it(
             sticky("w", policy_profile_id="bad"),
             sticky("w"),
         ]
-        results = await store.select_batch([store.normalizer.normalize(r) for r in requests])
+        normalize = RoutingEngine().normalize
+        results = await store.routing_batch([SelectOp(normalize(r)) for r in requests])
     finally:
         await store.aclose()
     assert len(results) == len(requests)
@@ -484,7 +494,7 @@ async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
 ) -> None:
     inspect.hset(prefix + "profiles", "bad", stored)
     store = RedisStore(redis_url, prefix=prefix)
-    batches = record_batch_sizes(store, "select_batch")
+    batches = record_batch_sizes(store, "routing_batch")
     async with Router(store=store) as router:
         requests = [RR, {"policy_profile_id": "bad"}, RR, {"backend": "codex"}] * 10
         outcomes: dict[int, Any] = {}
@@ -506,7 +516,7 @@ async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
 async def test_subscribe_follows_the_journal_in_redis(redis_url: str, prefix: str) -> None:
     # More in test_redis_subscribe.py.
     store = RedisStore(redis_url, prefix=prefix)
-    assert store.local_journal is None
+    assert isinstance(store.journal_source(), JournalFeed)
     async with Router(store=store) as router, router.subscribe() as events:
         decision = await router.select_backend(RR)
         with anyio.fail_after(5):
@@ -523,19 +533,18 @@ async def test_a_session_batch_is_applied_in_order(redis_url: str, prefix: str, 
     try:
         results = await store.session_batch(
             [
-                Register(one),
-                LookupSession("s-1"),
-                Register(two),
-                Unregister("s-1"),
-                LookupSession("s-1"),
-                Unregister("never-registered"),
-                Register(one),
-                ListSessions(),
+                RegisterOp(one),
+                LookupOp("s-1"),
+                RegisterOp(two),
+                UnregisterOp("s-1"),
+                LookupOp("s-1"),
+                UnregisterOp("never-registered"),
+                RegisterOp(one),
+                ListSessionsOp(),
             ]
         )
         assert results == [None, "codex", None, None, None, None, None, [two, one]]
-        assert await store.sessions() == [two, one]
-        assert await store.session_backend("s-2") == "claude"
+        assert await store.session_batch([ListSessionsOp(), LookupOp("s-2")]) == [[two, one], "claude"]
         assert await store.session_batch([]) == []
     finally:
         await store.aclose()
@@ -546,13 +555,13 @@ async def test_a_session_batch_is_applied_in_order(redis_url: str, prefix: str, 
 async def test_concurrent_session_calls_share_round_trips(redis_url: str, prefix: str) -> None:
     store = RedisStore(redis_url, prefix=prefix)
     round_trips: Counter[str] = Counter()
-    original = store._op
+    original = store._connection.operation
 
     def counted(what: str, **options: Any) -> Any:
         round_trips[what] += 1
         return original(what, **options)
 
-    store._op = counted  # type: ignore[method-assign]
+    store._connection.operation = counted  # type: ignore[method-assign]
     async with Router(store=store) as router:
         round_trips.clear()
         async with anyio.create_task_group() as tg:
@@ -901,3 +910,8 @@ def test_the_package_imports_without_redis() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'beamrouting[redis]'" in done.stdout
+
+
+@pytest.mark.anyio
+async def test_the_redis_store_passes_the_store_conformance_suite(redis_url: str) -> None:
+    await check_store(lambda: RedisStore(redis_url, prefix=f"beamrouting-test:{uuid.uuid4().hex}:"))

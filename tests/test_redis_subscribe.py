@@ -193,8 +193,7 @@ async def test_event_type_filter(redis_url: str, prefix: str) -> None:
 )
 async def test_options_are_checked_as_in_memory(redis_url: str, prefix: str, kwargs: dict[str, Any]) -> None:
     store = RedisStore(redis_url, prefix=prefix)
-    assert store.local_journal is None
-    assert isinstance(store.journal_feed(), JournalFeed)
+    assert isinstance(store.journal_source(), JournalFeed)
     async with Router(store=store) as router:
         with pytest.raises(ValueError):
             router.subscribe(**kwargs)
@@ -403,7 +402,7 @@ async def test_redis_not_answering_raises_store_unavailable_in_time(
 @pytest.mark.anyio
 async def test_starting_without_redis_raises_store_unavailable() -> None:
     store = RedisStore(f"redis://127.0.0.1:{_free_port()}/0", operation_timeout=0.5)
-    events = Subscription(store.journal_feed())
+    events = Subscription(store.journal_source())
     with anyio.fail_after(5), pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
         async with events:
             pytest.fail("the subscription started without Redis")
@@ -411,7 +410,7 @@ async def test_starting_without_redis_raises_store_unavailable() -> None:
 
 
 def test_trio_is_refused_clearly(redis_url: str) -> None:
-    feed = RedisStore(redis_url).journal_feed()
+    feed = RedisStore(redis_url).journal_source()
 
     async def main() -> None:
         async with Subscription(feed):

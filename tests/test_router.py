@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,6 +35,7 @@ from beamrouting import (
     UnknownBackend,
 )
 from beamrouting._runtime._messages import Failed, Select, new_encoder, reply_decoder
+from beamrouting.store import RoutingOp, RoutingResult
 from tests._helpers import Gate, format_mismatches, profiles_for_scenarios, run_scenario_async, wait_for
 from tests.test_scenarios import SCENARIOS, _require
 
@@ -60,9 +61,9 @@ class GatedStore(MemoryStore):
     def open_gate(self) -> None:
         self.gate.open()
 
-    async def select_batch(self, requests: list[RouteRequest]) -> list[Any]:
+    async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
         await self.gate.pass_through()
-        return await super().select_batch(requests)
+        return await super().routing_batch(ops)
 
 
 @asynccontextmanager
@@ -403,7 +404,6 @@ async def test_calls_outside_the_block_raise_router_closed() -> None:
 async def test_constructor_arguments_are_checked() -> None:
     bad: list[dict[str, Any]] = [
         {"max_restarts": -1},
-        {"max_restarts": 1.5},
         {"restart_period": 0},
         {"mailbox_size": 0},
         {"call_timeout": 0},
@@ -412,6 +412,8 @@ async def test_constructor_arguments_are_checked() -> None:
     for kwargs in bad:
         with pytest.raises(ValueError):
             Router(**kwargs)
+    with pytest.raises(TypeError):  # a wrong type is a TypeError, as for every option
+        Router(max_restarts=1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Router(Catalog.default(), store=MemoryStore())
     with pytest.raises(TypeError):

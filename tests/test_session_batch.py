@@ -8,15 +8,21 @@ tested in test_redis_store.py.)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 import pytest
 
 from beamrouting import ActorCrashed, MemoryStore, Router, SessionHandle, StoreCrash, StoreUnavailable
-from beamrouting._runtime._messages import ListSessions, LookupSession, Register, Unregister
-from beamrouting._store._protocol import SessionOp, SessionResult
+from beamrouting.store import (
+    LookupOp,
+    RegisterOp,
+    SessionOp,
+    SessionResult,
+    run_batch,
+)
+from beamrouting.testing import check_store
 from tests._helpers import Gate, settle_into, wait_for
 
 pytestmark = pytest.mark.anyio
@@ -31,20 +37,19 @@ class GatedSessionStore(MemoryStore):
         self.gate = Gate()
         self.batches: list[list[SessionOp]] = []
 
-    async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
+    async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
         await self.gate.pass_through()
         self.batches.append(list(ops))
-        return await super().session_batch(ops)
-
-    async def register_session(self, handle: SessionHandle) -> None:
-        if handle.session_id == "boom":
-            raise RuntimeError("planted bug")
-        await super().register_session(handle)
-
-    async def session_backend(self, session_id: str) -> str | None:
-        if session_id == "unavailable":
-            raise StoreUnavailable("planted outage")
-        return await super().session_backend(session_id)
+        results: list[SessionResult] = []
+        for op in ops:
+            if isinstance(op, RegisterOp) and op.handle.session_id == "boom":
+                results.append(StoreCrash(RuntimeError("planted bug")))
+                break
+            if isinstance(op, LookupOp) and op.session_id == "unavailable":
+                results.append(StoreUnavailable("planted outage"))
+                continue
+            results.extend(await super().session_batch([op]))
+        return results
 
 
 def session_depth(router: Router) -> int:
@@ -52,40 +57,34 @@ def session_depth(router: Router) -> int:
     return router._supervisor.child("session_registry").mailbox.depth
 
 
-async def test_memory_store_session_batch_applies_in_order() -> None:
-    store = MemoryStore()
-    one, two = SessionHandle("s-1", "codex", {"k": "v"}), SessionHandle("s-2", "claude", {})
-    results = await store.session_batch(
-        [
-            Register(one),
-            LookupSession("s-1"),
-            Register(two),
-            Unregister("s-1"),
-            LookupSession("s-1"),
-            Unregister("never-registered"),
-            Register(one),
-            ListSessions(),
-        ]
-    )
-    assert results == [None, "codex", None, None, None, None, None, [two, one]]
-    assert await store.session_batch([]) == []
+async def test_the_memory_store_passes_the_store_conformance_suite() -> None:
+    await check_store(MemoryStore)
 
 
-async def test_memory_store_session_batch_stops_at_a_crash() -> None:
-    store = GatedSessionStore()
-    results = await store.session_batch(
-        [
-            Register(SessionHandle("a", "codex", {})),
-            LookupSession("unavailable"),
-            Register(SessionHandle("boom", "codex", {})),
-            Register(SessionHandle("c", "codex", {})),
-        ]
-    )
+def test_run_batch_answers_in_order_and_stops_at_a_crash() -> None:
+    applied: list[str] = []
+
+    def apply(op: RegisterOp | LookupOp) -> SessionResult:
+        name = op.handle.session_id if isinstance(op, RegisterOp) else op.session_id
+        if name == "unavailable":
+            raise StoreUnavailable("planted outage")
+        if name == "boom":
+            raise RuntimeError("planted bug")
+        applied.append(name)
+        return None
+
+    ops: list[RegisterOp | LookupOp] = [
+        RegisterOp(SessionHandle("a", "codex", {})),
+        LookupOp("unavailable"),
+        RegisterOp(SessionHandle("boom", "codex", {})),
+        RegisterOp(SessionHandle("c", "codex", {})),
+    ]
+    results = run_batch(ops, apply)
     assert results[0] is None
     assert isinstance(results[1], StoreUnavailable)
     assert isinstance(results[2], StoreCrash) and isinstance(results[2].error, RuntimeError)
     assert len(results) == 3  # "c" was not applied
-    assert [h.session_id for h in await store.sessions()] == ["a"]
+    assert applied == ["a"]
 
 
 async def test_a_crash_in_a_session_batch_blames_only_its_caller() -> None:

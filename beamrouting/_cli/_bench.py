@@ -33,9 +33,8 @@ from typing import Any, Final
 
 import anyio
 
-from .._core._catalog import Catalog
-from .._core._engine import RoutingEngine
-from .._core._types import Policy
+from beamrouting import Catalog, Policy, RoutingEngine
+
 from ._argtypes import comma_separated, concurrency_levels, positive_float, positive_int
 from ._backends import BACKENDS, run_on
 from ._console import Output
@@ -280,7 +279,7 @@ async def _round(
     samples: dict[_Key, list[_Sample]],
     step: Callable[[str], None],
 ) -> None:
-    from .._runtime._router import Router
+    from beamrouting import Router
 
     engine = RoutingEngine(catalog)
     async with Router(catalog) as router:
@@ -297,7 +296,7 @@ async def _round(
                 samples.setdefault((ROUTER, backend, policy, concurrency), []).append(sample)
                 step(f"{backend} {policy} x{concurrency}")
     if config.redis_url and backend != "trio":
-        from .._store._redis._store import RedisStore
+        from beamrouting import RedisStore
 
         prefix = f"beamrouting-bench:{os.getpid()}:{time.time_ns()}:"
         store = RedisStore(config.redis_url, prefix=prefix, catalog=catalog)
@@ -321,7 +320,7 @@ def _environment() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     if versions["beamrouting"] is None:  # running from a source tree that is not installed
-        from .. import __version__
+        from beamrouting import __version__
 
         versions["beamrouting"] = __version__
     return {

@@ -26,9 +26,8 @@ from typing import Any, Final
 
 import anyio
 
-from .._core._catalog import Catalog
-from .._core._errors import ActorCrashed, BeamRoutingError, RoutingError
-from .._core._types import RouteDecision
+from beamrouting import ActorCrashed, BeamRoutingError, Catalog, RouteDecision, RoutingError
+
 from ._backends import BACKENDS, run_on
 
 __all__ = ["DemoConfig", "DemoReport", "run_demo"]
@@ -237,7 +236,7 @@ class _Run:
 
 
 async def _crash(router: Any, run: _Run) -> None:
-    from ..testing import crash_actor
+    from beamrouting.testing import crash_actor
 
     crash_actor(router, "routing_table")
     run.event("routing_table actor told to crash on its next message")
@@ -365,13 +364,13 @@ def _sticky_check(run: _Run) -> tuple[dict[str, int], list[str]]:
 
 
 async def _main(config: DemoConfig, catalog: Catalog, tick: Callable[[int, str], None] | None) -> DemoReport:
-    from .._runtime._router import Router
+    from beamrouting import Router
 
     plans = _plans(config, catalog)
     run = _Run(config, catalog, plans)
     store = None
     if config.redis_url is not None:
-        from .._store._redis._store import RedisStore
+        from beamrouting import RedisStore
 
         prefix = f"beamrouting-demo:{config.seed}:{time.time_ns()}:"
         store = RedisStore(config.redis_url, prefix=prefix, catalog=catalog)

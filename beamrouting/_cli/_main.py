@@ -16,10 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
-from .._core._catalog import Catalog
-from .._core._errors import BeamRoutingError, CatalogError, RoutingError
-from .._core._explain import Explanation
-from .._core._types import RouteDecision
+from beamrouting import BeamRoutingError, Catalog, CatalogError, Explanation, RouteDecision, RoutingError
+
 from ._argtypes import positive_int
 from ._console import Output
 
@@ -99,7 +97,7 @@ def _build_parser() -> _Parser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from .. import __version__
+    from beamrouting import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_common_options(parser, None)
@@ -193,7 +191,7 @@ def _redis_store(url: str | None, backend: str = "asyncio") -> Any:
     try:
         import redis.asyncio  # noqa: F401
 
-        from .._store._redis._store import RedisStore
+        from beamrouting import RedisStore
     except ImportError:
         raise UsageError("--redis needs the redis extra: pip install 'beamrouting[redis]'") from None
     return RedisStore
@@ -245,7 +243,7 @@ def _cmd_select(args: argparse.Namespace, out: Output) -> int:
     store_class = _redis_store(args.redis)
 
     async def run() -> tuple[list[RouteDecision], RoutingError | None]:
-        from .._runtime._router import Router
+        from beamrouting import Router
 
         decisions: list[RouteDecision] = []
         error: RoutingError | None = None
@@ -305,7 +303,7 @@ def _cmd_explain(args: argparse.Namespace, out: Output) -> int:
     request = _json_argument(args.request, "REQUEST")
 
     async def run() -> Explanation:
-        from .._runtime._router import Router
+        from beamrouting import Router
 
         async with Router(catalog) as router:
             explanation: Explanation = await router.explain(request)

@@ -102,7 +102,13 @@ def json_detail(value: object, _depth: int = 0) -> JSONValue:
 
 
 class BeamRoutingError(Exception):
-    """Root of every exception beamrouting raises on purpose."""
+    """Root of every exception beamrouting raises on purpose.
+
+    ``code`` names the kind of failure (a class attribute, the same for every instance), as
+    counted by :meth:`Router.statistics <beamrouting.Router.statistics>`.
+    """
+
+    code: ClassVar[str] = "beamrouting_error"
 
 
 class RoutingError(BeamRoutingError):
@@ -112,7 +118,7 @@ class RoutingError(BeamRoutingError):
     the offending value, always JSON-compatible.
     """
 
-    code: ClassVar[str] = "routing_error"
+    code = "routing_error"
     _summary: ClassVar[str] = "the request cannot be routed"
 
     def __init__(self, detail: object = None) -> None:
@@ -225,7 +231,43 @@ class InvalidPolicyProfile(RoutingError):
     _summary = "the policy profile is malformed"
 
 
-_BY_CODE: dict[str, type[RoutingError]] = {
+class CatalogError(BeamRoutingError, ValueError):
+    """A catalogue definition is malformed (duplicate names, bad aliases, unknown capabilities)."""
+
+    code = "catalog_error"
+
+
+class ActorCrashed(BeamRoutingError):
+    """The actor crashed while handling this call; it has been restarted with its state."""
+
+    code = "actor_crashed"
+
+
+class RouterUnavailable(BeamRoutingError):
+    """The supervisor gave up after too many crashes; the router no longer serves calls."""
+
+    code = "router_unavailable"
+
+
+class RouterClosed(BeamRoutingError):
+    """The router is shut down, or shutting down, and takes no more calls."""
+
+    code = "router_closed"
+
+
+class CallTimeout(BeamRoutingError, TimeoutError):
+    """No reply arrived (or no mailbox room was found) within the call timeout."""
+
+    code = "call_timeout"
+
+
+class StoreUnavailable(BeamRoutingError):
+    """The shared state store (Redis) cannot be reached or did not answer in time."""
+
+    code = "store_unavailable"
+
+
+_BY_CODE: dict[str, type[BeamRoutingError]] = {
     cls.code: cls
     for cls in (
         UnsupportedRouteKey,
@@ -241,34 +283,19 @@ _BY_CODE: dict[str, type[RoutingError]] = {
         NoBackendAvailable,
         PolicyDenied,
         InvalidPolicyProfile,
+        ActorCrashed,
+        RouterUnavailable,
+        RouterClosed,
+        CallTimeout,
+        StoreUnavailable,
     )
 }
 
 
-def error_for_code(code: str, detail: object = None) -> RoutingError:
-    """Build the :class:`RoutingError` subclass for ``code`` (used to rebuild errors from messages)."""
+def error_for_code(code: str, detail: object = None) -> BeamRoutingError:
+    """Rebuild the error whose class has ``code`` (used to rebuild errors from messages).
+
+    A routing error gets ``detail`` as its detail; any other error gets it as its message.
+    An unknown code gives a plain :class:`RoutingError`.
+    """
     return _BY_CODE.get(code, RoutingError)(detail)
-
-
-class CatalogError(BeamRoutingError, ValueError):
-    """A catalogue definition is malformed (duplicate names, bad aliases, unknown capabilities)."""
-
-
-class ActorCrashed(BeamRoutingError):
-    """The actor crashed while handling this call; it has been restarted with its state."""
-
-
-class RouterUnavailable(BeamRoutingError):
-    """The supervisor gave up after too many crashes; the router no longer serves calls."""
-
-
-class RouterClosed(BeamRoutingError):
-    """The router is shut down, or shutting down, and takes no more calls."""
-
-
-class CallTimeout(BeamRoutingError, TimeoutError):
-    """No reply arrived (or no mailbox room was found) within the call timeout."""
-
-
-class StoreUnavailable(BeamRoutingError):
-    """The shared state store (Redis) cannot be reached or did not answer in time."""

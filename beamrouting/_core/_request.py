@@ -119,12 +119,13 @@ def _str_sort_key(key: object) -> str:
 class RequestNormalizer:
     """Validates and normalises requests against one catalogue (section 3 of the contract)."""
 
-    __slots__ = ("_aliases", "_capabilities", "catalog")
+    __slots__ = ("_aliases", "_capabilities", "_known_backends", "catalog")
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._aliases: dict[str, str] = dict(catalog.aliases)
         self._capabilities = frozenset(catalog.capabilities)
+        self._known_backends = frozenset(catalog.backends)
 
     def _backends(self, value: object) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
@@ -218,6 +219,45 @@ class RequestNormalizer:
             None if profile_id is None else str.__str__(profile_id),
             health,
         )
+
+    def validate(self, req: RouteRequest) -> None:
+        """Re-check a decoded :class:`RouteRequest` against the catalogue.
+
+        A request built by :meth:`normalize` always passes; this
+        guards actors against messages that were not. Raises the :class:`RoutingError` the
+        normaliser would have raised.
+        """
+        known = self._known_backends
+        superset = known.issuperset
+        backend = req.backend
+        last = req.last_backend
+        preferred = req.preferred_backends
+        excluded = req.excluded_backends
+        fallback = req.fallback_backends
+        health = req.health
+        capabilities = req.capabilities
+        if (
+            (backend is None or backend in known)
+            and (last is None or last in known)
+            and (not preferred or superset(preferred))
+            and (not excluded or superset(excluded))
+            and (not fallback or superset(fallback))
+            and (not health or superset(health))
+            and (not capabilities or self._capabilities.issuperset(capabilities))
+            and req.affinity_key != ""
+            and req.policy_profile_id != ""
+        ):
+            return
+        for name in (backend, last, *req.preferred_backends, *req.excluded_backends, *req.fallback_backends):
+            if name is not None and name not in known:
+                raise UnknownBackend(name)
+        for name in req.health:
+            if name not in known:
+                raise UnknownBackend(name)
+        for cap in req.capabilities:
+            if cap not in self._capabilities:
+                raise UnknownCapability(cap)
+        raise InvalidRouteRequest("affinity_key" if req.affinity_key == "" else "policy_profile_id")
 
     def _capability_list(self, value: object) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:

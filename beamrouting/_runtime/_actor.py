@@ -1,25 +1,36 @@
-"""The generic actor loop and what happens when an actor crashes.
+"""The generic actor: its loop, its batch handling and what happens when it crashes; and the caller's side.
 
 An actor is one task that owns a piece of state and serves its mailbox: it waits for a
-message, drains every other pending one into a batch, and handles the batch. An exception
-that is not a typed answer to a bad request is a crash: the caller whose message was in
-hand gets :class:`~beamrouting.ActorCrashed`, and the actor exits with :class:`ActorExit`
-carrying every other unanswered message of the batch, for its restarted incarnation to
-serve first (the supervisor keeps them, with the state).
+message, drains every other pending one into a batch, turns each message into a validated
+store operation, hands the operations to its store in one call and answers each caller.
+An exception that is not a typed answer to a bad request is a crash: the caller whose
+message was in hand gets :class:`~beamrouting.ActorCrashed`, and the actor exits with
+:class:`ActorExit` carrying every other unanswered message of the batch, for its restarted
+incarnation to serve first (the supervisor keeps them, with the state).
+
+:class:`ActorClient` is the other side: what a caller uses to send an actor a message and
+read its reply.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
+import msgspec
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
-from .._core._errors import ActorCrashed, InvalidRouteRequest
-from .._store._protocol import Store
-from ._mailbox._base import Envelope, Mailbox
-from ._messages import failed, new_encoder
+from .._core._errors import ActorCrashed, BeamRoutingError, InvalidRouteRequest, RouterClosed, RoutingError
+from .._store._protocol import Store, StoreCrash
+from ._mailbox import Answer, Envelope, Mailbox
+from ._messages import Decided, Reply, error_from_reply, failed, new_encoder, reply_decoder
 
-__all__ = ["Actor", "ActorControl", "ActorExit", "InjectedCrash"]
+__all__ = ["Actor", "ActorClient", "ActorControl", "ActorExit", "InjectedCrash"]
+
+_Op = TypeVar("_Op")
+_Message = TypeVar("_Message")
+_ReplyT = TypeVar("_ReplyT", bound=Reply)
 
 
 class ActorControl:
@@ -46,30 +57,102 @@ class ActorExit(Exception):
         self.leftovers = leftovers
 
 
-class Actor:
-    """Base of the two actors: the receive loop and crash handling.
+class Actor(ABC, Generic[_Message, _Op]):
+    """Base of the two actors: the receive loop, batch handling and crash handling.
 
-    Subclasses implement :meth:`handle_batch`, answering every envelope of the batch
-    (or leaving it unanswered only by crashing) and keeping :attr:`in_hand` at the reply
-    slot of the message being handled, so a crash blames the right caller.
+    A subclass names itself and the messages it accepts (``message_type``, a tagged union
+    of msgspec structs), and says how a decoded message becomes a store operation
+    (:meth:`operation`), which store call serves a batch (:meth:`apply`) and what reply
+    answers an operation's result (:meth:`reply`).
     """
 
     name: ClassVar[str]
+    message_type: ClassVar[Any]
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         self.mailbox = mailbox
         self.store = store
         self.control = control
         self.encode = new_encoder().encode
+        self.decode: Callable[[bytes], _Message] = msgspec.msgpack.Decoder(self.message_type).decode
+        """Decode bytes as a message this actor accepts (:class:`msgspec.DecodeError` if they are not)."""
         self.bad_message = self.encode(failed(InvalidRouteRequest("message")))
         """The reply to bytes that do not decode as a message this actor accepts."""
         self.in_hand: Any = None
         """The reply slot of the message being handled."""
         self._batch: list[Envelope] = []
 
+    @abstractmethod
+    def operation(self, message: _Message) -> _Op:
+        """The store operation ``message`` asks for, validated again (never trust the bytes).
+
+        Raises :class:`~beamrouting.RoutingError` for a message that is not valid.
+        """
+
+    @abstractmethod
+    def apply(self, ops: Sequence[_Op]) -> Awaitable[Sequence[Any]]:
+        """The store call that applies a batch of operations (the store protocol's answer rules)."""
+
+    @abstractmethod
+    def reply(self, op: _Op, result: Any) -> Answer:
+        """The answer to ``op`` whose store result is ``result``; :class:`TypeError` for a wrong result."""
+
     async def handle_batch(self, batch: list[Envelope]) -> None:
-        """Handle and answer every envelope of ``batch``, in order."""
-        raise NotImplementedError
+        """Validate every message, apply the valid ones in one store call, answer each caller."""
+        deliver = self.mailbox.deliver
+        decode = self.decode
+        operation = self.operation
+        ops: list[_Op] = []
+        slots: list[Any] = []
+        for data, slot in batch:
+            self.in_hand = slot
+            try:
+                ops.append(operation(decode(data)))
+            except msgspec.DecodeError:
+                deliver(slot, self.bad_message)
+                continue
+            except RoutingError as exc:
+                deliver(slot, self.encode(failed(exc)))
+                continue
+            slots.append(slot)
+        if ops:
+            await self._apply(ops, slots)
+
+    async def _apply(self, ops: list[_Op], slots: list[Any]) -> None:
+        """Apply ``ops`` in one store call and answer each; crash on the first :class:`StoreCrash`.
+
+        Operations the answer left out (after a crash that ended it) stay unanswered, for
+        the restarted actor to serve.
+        """
+        self.in_hand = slots[0]
+        results: Sequence[Any]
+        try:
+            results = await self.apply(ops)
+        except BeamRoutingError as exc:  # the store answers every operation with a typed error
+            results = [exc] * len(ops)
+        if len(results) > len(ops):
+            raise RuntimeError(f"the store answered {len(results)} results for {len(ops)} operations")
+        deliver = self.mailbox.deliver
+        encode = self.encode
+        reply = self.reply
+        crash: int | None = None
+        for index, result in enumerate(results):
+            if isinstance(result, StoreCrash):
+                if crash is None:
+                    crash = index
+                continue  # the first crash is blamed below; a later one is served again
+            slot = self.in_hand = slots[index]
+            if isinstance(result, BeamRoutingError):
+                deliver(slot, encode(failed(result)))
+            else:
+                deliver(slot, reply(ops[index], result))
+        if crash is not None:
+            self.in_hand = slots[crash]
+            marker = results[crash]
+            raise marker.error
+        if len(results) < len(ops):
+            self.in_hand = slots[len(results)]
+            raise RuntimeError(f"the store answered {len(results)} of {len(ops)} operations")
 
     async def run(self, carried: list[Envelope]) -> None:
         """Serve the mailbox, starting with ``carried`` (what a crashed incarnation left).
@@ -133,3 +216,44 @@ class Actor:
                 self.in_hand, ActorCrashed(f"the {self.name} actor crashed handling this call: {exc!r}")
             )
         return [envelope for envelope in self._batch if not mailbox.answered(envelope[1])]
+
+
+async def _not_running(data: bytes) -> Answer:
+    raise RouterClosed("the router is not running (use it inside 'async with Router() as router')")
+
+
+class ActorClient:
+    """The caller's side of one actor: encodes a message, sends it, reads the reply.
+
+    Until :meth:`connect` (and after :meth:`disconnect`) every call raises
+    :class:`~beamrouting.RouterClosed`.
+    """
+
+    __slots__ = ("_decode", "call", "encode")
+
+    def __init__(self) -> None:
+        self.encode = new_encoder().encode
+        self._decode = reply_decoder().decode
+        self.call: Callable[[bytes], Awaitable[Answer]] = _not_running
+        """Send encoded bytes to the actor and await its answer (the mailbox's ``call``)."""
+
+    def connect(self, call: Callable[[bytes], Awaitable[Answer]]) -> None:
+        """Send through ``call`` (a running mailbox's) from now on."""
+        self.call = call
+
+    def disconnect(self) -> None:
+        """Refuse calls from now on, as before :meth:`connect`."""
+        self.call = _not_running
+
+    def error(self, answer: Answer) -> BeamRoutingError:
+        """The error an unexpected answer stands for."""
+        reply = self._decode(answer) if type(answer) is bytes else Decided(answer)  # type: ignore[arg-type]
+        return error_from_reply(reply)
+
+    async def ask(self, message: Any, expected: type[_ReplyT]) -> _ReplyT:
+        """Send ``message``; return the reply if it is an ``expected``, else raise the error it carries."""
+        answer = await self.call(self.encode(message))
+        reply = self._decode(answer) if type(answer) is bytes else Decided(answer)  # type: ignore[arg-type]
+        if type(reply) is expected:
+            return reply
+        raise error_from_reply(reply)

@@ -9,11 +9,11 @@ reads; the actors re-validate the content (catalogue names, profiles) as well.
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
-from .._core._errors import BeamRoutingError, RoutingError, StoreUnavailable, error_for_code
+from .._core._errors import BeamRoutingError, RoutingError, error_for_code
 from .._core._explain import Explanation
 from .._core._profiles import PolicyProfile
 from .._core._request import RouteRequest
@@ -46,10 +46,7 @@ __all__ = [
     "error_from_reply",
     "failed",
     "new_encoder",
-    "plain_str",
     "reply_decoder",
-    "routing_decoder",
-    "session_decoder",
 ]
 
 
@@ -183,7 +180,7 @@ class Handles(_Message, frozen=True, tag="handles"):
 
 
 class Failed(_Message, frozen=True, tag="failed"):
-    """The call failed with a typed error: a routing error code, or ``store_unavailable``."""
+    """The call failed with a typed error: its ``code``, and a routing error's detail or the error's message."""
 
     code: str
     detail: Any
@@ -192,26 +189,17 @@ class Failed(_Message, frozen=True, tag="failed"):
 Reply: TypeAlias = Ok | Decided | Deleted | Events | Explained | Handle | Backend | Handles | Failed
 """Every reply an actor sends."""
 
-_STORE_UNAVAILABLE: Final = "store_unavailable"
 
-
-def plain_str(value: str) -> str:
-    """``value`` as an exact ``str`` (msgpack encodes no subclass), without calling its methods."""
-    return str.__str__(value)
-
-
-def failed(exc: RoutingError | StoreUnavailable) -> Failed:
-    """The reply that carries ``exc`` back to the caller."""
+def failed(exc: BeamRoutingError) -> Failed:
+    """The reply that carries ``exc`` back to the caller (a routing error's detail, or the message)."""
     if isinstance(exc, RoutingError):
         return Failed(exc.code, exc.detail)
-    return Failed(_STORE_UNAVAILABLE, str(exc))
+    return Failed(exc.code, str(exc))
 
 
 def error_from_reply(reply: Reply) -> BeamRoutingError:
     """The exception a caller raises for a reply that is not the one it expected."""
     if type(reply) is Failed:
-        if reply.code == _STORE_UNAVAILABLE:
-            return StoreUnavailable(reply.detail)
         return error_for_code(reply.code, reply.detail)
     # An actor only answers a call with the reply type of that call or Failed.
     return BeamRoutingError(f"unexpected reply {type(reply).__name__}")
@@ -220,16 +208,6 @@ def error_from_reply(reply: Reply) -> BeamRoutingError:
 def new_encoder() -> msgspec.msgpack.Encoder:
     """A msgpack encoder for messages and replies (one per actor, one per router)."""
     return msgspec.msgpack.Encoder()
-
-
-def routing_decoder() -> msgspec.msgpack.Decoder[RoutingMessage]:
-    """A decoder that accepts exactly the routing-table messages."""
-    return msgspec.msgpack.Decoder(RoutingMessage)
-
-
-def session_decoder() -> msgspec.msgpack.Decoder[SessionMessage]:
-    """A decoder that accepts exactly the session-registry messages."""
-    return msgspec.msgpack.Decoder(SessionMessage)
 
 
 def reply_decoder() -> msgspec.msgpack.Decoder[Reply]:

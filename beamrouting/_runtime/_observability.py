@@ -9,30 +9,29 @@ actor). They report to whatever tracer and meter providers the application confi
 (configure them before starting a router: it checks when it starts).
 
 Whether OpenTelemetry is there is checked once, at import (:data:`OTEL_ENABLED`). A router
-decides when it starts whether to wrap its ``select_backend`` (:func:`observed`): only when
-OpenTelemetry is installed and configured, or DEBUG logging is on. Otherwise the hot path
-is untouched and observability costs nothing per call.
+decides when it starts whether to observe its selections (:func:`select_observer`): only
+when OpenTelemetry is installed and configured, or DEBUG logging is on. Otherwise the hot
+path is untouched and observability costs nothing per call.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final
 
-from .._core._errors import RoutingError
+from .._core._errors import BeamRoutingError
 from .._core._types import RouteDecision
 
 __all__ = [
     "OTEL_ENABLED",
+    "SelectObserver",
     "active",
     "actor_restarted",
     "log_decision",
     "logger",
-    "observed",
     "otel_configured",
+    "select_observer",
     "supervisor_gave_up",
 ]
 
@@ -42,8 +41,6 @@ logger.addHandler(logging.NullHandler())
 
 _DEBUG: Final = logging.DEBUG
 
-_T = TypeVar("_T")
-_P = ParamSpec("_P")
 
 try:
     from opentelemetry import metrics as _otel_metrics
@@ -82,54 +79,59 @@ def log_decision(decision: RouteDecision) -> None:
 
 
 def _error_code(exc: BaseException) -> str:
-    """A routing error's code; ``actor_crashed``, ``call_timeout``, ... for the others."""
-    if isinstance(exc, RoutingError):
+    """The error's ``code`` (``actor_crashed``, ``policy_denied``, ...), or its class name in snake case."""
+    if isinstance(exc, BeamRoutingError):
         return exc.code
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
-def observed(select: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
-    """Wrap a router's ``select_backend``: each call in a span, counted, and logged at DEBUG.
+class SelectObserver:
+    """Observes a router's selections: each one a span (with OpenTelemetry), counted, logged at DEBUG.
 
-    A router installs the wrapper when it starts, and only when :func:`active` says so;
-    otherwise its ``select_backend`` runs as it is, with no observability cost at all. The
-    span is started, not made current: nothing nests under it, which keeps the cost with a
-    no-op provider to a fraction of a microsecond.
+    A router gets one from :func:`select_observer` when it starts, and only when
+    :func:`active` says so; otherwise it has none and its hot path does no observability
+    work at all. The span is started, not made current: nothing nests under it, which keeps
+    the cost with a no-op provider to a fraction of a microsecond.
     """
 
-    @functools.wraps(select)
-    async def select_backend(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        if not OTEL_ENABLED:
-            result = await select(*args, **kwargs)
-            if isinstance(result, RouteDecision) and logger.isEnabledFor(_DEBUG):
-                log_decision(result)
-            return result
-        span = _tracer.start_span("beamrouting.select_backend")
-        try:
-            result = await select(*args, **kwargs)
-        except Exception as exc:
-            code = _error_code(exc)
-            _errors.add(1, {"code": code})
-            if span.is_recording():
-                span.set_attribute("beamrouting.error.code", code)
-                span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, str(exc)))
-            span.end()
-            raise
-        except BaseException:  # cancelled: not an error of the call
-            span.end()
-            raise
-        if isinstance(result, RouteDecision):
-            _decisions.add(1, {"backend": result.backend, "policy": result.policy.value})
-            if span.is_recording():
-                span.set_attribute("beamrouting.backend", result.backend)
-                span.set_attribute("beamrouting.policy", result.policy.value)
-                span.set_attribute("beamrouting.candidates", list(result.candidates))
-            if logger.isEnabledFor(_DEBUG):
-                log_decision(result)
-        span.end()
-        return result
+    __slots__ = ()
 
-    return select_backend
+    def start(self) -> Any:
+        """Begin observing one call; the returned token goes to the call's ending method."""
+        return _tracer.start_span("beamrouting.select_backend") if OTEL_ENABLED else None
+
+    def succeeded(self, span: Any, decision: RouteDecision) -> None:
+        """The call returned ``decision``."""
+        if span is not None:
+            _decisions.add(1, {"backend": decision.backend, "policy": decision.policy.value})
+            if span.is_recording():
+                span.set_attribute("beamrouting.backend", decision.backend)
+                span.set_attribute("beamrouting.policy", decision.policy.value)
+                span.set_attribute("beamrouting.candidates", list(decision.candidates))
+            span.end()
+        if logger.isEnabledFor(_DEBUG):
+            log_decision(decision)
+
+    def failed(self, span: Any, exc: Exception) -> None:
+        """The call raised ``exc``."""
+        if span is None:
+            return
+        code = _error_code(exc)
+        _errors.add(1, {"code": code})
+        if span.is_recording():
+            span.set_attribute("beamrouting.error.code", code)
+            span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, str(exc)))
+        span.end()
+
+    def cancelled(self, span: Any) -> None:
+        """The call was cancelled: not an error of the call."""
+        if span is not None:
+            span.end()
+
+
+def select_observer() -> SelectObserver | None:
+    """A :class:`SelectObserver` for a starting router when :func:`active`, else ``None``."""
+    return SelectObserver() if active() else None
 
 
 def otel_configured() -> bool:
@@ -146,7 +148,7 @@ def otel_configured() -> bool:
 
 
 def active() -> bool:
-    """Whether a starting router should install :func:`observed`.
+    """Whether a starting router should observe its selections (:func:`select_observer`).
 
     True when OpenTelemetry is installed (checked once, at import) and the application
     has configured a tracer or meter provider, or when the ``beamrouting`` logger is

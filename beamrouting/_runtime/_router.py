@@ -8,99 +8,81 @@
             ...  # start the agent session on session.backend
 
 Behind it a supervisor task owns two actors, the routing table and the session registry,
-reached through msgspec-encoded messages over bounded mailboxes. The caller validates and
-normalises a request with the engine's own normaliser before sending it, so the router
-raises exactly the engine's errors for the same input.
+reached through their clients (:mod:`._routing_table`, :mod:`._session_registry`) with
+msgspec-encoded messages over bounded mailboxes. The caller validates and normalises a
+request with the engine's own normaliser before sending it, so the router raises exactly
+the engine's errors for the same input.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, overload
 
 import anyio
-import anyio.abc
 import msgspec
+from anyio import AsyncContextManagerMixin
 
 from .._core._catalog import Catalog
-from .._core._checks import check_count, check_seconds, is_text
+from .._core._checks import check_count, check_instance, check_seconds, is_text
 from .._core._errors import (
     ActorCrashed,
     BeamRoutingError,
     CallTimeout,
     RouterClosed,
     RouterUnavailable,
-    RoutingError,
-    StoreUnavailable,
 )
 from .._core._explain import Explanation
 from .._core._journal import check_journal_query
 from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
-from .._core._request import merge_session
+from .._core._request import RequestNormalizer, merge_session
+from .._core._sessions import check_metadata, check_session_id, session_handle
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
-from .._store._protocol import MemoryStore, Store
+from .._store._environment import current_async_library
+from .._store._memory import MemoryStore
+from .._store._protocol import Store
 from . import _observability as _obs
-from ._mailbox._base import Answer, current_backend, open_mailbox
-from ._messages import (
-    Backend,
-    Clear,
-    Decided,
-    Deleted,
-    DeleteProfile,
-    EnsureTables,
-    Events,
-    Explain,
-    Explained,
-    GetJournal,
-    Handle,
-    Handles,
-    ListSessions,
-    LookupSession,
-    Ok,
-    PutProfile,
-    Register,
-    Reply,
-    Select,
-    Unregister,
-    error_from_reply,
-    new_encoder,
-    plain_str,
-    reply_decoder,
-)
-from ._routing_table import RoutingTable
-from ._session_registry import SessionRegistry, check_metadata, check_session_id, session_handle
+from ._mailbox import mailbox_class
+from ._routing_table import RoutingTable, RoutingTableClient
+from ._session_registry import SessionRegistry, SessionRegistryClient
 from ._subscription import DEFAULT_MAXLEN, Subscription, journal_source
 from ._supervisor import Child, Supervisor
 
-__all__ = ["Router", "RouterSession", "RouterStatistics"]
+__all__ = ["Router", "RouterSession", "RouterState", "RouterStatistics"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-_ReplyT = TypeVar("_ReplyT", bound=Reply)
 
-_RUNTIME_CODES: Final[dict[type[BeamRoutingError], str]] = {
-    ActorCrashed: "actor_crashed",
-    RouterUnavailable: "router_unavailable",
-    RouterClosed: "router_closed",
-    CallTimeout: "call_timeout",
-    StoreUnavailable: "store_unavailable",
-}
+
+class RouterState(enum.StrEnum):
+    """Where a :class:`Router` is in its life."""
+
+    NEW = "new"
+    """Created, not entered yet."""
+    STARTING = "starting"
+    """Entering: the store and the actors are starting."""
+    RUNNING = "running"
+    """Serving calls (inside ``async with``)."""
+    CLOSED = "closed"
+    """Left (or failed to start); calls raise :class:`~beamrouting.RouterClosed`."""
+    UNAVAILABLE = "unavailable"
+    """The supervisor gave up; calls raise :class:`~beamrouting.RouterUnavailable`."""
 
 
 class RouterStatistics(msgspec.Struct, frozen=True):
     """A snapshot of a router's counters (:meth:`Router.statistics`)."""
 
-    state: str
-    """``"new"``, ``"running"``, ``"closed"`` or ``"unavailable"`` (the supervisor gave up)."""
+    state: RouterState
+    """Where the router is in its life."""
     calls: int
     """Calls made to the router's API."""
     errors: dict[str, int]
-    """Failed calls by error code (a routing error's ``code``, or ``actor_crashed``,
+    """Failed calls by error ``code`` (a routing error's, or ``actor_crashed``,
     ``call_timeout``, ``router_closed``, ``router_unavailable``, ``store_unavailable``)."""
     mailbox_depths: dict[str, int]
     """Messages waiting per actor (``routing_table``, ``session_registry``), callers blocked
@@ -122,10 +104,6 @@ class RouterSession(msgspec.Struct, frozen=True):
     """The routing decision."""
     handle: SessionHandle
     """The registry's handle; ``select_backend(handle, request)`` routes with it as ``last_backend``."""
-
-
-async def _not_running(data: bytes) -> Answer:
-    raise RouterClosed("the router is not running (use it inside 'async with Router() as router')")
 
 
 def _consequence_of_giving_up(exc: BaseException) -> bool:
@@ -152,14 +130,14 @@ def _api(
     return counted
 
 
-class Router:
+class Router(AsyncContextManagerMixin):
     """Route agent sessions from supervised actors; an async context manager.
 
     ``Router(catalog=None, *, max_restarts=3, restart_period=5.0, mailbox_size=10_000,
     call_timeout=5.0, store=None, **engine_options)``: ``engine_options`` are
     :class:`~beamrouting.RoutingEngine`'s (``max_counters``, ``max_bindings``,
     ``binding_ttl``, ``journal_size``, ``clock``). With ``store`` (a
-    :class:`~beamrouting.Store`, such as a shared one) the catalogue and engine options
+    :class:`~beamrouting.store.Store`, such as a shared one) the catalogue and engine options
     belong to the store instead. The default is a fresh :class:`~beamrouting.MemoryStore`.
 
     Supervision: a crashed actor restarts with all of its state; the caller whose message
@@ -171,7 +149,9 @@ class Router:
     Every call waits at most ``call_timeout`` seconds for its reply (and as long for room
     in a full mailbox) before raising :class:`~beamrouting.CallTimeout`. Calls outside the
     ``async with`` block raise :class:`~beamrouting.RouterClosed`. Runs on asyncio, uvloop
-    and trio; a router belongs to the event loop that entered it.
+    and trio; a router belongs to the event loop that entered it, and is entered once.
+
+    A bad option raises :class:`TypeError` (wrong type) or :class:`ValueError` (out of range).
     """
 
     def __init__(
@@ -185,36 +165,25 @@ class Router:
         store: Store | None = None,
         **engine_options: Any,
     ) -> None:
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError("max_restarts must be an int >= 0")
-        check_seconds("restart_period", restart_period)
-        check_count("mailbox_size", mailbox_size, 1)
-        check_seconds("call_timeout", call_timeout)
+        self._max_restarts = check_count("max_restarts", max_restarts, 0)
+        self._restart_period = check_seconds("restart_period", restart_period)
+        self._mailbox_size = check_count("mailbox_size", mailbox_size, 1)
+        self._call_timeout = check_seconds("call_timeout", call_timeout)
         if store is None:
             store = MemoryStore(catalog, **engine_options)
         elif catalog is not None or engine_options:
             raise TypeError("with store=..., configure the catalogue and engine options on the store")
-        elif not isinstance(store, Store):
-            raise TypeError(f"store must implement beamrouting.Store, not {type(store).__name__}")
-        self._store = store
+        self._store: Store = check_instance("store", store, Store)
         self._catalog = store.catalog
-        self._normalize = store.normalizer.normalize
-        self._max_restarts = max_restarts
-        self._restart_period = float(restart_period)
-        self._mailbox_size = mailbox_size
-        self._call_timeout = float(call_timeout)
-        self._encode = new_encoder().encode
-        self._decode_reply = reply_decoder().decode
-        self._routing: Callable[[bytes], Awaitable[Answer]] = _not_running
-        self._sessions: Callable[[bytes], Awaitable[Answer]] = _not_running
+        self._normalize = RequestNormalizer(self._catalog).normalize
+        self._table = RoutingTableClient()
+        self._registry = SessionRegistryClient()
         self._supervisor: Supervisor | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._body: anyio.CancelScope | None = None
-        """The scope of the code inside ``async with``, cancelled if the supervisor gives up."""
-        self._state = "new"
+        self._observer: _obs.SelectObserver | None = None
+        """Observes selections while someone listens (OpenTelemetry, DEBUG logs); else ``None``."""
+        self._state = RouterState.NEW
         self._calls = 0
         self._errors: dict[str, int] = {}
-        # Observability (_observability.py, _subscription.py): live journal subscriptions.
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
 
     @property
@@ -227,90 +196,80 @@ class Router:
         """The catalogue requests are validated against."""
         return self._catalog
 
+    @property
+    def state(self) -> RouterState:
+        """Where the router is in its life."""
+        failed = self._supervisor is not None and self._supervisor.failure is not None
+        return RouterState.UNAVAILABLE if failed else self._state
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def __aenter__(self) -> Router:
-        if self._state != "new":
+    @asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[Self]:
+        """Start the store and the actors, run the block, stop everything in reverse order.
+
+        The block's own exception propagates as it is, never in a group; if the supervisor
+        gave up, the block is cancelled and :class:`~beamrouting.RouterUnavailable` raised.
+        """
+        if self._state is not RouterState.NEW:
             raise RuntimeError("a Router can be entered only once; create a new one (it may share the store)")
-        backend = current_backend()
-        self._state = "starting"
+        backend = current_async_library() or "none"
+        mailbox = mailbox_class(backend)
+        body = anyio.CancelScope()  # the block's code, cancelled if the supervisor gives up
         children = [
-            Child(
-                RoutingTable, open_mailbox(RoutingTable.name, self._mailbox_size, self._call_timeout, backend)
-            ),
-            Child(
-                SessionRegistry,
-                open_mailbox(SessionRegistry.name, self._mailbox_size, self._call_timeout, backend),
-            ),
+            Child(actor, mailbox(actor.name, self._mailbox_size, self._call_timeout))
+            for actor in (RoutingTable, SessionRegistry)
         ]
-        body = self._body = anyio.CancelScope()
-        supervisor = Supervisor(
+        supervisor = self._supervisor = Supervisor(
             self._store,
             children,
             max_restarts=self._max_restarts,
             restart_period=self._restart_period,
             on_give_up=body.cancel,
         )
-        self._supervisor = supervisor
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
+        self._state = RouterState.STARTING
+        error: BaseException | None = None
+        """What the start or the block raised: re-raised as it is once everything stopped."""
         try:
-            await task_group.start(supervisor.run, name="beamrouting supervisor")
-        except BaseException as exc:
-            self._state = "closed"
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                await task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            else:
-                await task_group.__aexit__(None, None, None)
-            raise
-        self._task_group = task_group
-        self._routing = children[0].mailbox.call
-        self._sessions = children[1].mailbox.call
-        self._state = "running"
-        if _obs.active():  # observability: wrap select_backend only when someone listens
-            self.select_backend = _obs.observed(self.select_backend)  # type: ignore[method-assign, assignment]
-        body.__enter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        assert self._supervisor is not None and self._task_group is not None and self._body is not None
-        # Leaving the body's scope first swallows the cancellation the supervisor caused when it
-        # gave up; any other exception of the body propagates as it is, never in a group.
-        raised = exc
-        try:
-            swallowed = bool(self._body.__exit__(exc_type, exc, tb))
-        except BaseException as remaining:  # trio strips the scope's own Cancelled from a group
-            swallowed, exc = False, remaining
-        if self._state == "running":
-            self._state = "closed"
-        self._supervisor.stop()
-        outer_cancel = exc is not None and not swallowed and isinstance(exc, anyio.get_cancelled_exc_class())
-        try:
-            if outer_cancel:
-                assert exc is not None
-                await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            else:
-                await self._task_group.__aexit__(None, None, None)
+            async with anyio.create_task_group() as task_group:
+                try:
+                    await task_group.start(supervisor.run, name="beamrouting supervisor")
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:
+                    error = exc
+                else:
+                    self._table.connect(children[0].mailbox.call)
+                    self._registry.connect(children[1].mailbox.call)
+                    self._observer = _obs.select_observer()
+                    self._state = RouterState.RUNNING
+                    try:
+                        with body:
+                            yield self
+                    except anyio.get_cancelled_exc_class():
+                        raise  # an outer cancellation: the task group handles it
+                    except BaseException as exc:
+                        error = exc
+                    finally:
+                        self._state = RouterState.CLOSED
+                        supervisor.stop()
         except BaseExceptionGroup as group:
             # Only a bug in the supervisor itself gets here; report it unwrapped when it is one.
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
-        for subscription in list(self._subscriptions):  # observability: end live subscriptions
-            await subscription.aclose()
-        failure = self._supervisor.failure
+        finally:
+            self._state = RouterState.CLOSED
+            with anyio.CancelScope(shield=True):
+                for subscription in list(self._subscriptions):
+                    await subscription.aclose()
+        failure = supervisor.failure
         if failure is not None:
-            self._state = "unavailable"
-            if exc is None or swallowed or _consequence_of_giving_up(exc):
+            self._state = RouterState.UNAVAILABLE
+            if error is None or _consequence_of_giving_up(error):
                 raise RouterUnavailable(*failure.args) from failure.__cause__
-        if exc is not raised and exc is not None:
-            raise exc
-        return swallowed
+        if error is not None:
+            raise error
 
     # -- routing ----------------------------------------------------------------------------------
 
@@ -328,10 +287,16 @@ class Router:
         A ``str`` session id routes with the id as affinity key and, when the session
         registry knows the session, its backend as ``last_backend``; a
         :class:`~beamrouting.SessionHandle` (or a :class:`RouterSession`) routes with its
-        backend as ``last_backend``; session options contribute their ``routing`` and ``backend``. Raises the
-        :class:`~beamrouting.RoutingError` the engine raises for the same input.
+        backend as ``last_backend``; session options contribute their ``routing`` and
+        ``backend``. Returns the :class:`~beamrouting.RouteDecision`. Raises the
+        :class:`~beamrouting.RoutingError` the engine raises for the same input, the
+        router's own errors (:class:`~beamrouting.RouterClosed`,
+        :class:`~beamrouting.CallTimeout`, ...) and :class:`TypeError` for a wrong number
+        of arguments.
         """
         self._calls += 1
+        observer = self._observer
+        span = None if observer is None else observer.start()
         try:
             if len(args) == 1:
                 request = args[0]
@@ -339,59 +304,73 @@ class Router:
                 request = await self._merge(args[0], args[1])
             else:
                 raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
-            answer = await self._routing(self._encode(Select(self._normalize(request))))
-            if type(answer) is RouteDecision:
-                return answer
-            raise error_from_reply(self._decode_reply(answer))  # type: ignore[arg-type]
+            decision = await self._table.select(self._normalize(request))
         except BeamRoutingError as exc:
             self._count_error(exc)
+            if observer is not None:
+                observer.failed(span, exc)
             raise
+        except BaseException:
+            if observer is not None:
+                observer.cancelled(span)
+            raise
+        if observer is not None:
+            observer.succeeded(span, decision)
+        return decision
 
     async def _merge(self, session_or_opts: object, request: object) -> dict[Any, Any]:
         if isinstance(session_or_opts, RouterSession):
             session_or_opts = session_or_opts.handle
         backend = None
         if isinstance(session_or_opts, str) and session_or_opts and is_text(session_or_opts):
-            lookup = LookupSession(plain_str(session_or_opts))
-            backend = (await self._ask(self._sessions, lookup, Backend)).backend
+            backend = await self._registry.lookup(str.__str__(session_or_opts))
         return merge_session(session_or_opts, request, backend)
 
     @_api
     async def explain(self, request: Mapping[str, Any]) -> Explanation:
         """How ``request`` would route now, changing no state and journaling nothing.
 
-        Invalid requests raise the :class:`~beamrouting.RoutingError` of
-        :meth:`select_backend`; a selection that would fail is reported in
-        :attr:`Explanation.error <beamrouting.Explanation.error>`.
+        Returns the :class:`~beamrouting.Explanation`. Invalid requests raise the
+        :class:`~beamrouting.RoutingError` of :meth:`select_backend`; a selection that
+        would fail is reported in :attr:`Explanation.error <beamrouting.Explanation.error>`.
         """
-        return (await self._ask(self._routing, Explain(self._normalize(request)), Explained)).explanation
+        return await self._table.explain(self._normalize(request))
 
     @_api
     async def clear(self) -> None:
         """Forget every sticky binding and round-robin counter (profiles, journal and sessions stay)."""
-        await self._ask(self._routing, Clear(), Ok)
+        await self._table.clear()
 
     @_api
     async def ensure_tables(self) -> None:
         """Make sure the store's tables exist; idempotent."""
-        await self._ask(self._routing, EnsureTables(), Ok)
+        await self._table.ensure_tables()
 
     @_api
     async def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
-        """Store (or replace) a policy profile; raise :class:`~beamrouting.InvalidPolicyProfile` if malformed."""
+        """Store (or replace) a policy profile.
+
+        Raises :class:`~beamrouting.InvalidPolicyProfile` if the profile or its id is malformed.
+        """
         parsed = parse_profile(profile)  # before the id, as the engine does
-        await self._ask(self._routing, PutProfile(check_profile_id(profile_id), parsed), Ok)
+        await self._table.put_profile(check_profile_id(profile_id), parsed)
 
     @_api
     async def delete_policy_profile(self, profile_id: str) -> bool:
-        """Remove a policy profile; return whether it existed."""
-        return (await self._ask(self._routing, DeleteProfile(check_profile_id(profile_id)), Deleted)).existed
+        """Remove a policy profile; return whether it existed.
+
+        Raises :class:`~beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
+        """
+        return await self._table.delete_profile(check_profile_id(profile_id))
 
     @_api
     async def journal(self, event_type: str | None = None, limit: int | None = None) -> list[JournalEvent]:
-        """The most recent journal events, oldest first (optionally one type, at most ``limit``)."""
+        """The most recent journal events, oldest first (optionally one type, at most ``limit``).
+
+        Raises :class:`~beamrouting.InvalidRouteRequest` for a bad ``event_type`` or ``limit``.
+        """
         event_type, limit = check_journal_query(event_type, limit)
-        return (await self._ask(self._routing, GetJournal(event_type, limit), Events)).events
+        return await self._table.journal(event_type, limit)
 
     def subscribe(self, *, maxlen: int = DEFAULT_MAXLEN, event_type: str | None = None) -> Subscription:
         """Journal events as they happen: an async iterator, and an async context manager.
@@ -420,7 +399,7 @@ class Router:
             event_type=event_type,
             on_close=self._subscriptions.discard,
         )
-        if self._state in ("closed", "unavailable"):
+        if self._state in (RouterState.CLOSED, RouterState.UNAVAILABLE):
             subscription.close()
         else:
             self._subscriptions.add(subscription)
@@ -434,28 +413,34 @@ class Router:
     ) -> SessionHandle:
         """Register a live session on ``backend`` (any accepted spelling; stored canonical).
 
-        Replaces a session registered under the same id. Raises
+        Replaces a session registered under the same id and returns the
+        :class:`~beamrouting.SessionHandle` as registered. Raises
         :class:`~beamrouting.UnknownBackend`, or :class:`~beamrouting.InvalidRouteRequest`
         for an empty or non-``str`` id (``"session_id"``) or metadata that is not a mapping
         of ``str`` keys to plain data (``"metadata"``).
         """
-        handle = session_handle(self._catalog, session_id, backend, metadata)
-        return (await self._ask(self._sessions, Register(handle), Handle)).handle
+        return await self._registry.register(session_handle(self._catalog, session_id, backend, metadata))
 
     @_api
     async def unregister_session(self, session_id: str) -> None:
-        """Forget a session; a no-op for an unknown id."""
-        await self._ask(self._sessions, Unregister(check_session_id(session_id)), Ok)
+        """Forget a session; a no-op for an unknown id.
+
+        Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
+        """
+        await self._registry.unregister(check_session_id(session_id))
 
     @_api
     async def session_backend(self, session_id: str) -> str | None:
-        """The backend of a live session, or ``None`` when it is not registered."""
-        return (await self._ask(self._sessions, LookupSession(check_session_id(session_id)), Backend)).backend
+        """The backend of a live session, or ``None`` when it is not registered.
+
+        Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
+        """
+        return await self._registry.lookup(check_session_id(session_id))
 
     @_api
     async def sessions(self) -> list[SessionHandle]:
         """Every live session, in registration order."""
-        return (await self._ask(self._sessions, ListSessions(), Handles)).handles
+        return await self._registry.list()
 
     @asynccontextmanager
     async def session(
@@ -470,8 +455,10 @@ class Router:
 
         Routes with ``select_backend(opts, request)`` when ``opts`` is given, else
         ``select_backend(session_id, request)`` when ``session_id`` is given, else
-        ``select_backend(request)``; registers under ``session_id`` or a new random id.
-        The session is unregistered however the block ends, cancellation included.
+        ``select_backend(request)``; registers under ``session_id`` or a new random id, and
+        yields the :class:`RouterSession`. The session is unregistered however the block
+        ends, cancellation included. Raises what :meth:`select_backend` and
+        :meth:`register_session` raise.
         """
         request = {} if request is None else request
         sid = uuid.uuid4().hex if session_id is None else check_session_id(session_id)
@@ -506,13 +493,10 @@ class Router:
     # -- introspection ------------------------------------------------------------------------------
 
     async def statistics(self) -> RouterStatistics:
-        """Mailbox depths, calls, errors by code and restarts per actor."""
+        """Mailbox depths, calls, errors by code and restarts per actor (a :class:`RouterStatistics`)."""
         children = self._supervisor.children if self._supervisor is not None else ()
-        state = self._state
-        if self._supervisor is not None and self._supervisor.failure is not None:
-            state = "unavailable"
         return RouterStatistics(
-            state,
+            self.state,
             self._calls,
             dict(self._errors),
             {child.name: child.mailbox.depth for child in children},
@@ -520,19 +504,5 @@ class Router:
             {child.name: child.control.restarts for child in children},
         )
 
-    # -- internals ----------------------------------------------------------------------------------
-
-    async def _ask(
-        self, call: Callable[[bytes], Awaitable[Answer]], message: Any, expected: type[_ReplyT]
-    ) -> _ReplyT:
-        answer = await call(self._encode(message))
-        reply = self._decode_reply(answer) if type(answer) is bytes else Decided(answer)  # type: ignore[arg-type]
-        if type(reply) is expected:
-            return reply
-        raise error_from_reply(reply)
-
     def _count_error(self, exc: BeamRoutingError) -> None:
-        code = (
-            exc.code if isinstance(exc, RoutingError) else _RUNTIME_CODES.get(type(exc), type(exc).__name__)
-        )
-        self._errors[code] = self._errors.get(code, 0) + 1
+        self._errors[exc.code] = self._errors.get(exc.code, 0) + 1

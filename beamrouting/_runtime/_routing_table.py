@@ -1,18 +1,28 @@
-"""The routing-table actor: owns sticky bindings, round-robin counters, profiles and the journal."""
+"""The routing-table actor (owns sticky bindings, round-robin counters, profiles and the journal) and its client."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar
 
-import msgspec
-
-from .._core._errors import RoutingError, StoreUnavailable
-from .._core._profiles import check_profile_id, parse_profile
-from .._core._request import RouteRequest
-from .._core._types import RouteDecision
-from .._store._protocol import Store, StoreCrash
-from ._actor import Actor, ActorControl
-from ._mailbox._base import Envelope, Mailbox
+from .._core._explain import Explanation
+from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
+from .._core._request import RequestNormalizer, RouteRequest
+from .._core._types import JournalEvent, RouteDecision
+from .._store._protocol import (
+    ClearOp,
+    DeleteProfileOp,
+    EnsureTablesOp,
+    ExplainOp,
+    PutProfileOp,
+    ReadJournalOp,
+    RoutingOp,
+    RoutingResult,
+    SelectOp,
+    Store,
+)
+from ._actor import Actor, ActorClient, ActorControl
+from ._mailbox import Answer, Mailbox
 from ._messages import (
     Clear,
     Deleted,
@@ -24,112 +34,102 @@ from ._messages import (
     GetJournal,
     Ok,
     PutProfile,
-    Reply,
     RoutingMessage,
     Select,
-    failed,
-    routing_decoder,
 )
 
-__all__ = ["RoutingTable"]
+__all__ = ["RoutingTable", "RoutingTableClient"]
 
 
-class RoutingTable(Actor):
-    """Serves :data:`~beamrouting._messages.RoutingMessage` from its store's routing half.
+class RoutingTable(Actor[RoutingMessage, RoutingOp]):
+    """Serves :data:`~._messages.RoutingMessage` from its store's routing half.
 
-    Consecutive ``Select`` messages of a batch go to the store in one
-    :meth:`~beamrouting._store.Store.select_batch` call; every other message is applied on
-    its own, in mailbox order.
+    Every message of a drained batch becomes a store operation, and the whole batch goes to
+    :meth:`Store.routing_batch <beamrouting.store.Store.routing_batch>` in one call.
     """
 
     name: ClassVar[str] = "routing_table"
+    message_type: ClassVar[Any] = RoutingMessage
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         super().__init__(mailbox, store, control)
-        self._decode = routing_decoder().decode
-        self._validate = store.validate
-        self._select_batch = store.select_batch
-        self._deliver = mailbox.deliver
+        self._validate = RequestNormalizer(store.catalog).validate
         self._ok = self.encode(Ok())
 
-    async def handle_batch(self, batch: list[Envelope]) -> None:
-        """Select each run of ``Select`` messages in one store call; apply the others in order."""
-        decode = self._decode
-        validate = self._validate
-        requests: list[RouteRequest] = []
-        slots: list[Any] = []
-        for data, slot in batch:
-            try:
-                message: RoutingMessage = decode(data)
-                if type(message) is Select:
-                    validate(message.request)
-                    requests.append(message.request)
-                    slots.append(slot)
-                    continue
-            except msgspec.DecodeError:
-                self._deliver(slot, self.bad_message)
-                continue
-            except RoutingError as exc:
-                self._deliver(slot, self.encode(failed(exc)))
-                continue
-            if requests:  # the run before this message goes first
-                await self._select(requests, slots)
-                requests, slots = [], []
-            self.in_hand = slot
-            self._deliver(slot, await self._apply(message))
-        if requests:
-            await self._select(requests, slots)
+    def operation(self, message: RoutingMessage) -> RoutingOp:
+        """The operation ``message`` asks for; requests and profiles validated again."""
+        if type(message) is Select:
+            self._validate(message.request)
+            return SelectOp(message.request)
+        match message:
+            case Explain(request):
+                self._validate(request)
+                return ExplainOp(request)
+            case Clear():
+                return ClearOp()
+            case EnsureTables():
+                return EnsureTablesOp()
+            case PutProfile(profile_id, profile):
+                # Never trust the bytes: re-validate the profile as if it came from a user.
+                return PutProfileOp(check_profile_id(profile_id), parse_profile(profile.to_dict()))
+            case DeleteProfile(profile_id):
+                return DeleteProfileOp(check_profile_id(profile_id))
+            case GetJournal(event_type, limit):
+                return ReadJournalOp(event_type, limit)
+        raise AssertionError(f"unhandled message {message!r}")
 
-    async def _select(self, requests: list[RouteRequest], slots: list[Any]) -> None:
-        """Select a run in one store call and answer each request; crash where the store did."""
-        self.in_hand = slots[0]
-        results: list[Any]
-        try:
-            results = await self._select_batch(requests)
-        except (RoutingError, StoreUnavailable) as exc:
-            results = [exc] * len(requests)
-        deliver = self._deliver
-        encode = self.encode
-        for index, result in enumerate(results):
-            slot = slots[index]
-            if type(result) is RouteDecision:
-                deliver(slot, result)  # immutable: handed over as it is (see Answer)
-            elif isinstance(result, (RoutingError, StoreUnavailable)):
-                deliver(slot, encode(failed(result)))
-            else:
-                self.in_hand = slot
-                if isinstance(result, StoreCrash):
-                    raise result.error
-                raise TypeError(f"the store answered {result!r}, not a decision, an error or a crash")
-        if len(results) < len(requests):
-            self.in_hand = slots[len(results)]
-            raise RuntimeError(f"the store answered {len(results)} of {len(requests)} requests")
+    def apply(self, ops: Sequence[RoutingOp]) -> Awaitable[list[RoutingResult]]:
+        """:meth:`Store.routing_batch <beamrouting.store.Store.routing_batch>`."""
+        return self.store.routing_batch(ops)
 
-    async def _apply(self, message: RoutingMessage) -> bytes:
-        store = self.store
-        reply: Reply
-        try:
-            match message:
-                case Clear():
-                    await store.clear()
-                    return self._ok
-                case EnsureTables():
-                    await store.ensure_tables()
-                    return self._ok
-                case PutProfile(profile_id, profile):
-                    # Never trust the bytes: re-validate the profile as if it came from a user.
-                    checked = parse_profile(profile.to_dict())
-                    await store.put_policy_profile(check_profile_id(profile_id), checked)
-                    return self._ok
-                case DeleteProfile(profile_id):
-                    reply = Deleted(await store.delete_policy_profile(profile_id))
-                case GetJournal(event_type, limit):
-                    reply = Events(await store.journal(event_type, limit))
-                case Explain(request):
-                    store.validate(request)
-                    reply = Explained(await store.explain(request))
-                case _:
-                    raise AssertionError(f"unhandled message {message!r}")
-        except (RoutingError, StoreUnavailable) as exc:
-            reply = failed(exc)
-        return self.encode(reply)
+    def reply(self, op: RoutingOp, result: Any) -> Answer:
+        """A decision as it is (immutable); every other reply encoded."""
+        if type(result) is RouteDecision and type(op) is SelectOp:
+            return result
+        match op:
+            case ClearOp() | EnsureTablesOp() | PutProfileOp() if result is None:
+                return self._ok
+            case DeleteProfileOp() if type(result) is bool:
+                return self.encode(Deleted(result))
+            case ReadJournalOp() if type(result) is list:
+                return self.encode(Events(result))
+            case ExplainOp() if type(result) is Explanation:
+                return self.encode(Explained(result))
+        raise TypeError(f"the store answered {result!r} to {op!r}")
+
+
+class RoutingTableClient(ActorClient):
+    """The caller's side of the routing-table actor; arguments arrive validated."""
+
+    __slots__ = ()
+
+    async def select(self, request: RouteRequest) -> RouteDecision:
+        """Route a normalised request; raise the error the actor answers."""
+        answer = await self.call(self.encode(Select(request)))
+        if type(answer) is RouteDecision:
+            return answer
+        raise self.error(answer)
+
+    async def explain(self, request: RouteRequest) -> Explanation:
+        """Explain a normalised request."""
+        return (await self.ask(Explain(request), Explained)).explanation
+
+    async def clear(self) -> None:
+        """Forget bindings and counters."""
+        await self.ask(Clear(), Ok)
+
+    async def ensure_tables(self) -> None:
+        """Make sure the store's tables exist."""
+        await self.ask(EnsureTables(), Ok)
+
+    async def put_profile(self, profile_id: str, profile: PolicyProfile) -> None:
+        """Store a parsed profile."""
+        await self.ask(PutProfile(profile_id, profile), Ok)
+
+    async def delete_profile(self, profile_id: str) -> bool:
+        """Remove a profile; whether it existed."""
+        return (await self.ask(DeleteProfile(profile_id), Deleted)).existed
+
+    async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
+        """The newest journal events."""
+        return (await self.ask(GetJournal(event_type, limit), Events)).events

@@ -36,31 +36,24 @@ import msgspec
 from .._core._errors import StoreUnavailable
 from .._core._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_events
 from .._core._types import JournalEvent
-from .._store._protocol import JournalFeed
+from .._store._protocol import JournalFeed, Store
 
 __all__ = ["Subscription", "SubscriptionGap", "journal_source"]
 
 DEFAULT_MAXLEN: Final = 1024
 
 
-def journal_source(store: object) -> Journal | JournalFeed:
-    """What a subscription to ``store``'s journal listens to.
+def journal_source(store: Store) -> Journal | JournalFeed:
+    """What a subscription to ``store``'s journal listens to (:meth:`Store.journal_source`).
 
-    Its ``local_journal`` when it has one, else a new feed from its ``journal_feed()``
-    method (a store whose journal is shared, such as ``RedisStore``). Raises
-    :class:`TypeError` for a store with neither.
+    Raises :class:`TypeError` for a store whose journal cannot be followed live.
     """
-    journal = getattr(store, "local_journal", None)
-    if isinstance(journal, Journal):
-        return journal
-    journal_feed = getattr(store, "journal_feed", None)
-    if callable(journal_feed):
-        feed = journal_feed()
-        if isinstance(feed, JournalFeed):
-            return feed
+    source = store.journal_source()
+    if isinstance(source, (Journal, JournalFeed)):
+        return source
     raise TypeError(
-        f"{type(store).__name__} keeps no in-process journal to subscribe to and offers no "
-        "journal feed; read its journal with Router.journal() instead"
+        f"{type(store).__name__} keeps no journal that can be followed live; "
+        "read its journal with Router.journal() instead"
     )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -23,7 +24,7 @@ from .._core._errors import BeamRoutingError, RouterClosed, RouterUnavailable
 from .._store._protocol import Store
 from . import _observability as _obs
 from ._actor import Actor, ActorControl, ActorExit
-from ._mailbox._base import Envelope, Mailbox
+from ._mailbox import Envelope, Mailbox
 
 __all__ = ["Child", "Supervisor"]
 
@@ -35,7 +36,7 @@ class Child:
 
     __slots__ = ("actor_class", "carried", "control", "mailbox", "scope", "stopped")
 
-    def __init__(self, actor_class: type[Actor], mailbox: Mailbox) -> None:
+    def __init__(self, actor_class: type[Actor[Any, Any]], mailbox: Mailbox) -> None:
         self.actor_class = actor_class
         self.mailbox = mailbox
         self.control = ActorControl(actor_class.name)

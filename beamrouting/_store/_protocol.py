@@ -1,58 +1,68 @@
-"""The state store: what the supervisor keeps across actor restarts.
+"""The store protocol: where a :class:`~beamrouting.Router` keeps its state (``beamrouting.store``).
 
 State outlives the task that owns it, as an ETS table passes to its heir: the supervisor
 holds one :class:`Store` for the router's lifetime and hands it to every incarnation of
-both actors. The routing-table actor uses the routing half (bindings, counters, profiles,
-journal), the session-registry actor the session half; no other task touches a store.
-Both halves are batch-oriented: an actor hands the store everything it drained from its
-mailbox at once (:meth:`Store.select_batch`, :meth:`Store.session_batch`), so a shared
-store can serve a whole batch in one round trip.
+both actors. The routing-table actor serves the routing half (bindings, counters,
+profiles, journal) through :meth:`Store.routing_batch`, the session-registry actor the
+session half through :meth:`Store.session_batch`. Each actor hands the store everything it
+drained from its mailbox at once, as typed operations, so a shared store can serve a whole
+batch in one round trip.
 
-:class:`MemoryStore` is the embedded default (a :class:`~beamrouting.RoutingEngine` and a
-dict of sessions). A shared store (Redis) implements the same protocol so several
-processes share bindings, counters and sessions.
-
-Live journal subscriptions (:meth:`Router.subscribe <beamrouting.Router.subscribe>`)
-listen to the store's in-process journal (:attr:`Store.local_journal`). A store whose
-journal lives elsewhere answers ``None`` there and may offer a ``journal_feed()`` method
-instead, returning a :class:`JournalFeed` that reads the shared journal live (as
-:meth:`RedisStore.journal_feed <beamrouting.RedisStore.journal_feed>` does); that method
-is optional, so a store without it still implements :class:`Store` and only cannot be
-subscribed to.
+A store implements six members, built from public types only. The operations are frozen
+structs; what each one answers is documented on its class. :func:`run_batch` applies a
+batch one operation at a time with the protocol's error rules, for stores that need no
+more. :class:`~beamrouting.MemoryStore` is the embedded default;
+:class:`~beamrouting.RedisStore` shares the state of a fleet.
+:func:`beamrouting.testing.check_store` is the conformance suite every implementation
+should pass.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+
+import msgspec
 
 from .._core._catalog import Catalog
-from .._core._engine import RoutingEngine
 from .._core._errors import RoutingError, StoreUnavailable
 from .._core._explain import Explanation
 from .._core._journal import Journal, JournalRecord
 from .._core._profiles import PolicyProfile
-from .._core._request import RequestNormalizer, RouteRequest
+from .._core._request import RouteRequest
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
-from .._runtime._messages import ListSessions, LookupSession, Register, Unregister
 
 __all__ = [
+    "ClearOp",
+    "DeleteProfileOp",
+    "EnsureTablesOp",
+    "ExplainOp",
     "JournalFeed",
-    "MemoryStore",
-    "SelectResult",
+    "ListSessionsOp",
+    "LookupOp",
+    "PutProfileOp",
+    "ReadJournalOp",
+    "RegisterOp",
+    "RoutingOp",
+    "RoutingResult",
+    "SelectOp",
     "SessionOp",
     "SessionResult",
     "Store",
     "StoreCrash",
+    "UnregisterOp",
+    "run_batch",
 ]
 
 
 class StoreCrash:
-    """The crash marker of :meth:`Store.select_batch`: selecting this request raised ``error``.
+    """An answer of a batch: applying this operation raised ``error``, which is not a typed answer.
 
-    ``error`` is an exception that is not a :class:`RoutingError` answer (a bug, a broken
-    invariant). The actor answers the requests before the marker, crashes on the marked
-    one (its caller gets :class:`~beamrouting.ActorCrashed`) and the restarted actor serves
-    the requests after it.
+    ``error`` is an exception that is neither a :class:`~beamrouting.RoutingError` nor
+    :class:`~beamrouting.StoreUnavailable` (a bug, a broken invariant). The actor answers
+    every other operation of the batch, crashes on the marked one (its caller gets
+    :class:`~beamrouting.ActorCrashed`) and its restarted incarnation serves the operations
+    the answer left out.
     """
 
     __slots__ = ("error",)
@@ -64,31 +74,116 @@ class StoreCrash:
         return f"StoreCrash({self.error!r})"
 
 
-SelectResult = RouteDecision | RoutingError | StoreCrash
-"""One entry of :meth:`Store.select_batch`'s answer."""
+# --------------------------------------------------------------------------- routing operations
 
-SessionOp: TypeAlias = Register | Unregister | LookupSession | ListSessions
-"""One operation of :meth:`Store.session_batch`, already validated by the actor."""
+
+class SelectOp(msgspec.Struct, frozen=True):
+    """Select a backend for ``request``, with every side effect of section 7 of the contract.
+
+    Answers the :class:`~beamrouting.RouteDecision`, or the :class:`~beamrouting.RoutingError`
+    the engine raises for the same request and state.
+    """
+
+    request: RouteRequest
+
+
+class ExplainOp(msgspec.Struct, frozen=True):
+    """Explain how ``request`` would route now, changing nothing; answers an :class:`~beamrouting.Explanation`."""
+
+    request: RouteRequest
+
+
+class ClearOp(msgspec.Struct, frozen=True):
+    """Forget every sticky binding and round-robin counter (profiles, journal and sessions stay); answers ``None``."""
+
+
+class EnsureTablesOp(msgspec.Struct, frozen=True):
+    """Create whatever the store needs to exist (idempotent); answers ``None``."""
+
+
+class PutProfileOp(msgspec.Struct, frozen=True):
+    """Store (or replace) a validated policy profile; answers ``None``."""
+
+    profile_id: str
+    profile: PolicyProfile
+
+
+class DeleteProfileOp(msgspec.Struct, frozen=True):
+    """Remove a policy profile; answers whether it existed (``bool``)."""
+
+    profile_id: str
+
+
+class ReadJournalOp(msgspec.Struct, frozen=True):
+    """Read the most recent journal events, oldest first; answers a ``list`` of :class:`~beamrouting.JournalEvent`.
+
+    ``event_type`` keeps one type only; ``limit`` caps how many (both already validated).
+    """
+
+    event_type: str | None = None
+    limit: int | None = None
+
+
+RoutingOp: TypeAlias = (
+    SelectOp | ExplainOp | ClearOp | EnsureTablesOp | PutProfileOp | DeleteProfileOp | ReadJournalOp
+)
+"""An operation of :meth:`Store.routing_batch`."""
+
+RoutingResult: TypeAlias = (
+    RouteDecision
+    | Explanation
+    | bool
+    | list[JournalEvent]
+    | RoutingError
+    | StoreUnavailable
+    | StoreCrash
+    | None
+)
+"""One answer of :meth:`Store.routing_batch` (what each operation answers is on its class)."""
+
+
+# --------------------------------------------------------------------------- session operations
+
+
+class RegisterOp(msgspec.Struct, frozen=True):
+    """Register a live session, replacing (and moving to the end of the order) one with its id; answers ``None``."""
+
+    handle: SessionHandle
+
+
+class UnregisterOp(msgspec.Struct, frozen=True):
+    """Forget a session (a no-op for an unknown id); answers ``None``."""
+
+    session_id: str
+
+
+class LookupOp(msgspec.Struct, frozen=True):
+    """Ask for a session's backend; answers the backend (``str``) or ``None`` for an unknown id."""
+
+    session_id: str
+
+
+class ListSessionsOp(msgspec.Struct, frozen=True):
+    """Ask for every live session; answers a ``list`` of :class:`~beamrouting.SessionHandle`, in registration order."""
+
+
+SessionOp: TypeAlias = RegisterOp | UnregisterOp | LookupOp | ListSessionsOp
+"""An operation of :meth:`Store.session_batch`."""
 
 SessionResult: TypeAlias = str | list[SessionHandle] | RoutingError | StoreUnavailable | StoreCrash | None
-"""One entry of :meth:`Store.session_batch`'s answer.
+"""One answer of :meth:`Store.session_batch` (what each operation answers is on its class)."""
 
-By operation: ``Register`` and ``Unregister`` answer ``None``, ``LookupSession`` the
-backend (``str``) or ``None``, ``ListSessions`` the handles in registration order. Any of
-them may answer a :class:`RoutingError` or :class:`~beamrouting.StoreUnavailable` (the
-caller's error) or a :class:`StoreCrash`.
-"""
+
+# --------------------------------------------------------------------------- journal feeds
 
 
 @runtime_checkable
 class JournalFeed(Protocol):
     """A live read of a journal kept outside this process, for one :class:`~beamrouting.Subscription`.
 
-    A store whose journal is shared (``local_journal`` is ``None``) returns a new one from
-    its optional ``journal_feed()`` method, such as
-    :meth:`RedisStore.journal_feed <beamrouting.RedisStore.journal_feed>`. The subscription
-    makes one call at a time and keeps the buffering, filtering and gap reporting; the feed
-    only reads.
+    A store whose journal is shared returns a new one from :meth:`Store.journal_source`,
+    as :class:`~beamrouting.RedisStore` does. The subscription makes one call at a time and
+    keeps the buffering, filtering and gap reporting; the feed only reads.
 
     Contract for implementations:
 
@@ -98,7 +193,7 @@ class JournalFeed(Protocol):
     - :meth:`read` waits for records appended after the last one it returned (or after
       :meth:`open`) and returns at most ``count``, oldest first; it may return an empty list
       when nothing arrived within its waiting interval (the caller reads again).
-    - Records are :class:`~beamrouting._journal.JournalRecord` tuples with the journal's
+    - Records are :class:`~beamrouting.store.JournalRecord` tuples with the journal's
       strictly increasing event sequence: a record holds two events (``routing_selected``,
       ``audit``) or one (a deny), so the next record's sequence is this one's plus 2 or 1.
       Records the feed cannot return (trimmed from a capped journal before they were read,
@@ -133,24 +228,28 @@ class JournalFeed(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- the store
+
+
 @runtime_checkable
 class Store(Protocol):
     """The routing state behind a :class:`~beamrouting.Router`, batch-oriented and async.
 
     Contract for implementations:
 
-    - Every method is called from one actor task at a time (the routing half from the
-      routing-table actor, the session half from the session-registry actor), never
-      concurrently with itself; the two halves may run concurrently with each other.
-    - Requests arrive normalised (:class:`RouteRequest`) and re-validated by the actor
-      with :meth:`validate`; profiles arrive parsed (:class:`PolicyProfile`).
-    - A method raises :class:`RoutingError` for a request it cannot serve, and
-      :class:`~beamrouting.StoreUnavailable` when shared state cannot be reached; the actor
-      turns both into the caller's error. Any other exception is a crash: the actor is
-      restarted with this same store, so the store must stay usable.
-    - :meth:`select_batch` serves a whole drained batch at once (a shared store can use one
-      round trip for it) and reports per request, in order; it stops at the first crash.
-      :meth:`session_batch` does the same for the session half.
+    - :meth:`routing_batch` is called only from the routing-table actor and
+      :meth:`session_batch` only from the session-registry actor, each never concurrently
+      with itself; the two may run concurrently with each other.
+    - Operations arrive validated: requests normalised against :attr:`catalog`, profiles
+      parsed, session ids and handles checked.
+    - A batch is applied in order and answered with one entry per operation, in order. An
+      operation the store cannot serve answers a :class:`~beamrouting.RoutingError` or
+      :class:`~beamrouting.StoreUnavailable` (its caller's error); raising one of those
+      from the batch call answers every operation with it. An operation whose application
+      raised anything else answers a :class:`StoreCrash`; the answer may end at that entry,
+      and then the operations after it must not have been applied. The actor crashes on
+      the first :class:`StoreCrash` and is restarted with this same store, which must stay
+      usable; its next incarnation serves the operations left unanswered.
     - :meth:`start` runs before either actor starts and :meth:`aclose` after both stopped;
       a store may be started again after it was closed.
     """
@@ -158,26 +257,6 @@ class Store(Protocol):
     @property
     def catalog(self) -> Catalog:
         """The catalogue requests are validated against."""
-        ...
-
-    @property
-    def normalizer(self) -> RequestNormalizer:
-        """The request normaliser callers use before sending (the engine's own)."""
-        ...
-
-    @property
-    def local_journal(self) -> Journal | None:
-        """The in-process journal decisions are recorded into, or ``None`` if it lives elsewhere.
-
-        :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to it. A store whose
-        journal is shared (in Redis, say) answers ``None``; it can be subscribed to if it
-        also has a ``journal_feed()`` method returning a :class:`JournalFeed` (optional,
-        not part of this protocol: see the module docstring).
-        """
-        ...
-
-    def validate(self, request: RouteRequest) -> None:
-        """Re-check a decoded request against the catalogue; raise :class:`RoutingError`."""
         ...
 
     async def start(self) -> None:
@@ -188,194 +267,46 @@ class Store(Protocol):
         """Release resources; the state itself may persist (a shared store keeps it)."""
         ...
 
-    async def select_batch(self, requests: list[RouteRequest]) -> list[SelectResult]:
-        """Select for each request, in order, applying each one's side effects (section 7).
+    async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
+        """Apply a drained batch of routing operations in order; one :data:`RoutingResult` per operation."""
+        ...
 
-        The answer has one entry per request: the decision, or the :class:`RoutingError`
-        the engine would raise. At the first request whose selection raises anything else
-        the answer ends with a :class:`StoreCrash` for it, and later requests are not
-        applied (so the answer is shorter than ``requests``).
+    async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
+        """Apply a drained batch of session operations in order; one :data:`SessionResult` per operation."""
+        ...
+
+    def journal_source(self) -> Journal | JournalFeed | None:
+        """What :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to.
+
+        The in-process :class:`~beamrouting.store.Journal` decisions are recorded into, a
+        new :class:`JournalFeed` reading a journal kept elsewhere, or ``None`` when the
+        store's journal cannot be followed live.
         """
         ...
 
-    async def explain(self, request: RouteRequest) -> Explanation:
-        """How ``request`` would route now (:meth:`RoutingEngine.explain`), changing no state."""
-        ...
 
-    async def clear(self) -> None:
-        """Forget every sticky binding and round-robin counter (profiles, journal and sessions stay)."""
-        ...
-
-    async def ensure_tables(self) -> None:
-        """Create whatever the store needs to exist; idempotent."""
-        ...
-
-    async def put_policy_profile(self, profile_id: str, profile: PolicyProfile) -> None:
-        """Store (or replace) a validated policy profile."""
-        ...
-
-    async def delete_policy_profile(self, profile_id: str) -> bool:
-        """Remove a policy profile; return whether it existed."""
-        ...
-
-    async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
-        """The most recent journal events, oldest first (optionally one type, at most ``limit``)."""
-        ...
-
-    async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
-        """Apply each session operation, in order; one :data:`SessionResult` per operation.
-
-        The session-registry actor hands over everything it drained at once (a shared
-        store can use one round trip for it). An operation that raises anything but a
-        :class:`RoutingError` or :class:`~beamrouting.StoreUnavailable` answers a
-        :class:`StoreCrash`. If a crash happens before an operation was applied, the answer
-        ends with that crash and the later operations are not applied (the answer is
-        shorter than ``ops``); a crash in reading an applied operation's outcome answers
-        only that operation, and the later ones are answered as usual. Raising
-        :class:`~beamrouting.StoreUnavailable` (or a :class:`RoutingError`) answers every
-        operation with it.
-        """
-        ...
-
-    async def register_session(self, handle: SessionHandle) -> None:
-        """Register a live session, replacing one with the same id."""
-        ...
-
-    async def unregister_session(self, session_id: str) -> None:
-        """Forget a session; a no-op for an unknown id."""
-        ...
-
-    async def session_backend(self, session_id: str) -> str | None:
-        """The backend of a live session, or ``None``."""
-        ...
-
-    async def sessions(self) -> list[SessionHandle]:
-        """Every live session, in registration order."""
-        ...
+_Op = TypeVar("_Op")
+_Result = TypeVar("_Result")
 
 
-class MemoryStore:
-    """The in-memory :class:`Store`: one :class:`RoutingEngine` plus a dict of sessions.
+def run_batch(
+    ops: Sequence[_Op], apply: Callable[[_Op], _Result]
+) -> list[_Result | RoutingError | StoreUnavailable | StoreCrash]:
+    """Apply ``apply`` to each operation in order, with the protocol's error rules.
 
-    ``MemoryStore(catalog, **engine_options)`` builds the engine (options as
-    :class:`RoutingEngine`'s); ``MemoryStore(engine=engine)`` serves an existing one.
-    The state lives as long as the store object, across actor restarts and router restarts.
+    A :class:`~beamrouting.RoutingError` or :class:`~beamrouting.StoreUnavailable` raised
+    by ``apply`` answers its operation; any other exception answers a :class:`StoreCrash`
+    and ends the answer (later operations are not applied). For stores whose operations
+    are synchronous; returns the answer list.
     """
-
-    def __init__(
-        self, catalog: Catalog | None = None, *, engine: RoutingEngine | None = None, **engine_options: Any
-    ) -> None:
-        if engine is None:
-            engine = RoutingEngine(catalog, **engine_options)
-        elif catalog is not None or engine_options:
-            raise TypeError("pass either an engine or a catalogue and engine options, not both")
-        self.engine = engine
-        self._sessions: dict[str, SessionHandle] = {}
-
-    @property
-    def catalog(self) -> Catalog:
-        """The engine's catalogue."""
-        return self.engine.catalog
-
-    @property
-    def normalizer(self) -> RequestNormalizer:
-        """The engine's request normaliser."""
-        return self.engine.normalizer
-
-    @property
-    def local_journal(self) -> Journal:
-        """The engine's journal (:attr:`RoutingEngine.journal_ring`): subscriptions listen to it."""
-        return self.engine.journal_ring
-
-    def validate(self, request: RouteRequest) -> None:
-        """:meth:`RoutingEngine.validate`."""
-        self.engine.validate(request)
-
-    async def start(self) -> None:
-        """Nothing to acquire."""
-
-    async def aclose(self) -> None:
-        """Nothing to release; the state stays for the next start."""
-
-    async def select_batch(self, requests: list[RouteRequest]) -> list[SelectResult]:
-        """Select for each request with the engine, stopping at the first crash."""
-        select = self.engine.select_normalized
-        results: list[SelectResult] = []
-        append = results.append
-        for request in requests:
-            try:
-                append(select(request))
-            except RoutingError as exc:
-                append(exc)
-            except Exception as exc:
-                append(StoreCrash(exc))
-                break
-        return results
-
-    async def explain(self, request: RouteRequest) -> Explanation:
-        """:meth:`RoutingEngine.explain_normalized`."""
-        return self.engine.explain_normalized(request)
-
-    async def clear(self) -> None:
-        """:meth:`RoutingEngine.clear`."""
-        self.engine.clear()
-
-    async def ensure_tables(self) -> None:
-        """:meth:`RoutingEngine.ensure_tables`."""
-        self.engine.ensure_tables()
-
-    async def put_policy_profile(self, profile_id: str, profile: PolicyProfile) -> None:
-        """:meth:`RoutingEngine.put_policy_profile`."""
-        self.engine.put_policy_profile(profile_id, profile)
-
-    async def delete_policy_profile(self, profile_id: str) -> bool:
-        """:meth:`RoutingEngine.delete_policy_profile`."""
-        return self.engine.delete_policy_profile(profile_id)
-
-    async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
-        """:meth:`RoutingEngine.journal`."""
-        return self.engine.journal(event_type, limit)
-
-    async def session_batch(self, ops: list[SessionOp]) -> list[SessionResult]:
-        """Apply each operation in order with the single-operation methods; stop at a crash."""
-        results: list[SessionResult] = []
-        append = results.append
-        for op in ops:
-            try:
-                match op:
-                    case Register(handle):
-                        await self.register_session(handle)
-                        append(None)
-                    case Unregister(session_id):
-                        await self.unregister_session(session_id)
-                        append(None)
-                    case LookupSession(session_id):
-                        append(await self.session_backend(session_id))
-                    case ListSessions():
-                        append(await self.sessions())
-                    case _:
-                        raise TypeError(f"not a session operation: {op!r}")
-            except (RoutingError, StoreUnavailable) as exc:
-                append(exc)
-            except Exception as exc:
-                append(StoreCrash(exc))
-                break
-        return results
-
-    async def register_session(self, handle: SessionHandle) -> None:
-        """Register ``handle`` (replacing and moving to the end any session with its id)."""
-        self._sessions.pop(handle.session_id, None)
-        self._sessions[handle.session_id] = handle
-
-    async def unregister_session(self, session_id: str) -> None:
-        """Forget ``session_id``."""
-        self._sessions.pop(session_id, None)
-
-    async def session_backend(self, session_id: str) -> str | None:
-        """The session's backend, or ``None``."""
-        handle = self._sessions.get(session_id)
-        return None if handle is None else handle.backend
-
-    async def sessions(self) -> list[SessionHandle]:
-        """Every live session, in registration order."""
-        return list(self._sessions.values())
+    results: list[_Result | RoutingError | StoreUnavailable | StoreCrash] = []
+    append = results.append
+    for op in ops:
+        try:
+            append(apply(op))
+        except (RoutingError, StoreUnavailable) as exc:
+            append(exc)
+        except Exception as exc:
+            append(StoreCrash(exc))
+            break
+    return results

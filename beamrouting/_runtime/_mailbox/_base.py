@@ -11,7 +11,7 @@ Reply slots are native to the running backend, chosen once per mailbox: a loop
 ``Future`` on asyncio and uvloop; on trio a small object that parks the caller with
 ``trio.lowlevel.wait_task_rescheduled`` and wakes it with ``reschedule`` (measured: a bare
 round trip of 12.7 µs, against 13.4 µs with a ``trio.Event`` per call; see
-``_trio_mailbox``, imported only on trio). Both cost a fraction of a microsecond, where an
+:mod:`._trio`, imported only on trio). Both cost a fraction of a microsecond, where an
 ``anyio.Event`` per call costs about one.
 
 Every call has a deadline. A cancel scope per call (``anyio.fail_after``) costs about
@@ -24,19 +24,19 @@ uses ``anyio.fail_after``.
 
 from __future__ import annotations
 
-import asyncio
-import functools
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable
-from typing import Any, Final, TypeAlias
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeAlias
 
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, WouldBlock
 
+from ..._core._checks import check_count, check_seconds
 from ..._core._errors import BeamRoutingError, CallTimeout, RouterClosed
 from ..._core._types import RouteDecision
 
-__all__ = ["Answer", "Envelope", "Mailbox", "current_backend", "open_mailbox"]
+__all__ = ["Answer", "Envelope", "Mailbox"]
 
 Envelope: TypeAlias = tuple[bytes, Any]
 """``(encoded message, reply slot)``; the slot's type depends on the backend."""
@@ -50,22 +50,7 @@ skipping its encode and decode is a measurable share of a round trip.
 """
 
 
-_BACKENDS: Final = ("asyncio", "trio")
-
-
-def current_backend() -> str:
-    """The async library running this task: ``"asyncio"`` (also under uvloop) or ``"trio"``."""
-    try:
-        import sniffio
-    except ImportError:  # trio depends on sniffio, so without it only asyncio can be running
-        return "asyncio"
-    name = sniffio.current_async_library()
-    if name not in _BACKENDS:
-        raise RuntimeError(f"beamrouting's Router runs on asyncio, uvloop or trio, not {name!r}")
-    return name
-
-
-class Mailbox:
+class Mailbox(ABC):
     """The bounded mailbox of one actor, and the reply slots of the calls made through it.
 
     ``call()`` is what callers await; ``inbox`` is the stream the actor drains;
@@ -73,19 +58,17 @@ class Mailbox:
     queued and refuses later calls; ``run_deadlines()`` is the watchdog task.
     """
 
-    yield_again: bool = False
+    yield_again: ClassVar[bool] = False
     """Whether the callers an actor just answered may not have run yet when its yield after
     answering returns (trio runs each scheduling round forwards or backwards at random), so
     an empty drain then is worth one more yield before the actor waits in ``receive()``."""
 
-    def __init__(self, name: str, size: int, timeout: float) -> None:
-        if size < 1:
-            raise ValueError("mailbox_size must be >= 1")
-        if not timeout > 0:
-            raise ValueError("call_timeout must be a positive number of seconds")
+    def __init__(self, name: str, size: int, timeout: float, clock: Callable[[], float]) -> None:
         self.name = name
-        self.size = size
-        self.timeout = timeout
+        self.size = check_count("mailbox_size", size, 1)
+        self.timeout = check_seconds("call_timeout", timeout)
+        self._clock = clock
+        """The running loop's clock (what anyio deadlines are measured on)."""
         self._send, self.inbox = anyio.create_memory_object_stream[Envelope](size)
         self._send_nowait = self._send.send_nowait
         self._pending: deque[tuple[float, Any]] = deque()
@@ -93,6 +76,7 @@ class Mailbox:
 
     # -- backend-specific parts ---------------------------------------------------------------
 
+    @abstractmethod
     def call(self, data: bytes) -> Awaitable[Answer]:
         """Send ``data`` to the actor; await the result, at once, for its encoded reply.
 
@@ -101,30 +85,27 @@ class Mailbox:
         :class:`~beamrouting.RouterUnavailable` is raised when the mailbox is closed.
         (A plain function handing back the slot itself saves a coroutine per call.)
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def deliver(self, slot: Any, data: Answer) -> None:
         """Answer ``slot`` with an encoded reply (a no-op if it was answered or abandoned)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fail(self, slot: Any, exc: BaseException) -> None:
         """Answer ``slot`` with an exception (a no-op if it was answered or abandoned)."""
-        raise NotImplementedError
 
     @staticmethod
+    @abstractmethod
     def answered(slot: Any) -> bool:
         """Whether ``slot`` was answered, or its caller stopped waiting (cancelled, timed out)."""
-        raise NotImplementedError
 
-    async def checkpoint(self) -> None:
+    @abstractmethod
+    def checkpoint(self) -> Awaitable[None]:
         """Yield to the other tasks once (the backend's own checkpoint, without anyio's dispatch)."""
-        raise NotImplementedError
 
-    def _now(self) -> float:
-        raise NotImplementedError
-
+    @abstractmethod
     async def _wait(self, slot: Any) -> Answer:
-        raise NotImplementedError
+        """Wait for ``slot``'s answer (after an awaited send into a full mailbox)."""
 
     # -- shared parts ---------------------------------------------------------------------------
 
@@ -134,7 +115,7 @@ class Mailbox:
         done = self.answered
         while pending and done(pending[0][1]):
             pending.popleft()
-        pending.append((self._now() + self.timeout, slot))
+        pending.append((self._clock() + self.timeout, slot))
 
     async def _call_when_full(self, envelope: Envelope) -> Answer:
         try:
@@ -153,7 +134,7 @@ class Mailbox:
         pending = self._pending
         done = self.answered
         while True:
-            now = self._now()
+            now = self._clock()
             while pending:
                 deadline, slot = pending[0]
                 if done(slot):
@@ -206,54 +187,3 @@ class Mailbox:
         """Messages waiting: queued ones plus callers blocked on a full mailbox."""
         stats = self.inbox.statistics()
         return stats.current_buffer_used + stats.tasks_waiting_send
-
-
-class _AsyncioMailbox(Mailbox):
-    """Reply slots are loop futures (asyncio and uvloop)."""
-
-    def __init__(self, name: str, size: int, timeout: float) -> None:
-        super().__init__(name, size, timeout)
-        loop = asyncio.get_running_loop()
-        self._create_future = loop.create_future
-        self._now = loop.time  # type: ignore[method-assign]
-        self.checkpoint = functools.partial(asyncio.sleep, 0)  # type: ignore[method-assign]
-
-    def call(self, data: bytes) -> Awaitable[Answer]:
-        fut: asyncio.Future[Answer] = self._create_future()
-        try:
-            self._send_nowait((data, fut))
-        except WouldBlock:
-            return self._call_when_full((data, fut))
-        except (BrokenResourceError, ClosedResourceError):
-            raise self.closed_error() from None
-        # The deadline (what _track does, inlined on this hot path).
-        pending = self._pending
-        while pending and pending[0][1].done():
-            pending.popleft()
-        pending.append((self._now() + self.timeout, fut))
-        return fut
-
-    async def _wait(self, slot: Any) -> Answer:
-        fut: asyncio.Future[Answer] = slot
-        return await fut
-
-    def deliver(self, slot: Any, data: Answer) -> None:
-        if not slot.done():
-            slot.set_result(data)
-
-    def fail(self, slot: Any, exc: BaseException) -> None:
-        if not slot.done():
-            slot.set_exception(exc)
-
-    @staticmethod
-    def answered(slot: Any) -> bool:
-        return slot.done()  # type: ignore[no-any-return]
-
-
-def open_mailbox(name: str, size: int, timeout: float, backend: str) -> Mailbox:
-    """A mailbox for the actor ``name`` on ``backend`` (from :func:`current_backend`)."""
-    if backend == "trio":
-        from ._trio import TrioMailbox
-
-        return TrioMailbox(name, size, timeout)
-    return _AsyncioMailbox(name, size, timeout)

@@ -20,7 +20,7 @@ from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
 
 from ._base import Answer, Mailbox
 
-__all__ = ["TrioMailbox"]
+__all__ = ["TrioMailbox", "mailbox_class"]
 
 _R = TypeVar("_R")
 
@@ -75,13 +75,14 @@ class TrioMailbox(Mailbox):
     yield_again = True
 
     def __init__(self, name: str, size: int, timeout: float) -> None:
-        super().__init__(name, size, timeout)
+        # The run's clock itself: trio.current_time() reaches it through two more calls.
+        super().__init__(name, size, timeout, trio.lowlevel.current_clock().current_time)
         self._reschedule = trio.lowlevel.reschedule
         self._current_task = trio.lowlevel.current_task
         self._park = trio.lowlevel.wait_task_rescheduled
-        # The run's clock itself: trio.current_time() reaches it through two more calls.
-        self._now = trio.lowlevel.current_clock().current_time  # type: ignore[method-assign]
-        self.checkpoint = trio.lowlevel.checkpoint  # type: ignore[method-assign]
+
+    def checkpoint(self) -> Awaitable[None]:
+        return trio.lowlevel.checkpoint()
 
     def call(self, data: bytes) -> Awaitable[Answer]:
         slot = _TrioSlot(self._current_task())
@@ -96,7 +97,7 @@ class TrioMailbox(Mailbox):
         pending = self._pending
         while pending and pending[0][1].done:
             pending.popleft()
-        pending.append((self._now() + self.timeout, slot))
+        pending.append((self._clock() + self.timeout, slot))
         # The caller awaits this at once, with no checkpoint since the send, so it parks
         # before the actor can answer.
         parked: Awaitable[Answer] = self._park(slot.abort)
@@ -137,3 +138,7 @@ class TrioMailbox(Mailbox):
     @staticmethod
     def answered(slot: Any) -> bool:
         return slot.done  # type: ignore[no-any-return]
+
+
+mailbox_class = TrioMailbox
+"""This backend's mailbox (what :func:`beamrouting._runtime._mailbox.mailbox_class` looks up)."""
