@@ -191,10 +191,17 @@ def test_abandoned_subscription_stops_listening() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"maxlen": 1}, {"maxlen": True}, {"maxlen": "10"}, {"event_type": "decision"}]
+    ("kwargs", "error"),
+    [
+        ({"maxlen": 1}, ValueError),
+        ({"maxlen": True}, TypeError),
+        ({"maxlen": "10"}, TypeError),
+        ({"event_type": "decision"}, ValueError),
+        ({"event_type": 3}, TypeError),
+    ],
 )
-def test_subscription_rejects_bad_options(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
+def test_subscription_rejects_bad_options(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
         Subscription(RoutingEngine().journal_ring, **kwargs)
 
 

@@ -189,15 +189,24 @@ async def test_event_type_filter(redis_url: str, prefix: str) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "kwargs", [{"maxlen": 1}, {"maxlen": True}, {"maxlen": "10"}, {"event_type": "decision"}]
+    ("kwargs", "error"),
+    [
+        ({"maxlen": 1}, ValueError),
+        ({"maxlen": True}, TypeError),
+        ({"maxlen": "10"}, TypeError),
+        ({"event_type": "decision"}, ValueError),
+        ({"event_type": 3}, TypeError),
+    ],
 )
-async def test_options_are_checked_as_in_memory(redis_url: str, prefix: str, kwargs: dict[str, Any]) -> None:
+async def test_options_are_checked_as_in_memory(
+    redis_url: str, prefix: str, kwargs: dict[str, Any], error: type[Exception]
+) -> None:
     store = RedisStore(redis_url, prefix=prefix)
     assert isinstance(store.journal_source(), JournalFeed)
     async with Router(store=store) as router:
-        with pytest.raises(ValueError):
+        with pytest.raises(error):
             router.subscribe(**kwargs)
-        with pytest.raises(ValueError):
+        with pytest.raises(error):
             Router().subscribe(**kwargs)
 
 

@@ -112,7 +112,7 @@ class Journal:
     __slots__ = ("_base", "_listeners", "_records", "_sequence", "_size", "_wall_clock")
 
     def __init__(self, size: int = 10_000, *, wall_clock: Callable[[], float] = time.time) -> None:
-        check_count("journal_size", size, 0)
+        size = check_count("journal_size", size, 0)
         # One record holds up to two events, so ``size`` records always cover ``size`` events.
         self._records: deque[JournalRecord] = deque(maxlen=size)
         self._size = size

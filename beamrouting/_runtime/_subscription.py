@@ -33,6 +33,7 @@ from typing import Final
 import anyio
 import msgspec
 
+from .._core._checks import check_choice, check_count, check_instance, optional
 from .._core._errors import StoreUnavailable
 from .._core._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_events
 from .._core._types import JournalEvent
@@ -127,16 +128,9 @@ class Subscription:
         event_type: str | None = None,
         on_close: Callable[[Subscription], None] | None = None,
     ) -> None:
-        if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 2:
-            raise ValueError("maxlen must be an int >= 2 (one decision can be two events)")
-        if event_type not in (None, ROUTING_SELECTED, AUDIT):
-            raise ValueError(
-                f"event_type must be None, {ROUTING_SELECTED!r} or {AUDIT!r}, not {event_type!r}"
-            )
-        if not isinstance(journal, (Journal, JournalFeed)):
-            raise TypeError(
-                f"a Subscription listens to a Journal or a JournalFeed, not {type(journal).__name__}"
-            )
+        maxlen = check_count("maxlen", maxlen, 2)  # one decision can be two events
+        event_type = optional(check_choice, "event_type", event_type, (ROUTING_SELECTED, AUDIT))
+        check_instance("journal", journal, (Journal, JournalFeed))
         self._maxlen = maxlen
         self._event_type = event_type
         self._on_close = on_close
