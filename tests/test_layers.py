@@ -138,7 +138,7 @@ def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
                 if member == node:
                     break
             if len(group) > 1:
-                groups.append(sorted(group) + [sorted(group)[0]])
+                groups.append([*sorted(group), sorted(group)[0]])
 
     for node in sorted(graph):
         if node not in index:
@@ -176,13 +176,29 @@ def _planted(module: str, line: str) -> list[str]:
     ("module", "line", "fragment"),
     [
         (f"{PACKAGE}._core._planner", "import anyio", "core imports only the standard library"),
-        (f"{PACKAGE}._core._engine", "def lazy():\n    import redis", "core imports only the standard library"),
+        (
+            f"{PACKAGE}._core._engine",
+            "def lazy():\n    import redis",
+            "core imports only the standard library",
+        ),
         (f"{PACKAGE}._core._engine", "from .._store import _memory", "points up from core to stores"),
-        (f"{PACKAGE}._store._memory", "from .._runtime._router import Router", "points up from stores to runtime"),
+        (
+            f"{PACKAGE}._store._memory",
+            "from .._runtime._router import Router",
+            "points up from stores to runtime",
+        ),
         (f"{PACKAGE}._runtime._actor", "from .. import testing", "points up from runtime to public"),
         (f"{PACKAGE}._runtime._router", "from .._cli import main", "points up from runtime to command line"),
-        (f"{PACKAGE}._cli._demo", "from beamrouting._core._engine import RoutingEngine", "only the public modules"),
-        (f"{PACKAGE}._cli._bench", "def lazy():\n    from .._runtime import _router", "only the public modules"),
+        (
+            f"{PACKAGE}._cli._demo",
+            "from beamrouting._core._engine import RoutingEngine",
+            "only the public modules",
+        ),
+        (
+            f"{PACKAGE}._cli._bench",
+            "def lazy():\n    from .._runtime import _router",
+            "only the public modules",
+        ),
         (f"{PACKAGE}._core._catalog", "from . import _engine", "import cycle"),
     ],
 )
