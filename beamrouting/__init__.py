@@ -29,14 +29,17 @@ from ._core._errors import (
     RouterClosed,
     RouterUnavailable,
     RoutingError,
+    SessionExists,
+    StoreDataError,
     StoreUnavailable,
+    TooManySessions,
     UnknownBackend,
     UnknownCapability,
     UnsupportedRouteKey,
 )
 from ._core._explain import BackendVerdict, Explanation
 from ._core._profiles import PolicyProfile, ProfileRule
-from ._core._request import RequestNormalizer, RouteRequest
+from ._core._request import RequestLimits, RequestNormalizer, RouteRequest
 from ._core._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
 from ._runtime._router import Router, RouterSession, RouterState, RouterStatistics
 from ._runtime._subscription import Subscription, SubscriptionGap
@@ -77,6 +80,7 @@ __all__ = [
     "PolicyProfile",
     "ProfileRule",
     "RedisStore",
+    "RequestLimits",
     "RequestNormalizer",
     "RouteDecision",
     "RoutePlan",
@@ -89,12 +93,15 @@ __all__ = [
     "RouterUnavailable",
     "RoutingEngine",
     "RoutingError",
+    "SessionExists",
     "SessionHandle",
     "Store",
     "StoreCrash",
+    "StoreDataError",
     "StoreUnavailable",
     "Subscription",
     "SubscriptionGap",
+    "TooManySessions",
     "UnknownBackend",
     "UnknownCapability",
     "UnsupportedRouteKey",

@@ -34,6 +34,14 @@ ENGINE_OPTIONS: list[tuple[str, object, type[Exception]]] = [
     ("journal_size", 1.5, TypeError),
     ("journal_size", -1, ValueError),
     ("clock", 5, TypeError),
+    ("max_sessions", "10", TypeError),
+    ("max_sessions", 0, ValueError),
+    ("max_key_length", 1.5, TypeError),
+    ("max_key_length", 0, ValueError),
+    ("max_list_entries", "256", TypeError),
+    ("max_list_entries", -1, ValueError),
+    ("max_metadata_bytes", None, TypeError),
+    ("max_metadata_bytes", 0, ValueError),
 ]
 """The engine's options; the router and the memory store take them too."""
 
@@ -78,6 +86,22 @@ CASES: list[tuple[str, Callable[..., object], str, object, type[Exception]]] = [
     ("RedisStore", lambda **kw: RedisStore(URL, **kw), "operation_timeout", 0, ValueError),
     ("RedisStore", lambda **kw: RedisStore(URL, **kw), "retry_interval", "1", TypeError),
     ("RedisStore", lambda **kw: RedisStore(URL, **kw), "retry_interval", -1, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_key_length", "1024", TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_key_length", 0, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_list_entries", 2.0, TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_list_entries", 0, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_metadata_bytes", "1", TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_metadata_bytes", -5, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(**{"url": URL, **kw}), "url", "http://host", ValueError),
+    ("RedisStore", lambda **kw: RedisStore(**{"url": URL, **kw}), "url", "not a url", ValueError),
+    ("RedisStore", lambda **kw: RedisStore(**{"url": URL, **kw}), "url", "redis://host/abc", ValueError),
+    (
+        "RedisStore",
+        lambda **kw: RedisStore(**{"url": URL, **kw}),
+        "url",
+        "redis://127.0.0.1:99999/0",
+        ValueError,
+    ),
 ]
 
 

@@ -31,6 +31,7 @@ from beamrouting import (
     RouterStatistics,
     RoutingEngine,
     RoutingError,
+    SessionExists,
     SessionHandle,
     UnknownBackend,
 )
@@ -328,9 +329,14 @@ async def test_session_context_registers_then_unregisters() -> None:
         assert await router.sessions() == []
 
         await router.register_session("s1", "gemini")
+        with pytest.raises(SessionExists):  # a live id is refused; the live session is untouched
+            async with router.session({"policy": "failover"}, session_id="s1"):
+                pytest.fail("a live session id was taken over")
+        assert await router.session_backend("s1") == "gemini"
+        await router.unregister_session("s1")
         async with router.session({"policy": "failover"}, session_id="s1") as session:
             assert session.id == "s1"
-            assert session.decision.reasons == ("skipped last backend and selected failover candidate",)
+            assert session.decision.reasons == ("selected first failover candidate",)
             assert await router.session_backend("s1") == session.backend == "claude"
         assert await router.session_backend("s1") is None
 

@@ -8,6 +8,7 @@ shows what it got.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
@@ -40,16 +41,19 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def check_count(name: str, value: object, minimum: int) -> int:
-    """``value`` if it is an ``int`` (not a ``bool``) of at least ``minimum``.
+def check_count(name: str, value: object, minimum: int, maximum: int = sys.maxsize) -> int:
+    """``value`` as a plain ``int`` if it is an ``int`` (not a ``bool``) from ``minimum`` to ``maximum``.
 
-    Raises :class:`TypeError` for another type and :class:`ValueError` below ``minimum``.
+    Raises :class:`TypeError` for another type and :class:`ValueError` out of range.
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {_type_name(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, not {value}")
-    return int.__int__(value)
+    number = int.__int__(value)
+    if number < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {number}")
+    if number > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, not {number}")
+    return number
 
 
 def check_seconds(name: str, value: object, *, finite: bool = False, minimum: float | None = None) -> float:

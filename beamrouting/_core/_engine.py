@@ -17,9 +17,10 @@ from ._explain import Explanation
 from ._journal import Journal
 from ._planner import DONE, STICKY, Planner, RoutePlan, StateOutcome, authorize
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
-from ._request import RequestNormalizer, RouteRequest, merge_session
+from ._request import RequestLimits, RequestNormalizer, RouteRequest, merge_session
+from ._sessions import check_session_id, session_handle
 from ._state import RoutingState
-from ._types import JournalEvent, RouteDecision
+from ._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = ["RoutePlan", "RoutingEngine"]
 
@@ -28,15 +29,25 @@ class RoutingEngine:
     """A process-free router: validates a request, applies its policy and journals the decision.
 
     ``RoutingEngine(catalog=None, *, max_counters=100_000, max_bindings=100_000,
-    binding_ttl=None, journal_size=10_000, clock=None)``; the options are
-    :class:`~beamrouting._core._state.RoutingState`'s. The engine owns its state (sticky
-    bindings, round-robin counters, policy profiles and the journal). It is synchronous and
-    not thread-safe: use it from one thread, or use :class:`~beamrouting.Router`, which
-    serialises calls through an actor. Raises :class:`TypeError` or :class:`ValueError` for
-    a bad option.
+    binding_ttl=None, journal_size=10_000, clock=None, max_sessions=100_000,
+    max_key_length=1024, max_list_entries=256, max_metadata_bytes=65_536)``:
+
+    - ``max_counters``, ``max_bindings``: how many round-robin counters and sticky bindings
+      are kept; past the cap the least recently used one is forgotten.
+    - ``binding_ttl``: seconds a binding lives after the last sticky decision that used it
+      (``None``: until evicted); ``clock`` is the monotonic clock it is measured on.
+    - ``journal_size``: how many journal events are kept.
+    - ``max_sessions``: how many live sessions may be registered (never evicted).
+    - ``max_key_length``, ``max_list_entries``, ``max_metadata_bytes``: the size limits of
+      :class:`~beamrouting.RequestLimits`.
+
+    The engine owns its state (sticky bindings, round-robin counters, live sessions, policy
+    profiles and the journal). It is synchronous and not thread-safe: use it from one
+    thread, or use :class:`~beamrouting.Router`, which serialises calls through an actor.
+    Raises :class:`TypeError` or :class:`ValueError` for a bad option.
     """
 
-    __slots__ = ("_state", "catalog", "normalizer", "planner")
+    __slots__ = ("_state", "catalog", "limits", "normalizer", "planner")
 
     def __init__(
         self,
@@ -47,9 +58,15 @@ class RoutingEngine:
         binding_ttl: float | None = None,
         journal_size: int = 10_000,
         clock: Callable[[], float] | None = None,
+        max_sessions: int = 100_000,
+        max_key_length: int = 1024,
+        max_list_entries: int = 256,
+        max_metadata_bytes: int = 65_536,
     ) -> None:
         self.catalog: Catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
-        self.normalizer = RequestNormalizer(self.catalog)
+        self.limits = RequestLimits(max_key_length, max_list_entries, max_metadata_bytes)
+        """The size limits of requests and sessions."""
+        self.normalizer = RequestNormalizer(self.catalog, self.limits)
         """The request normaliser (pure; the router runs the same one on the caller's side)."""
         self.planner = Planner(self.catalog)
         """The stateless planner every store shares."""
@@ -59,6 +76,7 @@ class RoutingEngine:
             binding_ttl=binding_ttl,
             journal_size=journal_size,
             clock=clock,
+            max_sessions=max_sessions,
         )
 
     @property
@@ -87,7 +105,7 @@ class RoutingEngine:
         if len(args) == 1:
             request = args[0]
         elif len(args) == 2:
-            request = merge_session(args[0], args[1])
+            request = merge_session(args[0], args[1], self._state_session_backend(args[0]), self.limits)
         else:
             raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
         return self.select_normalized(self.normalizer.normalize(request))
@@ -193,6 +211,41 @@ class RoutingEngine:
     def journal_ring(self) -> Journal:
         """The journal itself (what a :class:`~beamrouting.Subscription` listens to)."""
         return self._state.journal
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def register_session(
+        self, session_id: str, backend: str, metadata: Mapping[str, Any] | None = None
+    ) -> SessionHandle:
+        """Register a live session on ``backend`` (any accepted spelling), replacing one with its id.
+
+        Returns the :class:`~beamrouting.SessionHandle` as registered. Raises
+        :class:`~beamrouting.UnknownBackend`, :class:`~beamrouting.InvalidRouteRequest` for
+        a bad id or metadata, and :class:`~beamrouting.TooManySessions` past ``max_sessions``.
+        """
+        handle = session_handle(self.catalog, session_id, backend, metadata, self.limits)
+        self._state.register(handle)
+        return handle
+
+    def unregister_session(self, session_id: str) -> None:
+        """Forget a session; a no-op for an unknown id (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
+        self._state.unregister(check_session_id(session_id, self.limits))
+
+    def session_backend(self, session_id: str) -> str | None:
+        """The backend of a live session, or ``None`` (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
+        handle = self._state.sessions.get(check_session_id(session_id, self.limits))
+        return None if handle is None else handle.backend
+
+    def sessions(self) -> list[SessionHandle]:
+        """Every live session, in registration order."""
+        return list(self._state.sessions.values())
+
+    def _state_session_backend(self, session: object) -> str | None:
+        """What the registry knows of a session id (section 8), for routing from it."""
+        if type(session) is not str:
+            return None
+        handle = self._state.sessions.get(session)
+        return None if handle is None else handle.backend
 
     # -- explaining ---------------------------------------------------------------------------
 

@@ -22,7 +22,10 @@ Every exception the library raises on purpose derives from :class:`BeamRoutingEr
     ├── RouterUnavailable               the supervisor gave up after too many crashes
     ├── RouterClosed                    the router is shut down or shutting down
     ├── CallTimeout                     no reply (or no mailbox room) within the call timeout
-    └── StoreUnavailable                the shared state store cannot be reached
+    ├── StoreUnavailable                the shared state store cannot be reached
+    ├── StoreDataError                  the shared store holds a value it would not have written
+    ├── SessionExists                   router.session() was given the id of a live session
+    └── TooManySessions                 one more session would pass max_sessions
 
 ``RoutingError.detail`` is always JSON-compatible, so errors can be logged, compared and
 sent over the wire as they are.
@@ -51,7 +54,10 @@ __all__ = [
     "RouterClosed",
     "RouterUnavailable",
     "RoutingError",
+    "SessionExists",
+    "StoreDataError",
     "StoreUnavailable",
+    "TooManySessions",
     "UnknownBackend",
     "UnknownCapability",
     "UnsupportedRouteKey",
@@ -267,6 +273,28 @@ class StoreUnavailable(BeamRoutingError):
     code = "store_unavailable"
 
 
+class SessionExists(BeamRoutingError):
+    """:meth:`Router.session <beamrouting.Router.session>` was given the id of a live session."""
+
+    code = "session_exists"
+
+
+class TooManySessions(BeamRoutingError):
+    """Registering one more session would pass the store's ``max_sessions`` (live sessions are never evicted)."""
+
+    code = "too_many_sessions"
+
+
+class StoreDataError(BeamRoutingError):
+    """A value read from the shared store is not one the store would have written.
+
+    Raised only by the calls that need that value; its message names the key and what was
+    wrong. The store stays up: it is not an outage, and other calls go on.
+    """
+
+    code = "store_data_error"
+
+
 _BY_CODE: dict[str, type[BeamRoutingError]] = {
     cls.code: cls
     for cls in (
@@ -283,11 +311,14 @@ _BY_CODE: dict[str, type[BeamRoutingError]] = {
         NoBackendAvailable,
         PolicyDenied,
         InvalidPolicyProfile,
+        SessionExists,
+        TooManySessions,
         ActorCrashed,
         RouterUnavailable,
         RouterClosed,
         CallTimeout,
         StoreUnavailable,
+        StoreDataError,
     )
 }
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 import msgspec
 
 from ._catalog import Catalog
-from ._checks import is_text
+from ._checks import check_count, check_instance, is_text
 from ._errors import (
     InvalidAffinityKey,
     InvalidFallbackPolicy,
@@ -26,7 +26,7 @@ from ._errors import (
 )
 from ._types import FallbackPolicy, Health, Policy, SessionHandle
 
-__all__ = ["ROUTE_KEYS", "RequestNormalizer", "RouteRequest", "merge_session"]
+__all__ = ["ROUTE_KEYS", "RequestLimits", "RequestNormalizer", "RouteRequest", "merge_session"]
 
 ROUTE_KEYS: Final = frozenset(
     {
@@ -50,6 +50,26 @@ _HEALTH: Final[dict[str, Health]] = {h.value: h for h in Health}
 _INELIGIBLE: Final = frozenset({Health.UNHEALTHY, Health.DOWN})
 _MISSING: Final = object()
 _EMPTY: tuple[str, ...] = ()
+
+
+class RequestLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Size limits on what callers send, checked before any work proportional to the size.
+
+    These are deliberate differences from the reference engine, which has none: they keep
+    one caller's oversized input from costing every other caller time and memory.
+    """
+
+    max_key_length: int = 1024
+    """Characters in an ``affinity_key``, a ``policy_profile_id`` or a session id."""
+    max_list_entries: int = 256
+    """Entries in any list or mapping of a request (its raw length, before removing duplicates),
+    and keys of the request itself."""
+    max_metadata_bytes: int = 65_536
+    """Bytes of a session's metadata, msgpack-encoded."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_key_length", "max_list_entries", "max_metadata_bytes"):
+            check_count(name, getattr(self, name), 1)
 
 
 class RouteRequest(msgspec.Struct, frozen=True, array_like=True):
@@ -117,21 +137,45 @@ def _str_sort_key(key: object) -> str:
 
 
 class RequestNormalizer:
-    """Validates and normalises requests against one catalogue (section 3 of the contract)."""
+    """Validates and normalises requests against one catalogue (section 3 of the contract).
 
-    __slots__ = ("_aliases", "_capabilities", "_known_backends", "catalog")
+    ``limits`` bounds the sizes a request may have (:class:`RequestLimits`); each size is
+    checked at its field's place in the validation order, before any work proportional to
+    it. Raises :class:`TypeError` for a catalogue or limits of the wrong type.
+    """
 
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+    __slots__ = (
+        "_aliases",
+        "_capabilities",
+        "_known_backends",
+        "_max_entries",
+        "_max_key",
+        "catalog",
+        "limits",
+    )
+
+    def __init__(self, catalog: Catalog, limits: RequestLimits | None = None) -> None:
+        self.catalog = check_instance("catalog", catalog, Catalog)
+        self.limits = RequestLimits() if limits is None else check_instance("limits", limits, RequestLimits)
         self._aliases: dict[str, str] = dict(catalog.aliases)
         self._capabilities = frozenset(catalog.capabilities)
         self._known_backends = frozenset(catalog.backends)
+        self._max_key = self.limits.max_key_length
+        self._max_entries = self.limits.max_list_entries
 
-    def _backends(self, value: object) -> tuple[str, ...]:
+    def _too_many(self, field: str, count: int) -> InvalidRouteRequest:
+        return InvalidRouteRequest({"field": field, "max_list_entries": self._max_entries, "entries": count})
+
+    def _too_long(self, field: str, length: int) -> dict[str, Any]:
+        return {"field": field, "max_key_length": self._max_key, "length": length}
+
+    def _backends(self, value: object, field: str) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
             value = (value,)
         elif not value:
             return _EMPTY
+        elif len(value) > self._max_entries:
+            raise self._too_many(field, len(value))
         aliases = self._aliases
         out: list[str] = []
         for item in value:
@@ -164,6 +208,8 @@ class RequestNormalizer:
         if type(request) is not dict and not isinstance(request, Mapping):
             raise InvalidRouteRequest("request")
         get = request.get
+        if len(request) > self._max_entries:
+            raise self._too_many("request", len(request))
         if not ROUTE_KEYS.issuperset(request):
             raise UnsupportedRouteKey(_first_unknown_key(request))
         raw_backend = get("backend")
@@ -177,11 +223,11 @@ class RequestNormalizer:
                 raise InvalidPolicy(raw_policy) from None
         backend = self._backend(raw_backend) if raw_backend is not None else None
         value = get("preferred_backends", _EMPTY)
-        preferred = _EMPTY if value is _EMPTY else self._backends(value)
+        preferred = _EMPTY if value is _EMPTY else self._backends(value, "preferred_backends")
         value = get("excluded_backends", _EMPTY)
-        excluded = _EMPTY if value is _EMPTY else self._backends(value)
+        excluded = _EMPTY if value is _EMPTY else self._backends(value, "excluded_backends")
         value = get("fallback_backends", _EMPTY)
-        fallback = _EMPTY if value is _EMPTY else self._backends(value)
+        fallback = _EMPTY if value is _EMPTY else self._backends(value, "fallback_backends")
         value = get("capabilities", _EMPTY)
         capabilities = _EMPTY if value is _EMPTY else self._capability_list(value)
         value = get("last_backend")
@@ -195,15 +241,21 @@ class RequestNormalizer:
             except Exception:
                 raise InvalidFallbackPolicy(value) from None
         affinity_key = get("affinity_key")
-        if affinity_key is not None and (
-            not isinstance(affinity_key, str) or not affinity_key or not is_text(affinity_key)
-        ):
-            raise InvalidAffinityKey(affinity_key)
+        if affinity_key is not None:
+            if not isinstance(affinity_key, str) or not affinity_key:
+                raise InvalidAffinityKey(affinity_key)
+            if len(affinity_key) > self._max_key:
+                raise InvalidAffinityKey(self._too_long("affinity_key", len(affinity_key)))
+            if not is_text(affinity_key):
+                raise InvalidAffinityKey(affinity_key)
         profile_id = get("policy_profile_id")
-        if profile_id is not None and (
-            not isinstance(profile_id, str) or not profile_id or not is_text(profile_id)
-        ):
-            raise InvalidRouteRequest("policy_profile_id")
+        if profile_id is not None:
+            if not isinstance(profile_id, str) or not profile_id:
+                raise InvalidRouteRequest("policy_profile_id")
+            if len(profile_id) > self._max_key:
+                raise InvalidRouteRequest(self._too_long("policy_profile_id", len(profile_id)))
+            if not is_text(profile_id):
+                raise InvalidRouteRequest("policy_profile_id")
         value = get("health", _MISSING)
         health = {} if value is _MISSING else self._health(value)
         return RouteRequest(
@@ -246,6 +298,7 @@ class RequestNormalizer:
             and (not capabilities or self._capabilities.issuperset(capabilities))
             and req.affinity_key != ""
             and req.policy_profile_id != ""
+            and self._within_limits(req)
         ):
             return
         for name in (backend, last, *req.preferred_backends, *req.excluded_backends, *req.fallback_backends):
@@ -257,11 +310,30 @@ class RequestNormalizer:
         for cap in req.capabilities:
             if cap not in self._capabilities:
                 raise UnknownCapability(cap)
-        raise InvalidRouteRequest("affinity_key" if req.affinity_key == "" else "policy_profile_id")
+        if req.affinity_key == "":
+            raise InvalidRouteRequest("affinity_key")
+        if req.policy_profile_id == "":
+            raise InvalidRouteRequest("policy_profile_id")
+        raise InvalidRouteRequest("request")  # beyond the limits: only a forged message gets here
+
+    def _within_limits(self, req: RouteRequest) -> bool:
+        entries = self._max_entries
+        key = self._max_key
+        return (
+            (req.affinity_key is None or len(req.affinity_key) <= key)
+            and (req.policy_profile_id is None or len(req.policy_profile_id) <= key)
+            and len(req.preferred_backends) <= entries
+            and len(req.excluded_backends) <= entries
+            and len(req.fallback_backends) <= entries
+            and len(req.capabilities) <= entries
+            and len(req.health) <= entries
+        )
 
     def _capability_list(self, value: object) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
             raise InvalidRouteRequest("capabilities")
+        if len(value) > self._max_entries:
+            raise self._too_many("capabilities", len(value))
         known = self._capabilities
         out: list[str] = []
         for item in value:
@@ -278,6 +350,8 @@ class RequestNormalizer:
     def _health(self, value: object) -> dict[str, Health]:
         if not isinstance(value, Mapping):
             raise InvalidRouteRequest(["health", value])
+        if len(value) > self._max_entries:
+            raise self._too_many("health", len(value))
         aliases = self._aliases
         health: dict[str, Health] = {}
         for key, status in value.items():
@@ -293,17 +367,23 @@ class RequestNormalizer:
         return health
 
 
+_DEFAULT_LIMITS: Final = RequestLimits()
+
+
 def merge_session(
     session_or_opts: object,
     request: object,
     session_backend: str | None = None,
+    limits: RequestLimits = _DEFAULT_LIMITS,
 ) -> dict[Any, Any]:
     """Build the request that ``select_backend(session_or_opts, request)`` routes (section 8).
 
-    ``session_backend`` is what a session registry knows of a session id, if anything.
+    ``session_backend`` is what a session registry knows of a session id, if anything;
+    ``limits`` bounds the session id and the sizes of the mappings merged. Raises
+    :class:`~beamrouting.InvalidRouteRequest` for a bad session, options or request.
     """
     try:
-        base = _session_base(session_or_opts, session_backend)
+        base = _session_base(session_or_opts, session_backend, limits)
     except RoutingError:
         raise
     except Exception:  # options whose own methods fail are not usable options
@@ -311,16 +391,34 @@ def merge_session(
     if not isinstance(request, Mapping):
         raise InvalidRouteRequest("request")
     try:
+        size = len(request)
+    except Exception:
+        raise InvalidRouteRequest("request") from None
+    if size > limits.max_list_entries:
+        raise InvalidRouteRequest(
+            {"field": "request", "max_list_entries": limits.max_list_entries, "entries": size}
+        )
+    try:
         base.update(request)
     except Exception:
         raise InvalidRouteRequest("request") from None
     return base
 
 
-def _session_base(session_or_opts: object, session_backend: str | None) -> dict[Any, Any]:
+def _session_base(
+    session_or_opts: object, session_backend: str | None, limits: RequestLimits
+) -> dict[Any, Any]:
     if isinstance(session_or_opts, str):
         if not session_or_opts:
             raise InvalidRouteRequest("session_id")
+        if len(session_or_opts) > limits.max_key_length:
+            raise InvalidRouteRequest(
+                {
+                    "field": "session_id",
+                    "max_key_length": limits.max_key_length,
+                    "length": len(session_or_opts),
+                }
+            )
         base: dict[Any, Any] = {"affinity_key": session_or_opts}
         if session_backend is not None:
             base["last_backend"] = session_backend
@@ -330,6 +428,10 @@ def _session_base(session_or_opts: object, session_backend: str | None) -> dict[
         routing = session_or_opts.get("routing", {})
         if not isinstance(routing, Mapping):
             raise InvalidRouteRequest(["routing", routing])
+        if len(routing) > limits.max_list_entries:
+            raise InvalidRouteRequest(
+                {"field": "routing", "max_list_entries": limits.max_list_entries, "entries": len(routing)}
+            )
         base = dict(routing)
         backend = session_or_opts.get("backend")
         if not _is_auto(backend):

@@ -1,4 +1,4 @@
-"""In-memory routing state: bounded counters and bindings, policy profiles, the journal.
+"""In-memory routing state: bounded counters and bindings, live sessions, policy profiles, the journal.
 
 The state is a plain object so that it can outlive the actor that owns it, as an ETS table
 passes to its heir.
@@ -7,20 +7,27 @@ passes to its heir.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
-from ._checks import check_callable, check_count, check_seconds
+from ._checks import check_callable, check_count, check_seconds, optional
+from ._errors import SessionExists, TooManySessions
 from ._journal import Journal
 from ._profiles import PolicyProfile
+from ._types import SessionHandle
 
 __all__ = ["RoutingState"]
 
 
 class RoutingState:
-    """Counters and sticky bindings with least-recently-used caps, plus profiles and journal.
+    """Counters and sticky bindings with least-recently-used caps, live sessions, profiles and journal.
 
-    ``binding_ttl`` (seconds, or ``None``) expires a binding that no successful sticky
-    decision refreshed for that long; ``clock`` is a monotonic clock in seconds.
+    ``max_counters`` and ``max_bindings`` cap how many of each are kept: past the cap the
+    least recently used one is forgotten, in constant time. ``binding_ttl`` (seconds, or
+    ``None``) expires a binding that no successful sticky decision refreshed for that long;
+    ``clock`` is a monotonic clock in seconds. ``max_sessions`` caps live sessions, which
+    are never evicted: registering one more raises :class:`~beamrouting.TooManySessions`.
+    Bad options raise :class:`TypeError` or :class:`ValueError`.
     """
 
     __slots__ = (
@@ -31,7 +38,9 @@ class RoutingState:
         "journal",
         "max_bindings",
         "max_counters",
+        "max_sessions",
         "profiles",
+        "sessions",
     )
 
     def __init__(
@@ -42,24 +51,33 @@ class RoutingState:
         binding_ttl: float | None = None,
         journal_size: int = 10_000,
         clock: Callable[[], float] | None = None,
+        max_sessions: int = 100_000,
     ) -> None:
         self.max_counters = check_count("max_counters", max_counters, 1)
         self.max_bindings = check_count("max_bindings", max_bindings, 1)
-        self.binding_ttl = None if binding_ttl is None else check_seconds("binding_ttl", binding_ttl)
+        self.max_sessions = check_count("max_sessions", max_sessions, 1)
+        self.binding_ttl = optional(check_seconds, "binding_ttl", binding_ttl)
         self._clock = time.monotonic if clock is None else check_callable("clock", clock)
-        # Plain dicts keep insertion order: re-inserting on use makes the first key the LRU one.
-        self._counters: dict[Hashable, int] = {}
-        self._bindings: dict[str, tuple[str, float]] = {}
+        # Least recently used first: a use moves the key to the end, eviction pops the front.
+        self._counters: OrderedDict[Hashable, int] = OrderedDict()
+        self._bindings: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self.sessions: dict[str, SessionHandle] = {}
+        """Live sessions by id, in registration order."""
         self.profiles: dict[str, PolicyProfile] = {}
         self.journal = Journal(journal_size)
 
     def next_counter(self, key: Hashable) -> int:
         """Increment the counter ``key`` (first value 1) and return it."""
         counters = self._counters
-        value = counters.pop(key, 0) + 1
+        value = counters.get(key)
+        if value is None:
+            value = counters[key] = 1
+            if len(counters) > self.max_counters:
+                counters.popitem(last=False)
+            return value
+        value += 1
         counters[key] = value
-        if len(counters) > self.max_counters:
-            del counters[next(iter(counters))]
+        counters.move_to_end(key)
         return value
 
     def peek_counter(self, key: Hashable) -> int:
@@ -79,14 +97,36 @@ class RoutingState:
     def bind(self, key: str, backend: str) -> None:
         """Bind (or re-bind, refreshing its time-to-live) affinity ``key`` to ``backend``."""
         bindings = self._bindings
-        bindings.pop(key, None)
         ttl = self.binding_ttl
         bindings[key] = (backend, 0.0 if ttl is None else self._clock() + ttl)
+        bindings.move_to_end(key)
         if len(bindings) > self.max_bindings:
-            del bindings[next(iter(bindings))]
+            bindings.popitem(last=False)
+
+    def register(self, handle: SessionHandle, *, exclusive: bool = False) -> None:
+        """Register a live session, replacing (and moving to the end) one with its id.
+
+        Raises :class:`~beamrouting.SessionExists` when ``exclusive`` and the id is live,
+        and :class:`~beamrouting.TooManySessions` for a new id past ``max_sessions``.
+        """
+        sessions = self.sessions
+        session_id = handle.session_id
+        if session_id in sessions:
+            if exclusive:
+                raise SessionExists(f"session {session_id!r} is live; choose another id")
+            del sessions[session_id]
+        elif len(sessions) >= self.max_sessions:
+            raise TooManySessions(
+                f"{len(sessions)} live sessions: registering one more would pass max_sessions={self.max_sessions}"
+            )
+        sessions[session_id] = handle
+
+    def unregister(self, session_id: str) -> None:
+        """Forget a session; a no-op for an unknown id."""
+        self.sessions.pop(session_id, None)
 
     def clear(self) -> None:
-        """Forget every binding and counter (profiles and journal stay)."""
+        """Forget every binding and counter (profiles, sessions and journal stay)."""
         self._counters.clear()
         self._bindings.clear()
 

@@ -105,9 +105,10 @@ RoutingMessage: TypeAlias = Select | Clear | EnsureTables | PutProfile | DeleteP
 
 
 class Register(_Message, frozen=True, tag="register"):
-    """Register (or replace) a live session."""
+    """Register (or replace) a live session; with ``exclusive``, only if its id is not live."""
 
     handle: SessionHandle
+    exclusive: bool = False
 
 
 class Unregister(_Message, frozen=True, tag="unregister"):

@@ -36,6 +36,7 @@ from .._core._errors import (
     CallTimeout,
     RouterClosed,
     RouterUnavailable,
+    SessionExists,
 )
 from .._core._explain import Explanation
 from .._core._journal import check_journal_query
@@ -175,7 +176,8 @@ class Router(AsyncContextManagerMixin):
             raise TypeError("with store=..., configure the catalogue and engine options on the store")
         self._store: Store = check_instance("store", store, Store)
         self._catalog = store.catalog
-        self._normalize = RequestNormalizer(self._catalog).normalize
+        self._limits = store.limits
+        self._normalize = RequestNormalizer(self._catalog, self._limits).normalize
         self._table = RoutingTableClient()
         self._registry = SessionRegistryClient()
         self._supervisor: Supervisor | None = None
@@ -322,9 +324,13 @@ class Router(AsyncContextManagerMixin):
         if isinstance(session_or_opts, RouterSession):
             session_or_opts = session_or_opts.handle
         backend = None
-        if isinstance(session_or_opts, str) and session_or_opts and is_text(session_or_opts):
+        if (
+            isinstance(session_or_opts, str)
+            and 0 < len(session_or_opts) <= self._limits.max_key_length
+            and is_text(session_or_opts)
+        ):
             backend = await self._registry.lookup(str.__str__(session_or_opts))
-        return merge_session(session_or_opts, request, backend)
+        return merge_session(session_or_opts, request, backend, self._limits)
 
     @_api
     async def explain(self, request: Mapping[str, Any]) -> Explanation:
@@ -419,7 +425,9 @@ class Router(AsyncContextManagerMixin):
         for an empty or non-``str`` id (``"session_id"``) or metadata that is not a mapping
         of ``str`` keys to plain data (``"metadata"``).
         """
-        return await self._registry.register(session_handle(self._catalog, session_id, backend, metadata))
+        return await self._registry.register(
+            session_handle(self._catalog, session_id, backend, metadata, self._limits)
+        )
 
     @_api
     async def unregister_session(self, session_id: str) -> None:
@@ -427,7 +435,7 @@ class Router(AsyncContextManagerMixin):
 
         Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
         """
-        await self._registry.unregister(check_session_id(session_id))
+        await self._registry.unregister(check_session_id(session_id, self._limits))
 
     @_api
     async def session_backend(self, session_id: str) -> str | None:
@@ -435,7 +443,7 @@ class Router(AsyncContextManagerMixin):
 
         Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
         """
-        return await self._registry.lookup(check_session_id(session_id))
+        return await self._registry.lookup(check_session_id(session_id, self._limits))
 
     @_api
     async def sessions(self) -> list[SessionHandle]:
@@ -457,26 +465,52 @@ class Router(AsyncContextManagerMixin):
         ``select_backend(session_id, request)`` when ``session_id`` is given, else
         ``select_backend(request)``; registers under ``session_id`` or a new random id, and
         yields the :class:`RouterSession`. The session is unregistered however the block
-        ends, cancellation included. Raises what :meth:`select_backend` and
-        :meth:`register_session` raise.
+        ends, cancellation included; if that fails while the block's own exception
+        propagates, the block's exception wins (the failure is logged and noted on it).
+
+        Raises what :meth:`select_backend` and :meth:`register_session` raise, and
+        :class:`~beamrouting.SessionExists` when ``session_id`` is the id of a live session
+        (:meth:`register_session`, the heartbeat, replaces one instead).
         """
         request = {} if request is None else request
-        sid = uuid.uuid4().hex if session_id is None else check_session_id(session_id)
-        metadata = check_metadata(metadata)  # fail before routing moves any counter
+        sid = uuid.uuid4().hex if session_id is None else check_session_id(session_id, self._limits)
+        metadata = check_metadata(metadata, self._limits)  # fail before routing moves any counter
         if opts is not None:
             decision = await self.select_backend(opts, request)
         elif session_id is not None:
             decision = await self.select_backend(sid, request)
         else:
             decision = await self.select_backend(request)
+        handle = await self._register_new(sid, decision.backend, metadata)
         try:
-            handle = await self.register_session(sid, decision.backend, metadata)
             yield RouterSession(sid, decision.backend, decision, handle)
-        finally:
-            # Shielded: a cancelled session must not stay registered. The register message
-            # may have been applied even if its caller was cancelled, so this always runs.
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
-                await self._forget_session(sid)
+                try:
+                    await self._forget_session(sid)
+                except BeamRoutingError as failure:  # the block's own exception is what matters
+                    _obs.logger.warning("session %s could not be unregistered: %r", sid, failure)
+                    exc.add_note(f"and session {sid!r} could not be unregistered: {failure!r}")
+            raise
+        with anyio.CancelScope(shield=True):
+            await self._forget_session(sid)
+
+    async def _register_new(self, session_id: str, backend: str, metadata: dict[str, Any]) -> SessionHandle:
+        """Register a new session (not replacing a live one), counted as a call of the API."""
+        self._calls += 1
+        handle = session_handle(self._catalog, session_id, backend, metadata, self._limits)
+        try:
+            return await self._registry.register(handle, exclusive=True)
+        except SessionExists as exc:
+            self._count_error(exc)
+            raise
+        except BaseException as exc:
+            # The registration may have been applied (its caller cancelled, say): undo it.
+            if isinstance(exc, BeamRoutingError):
+                self._count_error(exc)
+            with anyio.CancelScope(shield=True):
+                await self._forget_session(session_id)
+            raise
 
     async def _forget_session(self, session_id: str) -> None:
         for _ in range(2):  # once more if the registry crashed on this very message

@@ -53,7 +53,7 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         super().__init__(mailbox, store, control)
-        self._validate = RequestNormalizer(store.catalog).validate
+        self._validate = RequestNormalizer(store.catalog, store.limits).validate
         self._ok = self.encode(Ok())
 
     def operation(self, message: RoutingMessage) -> RoutingOp:

@@ -47,19 +47,21 @@ class SessionRegistry(Actor[SessionMessage, SessionOp]):
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         super().__init__(mailbox, store, control)
         self._catalog = store.catalog
+        self._limits = store.limits
         self._ok = self.encode(Ok())
 
     def operation(self, message: SessionMessage) -> SessionOp:
         """The operation ``message`` asks for, validated again (never trust the bytes)."""
         match message:
-            case Register(handle):
-                return RegisterOp(
-                    session_handle(self._catalog, handle.session_id, handle.backend, handle.metadata)
+            case Register(handle, exclusive):
+                checked = session_handle(
+                    self._catalog, handle.session_id, handle.backend, handle.metadata, self._limits
                 )
+                return RegisterOp(checked, exclusive)
             case Unregister(session_id):
-                return UnregisterOp(check_session_id(session_id))
+                return UnregisterOp(check_session_id(session_id, self._limits))
             case LookupSession(session_id):
-                return LookupOp(check_session_id(session_id))
+                return LookupOp(check_session_id(session_id, self._limits))
             case ListSessions():
                 return ListSessionsOp()
         raise AssertionError(f"unhandled message {message!r}")
@@ -71,7 +73,7 @@ class SessionRegistry(Actor[SessionMessage, SessionOp]):
     def reply(self, op: SessionOp, result: Any) -> Answer:
         """The encoded reply to ``op`` whose store result is ``result``."""
         match op:
-            case RegisterOp(handle) if result is None:
+            case RegisterOp(handle, _) if result is None:
                 return self.encode(Handle(handle))
             case UnregisterOp() if result is None:
                 return self._ok
@@ -87,9 +89,9 @@ class SessionRegistryClient(ActorClient):
 
     __slots__ = ()
 
-    async def register(self, handle: SessionHandle) -> SessionHandle:
-        """Register a session; the handle as registered."""
-        return (await self.ask(Register(handle), Handle)).handle
+    async def register(self, handle: SessionHandle, *, exclusive: bool = False) -> SessionHandle:
+        """Register a session (with ``exclusive``, only if its id is not live); the handle as registered."""
+        return (await self.ask(Register(handle, exclusive), Handle)).handle
 
     async def unregister(self, session_id: str) -> None:
         """Forget a session."""

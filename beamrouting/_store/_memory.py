@@ -1,4 +1,4 @@
-"""The in-memory store, the embedded default: a :class:`~beamrouting.RoutingEngine` and a dict of sessions."""
+"""The in-memory store, the embedded default: a :class:`~beamrouting.RoutingEngine`, which keeps all the state."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from .._core._catalog import Catalog
 from .._core._engine import RoutingEngine
 from .._core._journal import Journal
-from .._core._types import SessionHandle
+from .._core._request import RequestLimits
 from ._protocol import (
     ClearOp,
     DeleteProfileOp,
@@ -32,7 +32,7 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """The in-memory :class:`~beamrouting.store.Store`: one :class:`~beamrouting.RoutingEngine` plus a dict of sessions.
+    """The in-memory :class:`~beamrouting.store.Store`: one :class:`~beamrouting.RoutingEngine`, which keeps all the state.
 
     ``MemoryStore(catalog, **engine_options)`` builds the engine (options as
     :class:`~beamrouting.RoutingEngine`'s, which raises :class:`TypeError` or
@@ -51,8 +51,8 @@ class MemoryStore:
         elif not isinstance(engine, RoutingEngine):
             raise TypeError(f"engine must be a RoutingEngine, not {type(engine).__name__}")
         self.engine = engine
-        """The engine that decides and keeps the routing half of the state."""
-        self._sessions: dict[str, SessionHandle] = {}
+        """The engine that decides and keeps the state (routing and sessions)."""
+        state = engine.state
         select = engine.select_normalized
         self._routing: dict[type[Any], Callable[[Any], RoutingResult]] = {
             SelectOp: lambda op: select(op.request),
@@ -64,16 +64,21 @@ class MemoryStore:
             ReadJournalOp: lambda op: engine.journal(op.event_type, op.limit),
         }
         self._session_ops: dict[type[Any], Callable[[Any], SessionResult]] = {
-            RegisterOp: self._register,
-            UnregisterOp: self._unregister,
+            RegisterOp: lambda op: state.register(op.handle, exclusive=op.exclusive),
+            UnregisterOp: lambda op: state.unregister(op.session_id),
             LookupOp: self._lookup,
-            ListSessionsOp: lambda op: list(self._sessions.values()),
+            ListSessionsOp: lambda op: engine.sessions(),
         }
 
     @property
     def catalog(self) -> Catalog:
         """The engine's catalogue."""
         return self.engine.catalog
+
+    @property
+    def limits(self) -> RequestLimits:
+        """The engine's size limits of requests and sessions."""
+        return self.engine.limits
 
     async def start(self) -> None:
         """Nothing to acquire."""
@@ -95,14 +100,6 @@ class MemoryStore:
         handlers = self._session_ops
         return run_batch(ops, lambda op: handlers[type(op)](op))
 
-    def _register(self, op: RegisterOp) -> None:
-        sessions = self._sessions
-        sessions.pop(op.handle.session_id, None)
-        sessions[op.handle.session_id] = op.handle
-
-    def _unregister(self, op: UnregisterOp) -> None:
-        self._sessions.pop(op.session_id, None)
-
     def _lookup(self, op: LookupOp) -> str | None:
-        handle = self._sessions.get(op.session_id)
+        handle = self.engine.state.sessions.get(op.session_id)
         return None if handle is None else handle.backend

@@ -8,7 +8,7 @@ session half through :meth:`Store.session_batch`. Each actor hands the store eve
 drained from its mailbox at once, as typed operations, so a shared store can serve a whole
 batch in one round trip.
 
-A store implements six members, built from public types only. The operations are frozen
+A store implements seven members, built from public types only. The operations are frozen
 structs; what each one answers is documented on its class. :func:`run_batch` applies a
 batch one operation at a time with the protocol's error rules, for stores that need no
 more. :class:`~beamrouting.MemoryStore` is the embedded default;
@@ -25,11 +25,11 @@ from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
 import msgspec
 
 from .._core._catalog import Catalog
-from .._core._errors import RoutingError, StoreUnavailable
+from .._core._errors import BeamRoutingError
 from .._core._explain import Explanation
 from .._core._journal import Journal, JournalRecord
 from .._core._profiles import PolicyProfile
-from .._core._request import RouteRequest
+from .._core._request import RequestLimits, RouteRequest
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = [
@@ -130,14 +130,7 @@ RoutingOp: TypeAlias = (
 """An operation of :meth:`Store.routing_batch`."""
 
 RoutingResult: TypeAlias = (
-    RouteDecision
-    | Explanation
-    | bool
-    | list[JournalEvent]
-    | RoutingError
-    | StoreUnavailable
-    | StoreCrash
-    | None
+    RouteDecision | Explanation | bool | list[JournalEvent] | BeamRoutingError | StoreCrash | None
 )
 """One answer of :meth:`Store.routing_batch` (what each operation answers is on its class)."""
 
@@ -146,9 +139,15 @@ RoutingResult: TypeAlias = (
 
 
 class RegisterOp(msgspec.Struct, frozen=True):
-    """Register a live session, replacing (and moving to the end of the order) one with its id; answers ``None``."""
+    """Register a live session, replacing (and moving to the end of the order) one with its id; answers ``None``.
+
+    With ``exclusive``, a live session with the same id is not replaced: the operation
+    answers :class:`~beamrouting.SessionExists` instead. A store that bounds how many
+    sessions it holds answers :class:`~beamrouting.TooManySessions` for a new one past it.
+    """
 
     handle: SessionHandle
+    exclusive: bool = False
 
 
 class UnregisterOp(msgspec.Struct, frozen=True):
@@ -170,7 +169,7 @@ class ListSessionsOp(msgspec.Struct, frozen=True):
 SessionOp: TypeAlias = RegisterOp | UnregisterOp | LookupOp | ListSessionsOp
 """An operation of :meth:`Store.session_batch`."""
 
-SessionResult: TypeAlias = str | list[SessionHandle] | RoutingError | StoreUnavailable | StoreCrash | None
+SessionResult: TypeAlias = str | list[SessionHandle] | BeamRoutingError | StoreCrash | None
 """One answer of :meth:`Store.session_batch` (what each operation answers is on its class)."""
 
 
@@ -240,12 +239,13 @@ class Store(Protocol):
     - :meth:`routing_batch` is called only from the routing-table actor and
       :meth:`session_batch` only from the session-registry actor, each never concurrently
       with itself; the two may run concurrently with each other.
-    - Operations arrive validated: requests normalised against :attr:`catalog`, profiles
-      parsed, session ids and handles checked.
+    - Operations arrive validated: requests normalised against :attr:`catalog` and
+      :attr:`limits`, profiles parsed, session ids and handles checked.
     - A batch is applied in order and answered with one entry per operation, in order. An
-      operation the store cannot serve answers a :class:`~beamrouting.RoutingError` or
-      :class:`~beamrouting.StoreUnavailable` (its caller's error); raising one of those
-      from the batch call answers every operation with it. An operation whose application
+      operation the store cannot serve answers a :class:`~beamrouting.BeamRoutingError`
+      (its caller's error: a :class:`~beamrouting.RoutingError`,
+      :class:`~beamrouting.StoreUnavailable` or :class:`~beamrouting.StoreDataError`);
+      raising one from the batch call answers every operation with it. An operation whose application
       raised anything else answers a :class:`StoreCrash`; the answer may end at that entry,
       and then the operations after it must not have been applied. The actor crashes on
       the first :class:`StoreCrash` and is restarted with this same store, which must stay
@@ -257,6 +257,11 @@ class Store(Protocol):
     @property
     def catalog(self) -> Catalog:
         """The catalogue requests are validated against."""
+        ...
+
+    @property
+    def limits(self) -> RequestLimits:
+        """The size limits requests and sessions are validated against."""
         ...
 
     async def start(self) -> None:
@@ -291,20 +296,20 @@ _Result = TypeVar("_Result")
 
 def run_batch(
     ops: Sequence[_Op], apply: Callable[[_Op], _Result]
-) -> list[_Result | RoutingError | StoreUnavailable | StoreCrash]:
+) -> list[_Result | BeamRoutingError | StoreCrash]:
     """Apply ``apply`` to each operation in order, with the protocol's error rules.
 
-    A :class:`~beamrouting.RoutingError` or :class:`~beamrouting.StoreUnavailable` raised
-    by ``apply`` answers its operation; any other exception answers a :class:`StoreCrash`
-    and ends the answer (later operations are not applied). For stores whose operations
-    are synchronous; returns the answer list.
+    A :class:`~beamrouting.BeamRoutingError` raised by ``apply`` answers its operation;
+    any other exception answers a :class:`StoreCrash` and ends the answer (later
+    operations are not applied). For stores whose operations are synchronous; returns the
+    answer list.
     """
-    results: list[_Result | RoutingError | StoreUnavailable | StoreCrash] = []
+    results: list[_Result | BeamRoutingError | StoreCrash] = []
     append = results.append
     for op in ops:
         try:
             append(apply(op))
-        except (RoutingError, StoreUnavailable) as exc:
+        except BeamRoutingError as exc:
             append(exc)
         except Exception as exc:
             append(StoreCrash(exc))

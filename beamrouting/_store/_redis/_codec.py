@@ -1,24 +1,67 @@
-"""How journal records are stored in the Redis stream: an entry with fields ``s`` and ``r``.
+"""How values are stored in Redis, and how what is read back is checked before it is used.
 
-``s`` is the record's first event sequence number (decimal text); ``r`` is the msgpack
-encoding of ``(time, request, decision, deny_reason)``.
+Never trust what is in Redis: a buggy or older writer, a hand edit or a partial write can
+leave anything there. Everything read goes through this module, which either returns a value
+the store could have written or says what is wrong with it.
+
+Journal records are stream entries with fields ``s`` (the record's first event sequence,
+decimal), ``e`` (its number of events) and ``r`` (the msgpack encoding of
+``(time, request, decision, deny_reason)``). Sessions are msgpack-encoded
+:class:`~beamrouting.SessionHandle` values in a hash keyed by session id.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from ..._core._catalog import Catalog
 from ..._core._journal import JournalRecord
 from ..._core._request import RouteRequest
-from ..._core._types import RouteDecision
+from ..._core._types import RouteDecision, SessionHandle
 
-__all__ = ["RecordCodec"]
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+__all__ = ["RecordCodec", "SessionCodec", "UnreadableValue", "journal_base", "stored_backend", "stored_int"]
+
+logger: Final = logging.getLogger("beamrouting.redis")
+
+_MAX_SEQUENCE: Final = 2**53
+"""Sequence numbers stay exact in Lua (whose numbers are doubles) below this."""
+
+
+class UnreadableValue(ValueError):
+    """A stored value is not one the store would have written (the message says why)."""
+
+
+def stored_int(value: object, maximum: int = _MAX_SEQUENCE) -> int | None:
+    """``value`` (bytes from Redis) as an integer from 0 to below ``maximum``, or ``None`` if it is not one."""
+    if not isinstance(value, (bytes, str)) or len(value) > 20:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if 0 <= number < maximum else None
+
+
+def stored_backend(catalog: Catalog, value: object) -> str | None:
+    """``value`` (bytes from Redis) as the canonical name of a backend of ``catalog``, else ``None``."""
+    if not isinstance(value, bytes):
+        return None
+    try:
+        name = value.decode()
+    except UnicodeDecodeError:
+        return None
+    return name if name in catalog.backends else None
 
 
 class RecordCodec:
-    """Encodes record payloads and decodes stream entries (one msgspec encoder and decoder each)."""
+    """Encodes journal record payloads and reads stream entries back (one msgspec encoder and decoder)."""
 
     __slots__ = ("_decode", "_encode")
 
@@ -32,9 +75,69 @@ class RecordCodec:
         """The ``r`` field of a record."""
         return self._encode((when, request, decision, deny_reason))
 
-    def record(self, fields: dict[Any, Any]) -> JournalRecord:
-        """The record a stream entry holds; raises :class:`KeyError`, :class:`ValueError` or
-        :class:`msgspec.DecodeError` for an entry that does not hold one."""
-        sequence = int(fields[b"s"])
-        when, request, decision, deny = self._decode(fields[b"r"])
+    def record(self, fields: object) -> JournalRecord:
+        """The record a stream entry's fields hold; :class:`UnreadableValue` when they hold none."""
+        if not isinstance(fields, dict):
+            raise UnreadableValue("a stream entry without fields")
+        sequence = stored_int(fields.get(b"s"))
+        if sequence is None:
+            raise UnreadableValue("a stream entry without a sequence number")
+        data = fields.get(b"r")
+        if not isinstance(data, bytes):
+            raise UnreadableValue("a stream entry without a record")
+        try:
+            when, request, decision, deny = self._decode(data)
+        except msgspec.DecodeError as exc:
+            raise UnreadableValue(f"a stream entry whose record does not decode ({exc})") from None
         return JournalRecord(sequence, when, request, decision, deny)
+
+
+class SessionCodec:
+    """Encodes session handles and checks the ones read back against the catalogue."""
+
+    __slots__ = ("_catalog", "_decode", "encode")
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._decode = msgspec.msgpack.Decoder(SessionHandle).decode
+        self.encode = msgspec.msgpack.Encoder().encode
+
+    def handle(self, session_id: bytes | str, data: Any) -> SessionHandle:
+        """The handle stored for ``session_id``; :class:`UnreadableValue` when it is not one this store wrote."""
+        if not isinstance(data, bytes):
+            raise UnreadableValue(
+                f"session {session_id!r} holds a {type(data).__name__}, not an encoded handle"
+            )
+        try:
+            handle = self._decode(data)
+        except msgspec.DecodeError as exc:
+            raise UnreadableValue(f"session {session_id!r}: not an encoded handle ({exc})") from None
+        expected = session_id.decode("utf-8", "replace") if isinstance(session_id, bytes) else session_id
+        if handle.session_id != expected:
+            raise UnreadableValue(f"session {expected!r}: the handle of session {handle.session_id!r}")
+        if handle.backend not in self._catalog.backends:
+            raise UnreadableValue(
+                f"session {expected!r} is on {handle.backend!r}, no backend of the catalogue"
+            )
+        return handle
+
+
+async def journal_base(client: aioredis.Redis, key: str) -> int:
+    """The origin of the fleet's event ids at ``key``, created if absent and replaced if unreadable.
+
+    A value that is not an integer (or a key of the wrong type) is replaced by a new random
+    origin and logged: event ids computed from it were meaningless anyway.
+    """
+    from redis.exceptions import ResponseError
+
+    origin = int.from_bytes(os.urandom(8), "big") >> 1
+    try:
+        await client.set(key, origin, nx=True)
+        stored = stored_int(await client.get(key), 2**63)
+    except ResponseError:
+        stored = None
+    if stored is None:
+        logger.warning("replaced %s, which held no journal origin", key)
+        await client.set(key, origin)
+        return origin
+    return stored

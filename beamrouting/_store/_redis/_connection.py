@@ -1,8 +1,10 @@
 """The connection to Redis and the outage policy: deadlines, fail-fast windows, reconnection.
 
 Every store operation runs inside :meth:`Connection.operation`: it has its own deadline
-(``operation_timeout``), and Redis unreachable or too slow raises
-:class:`~beamrouting.StoreUnavailable`. After such a failure, operations fail at once for
+(``operation_timeout``), and Redis unreachable, too slow, or answering with something that
+is not a well-formed reply raises :class:`~beamrouting.StoreUnavailable`: an outage. An
+error reply about a value (a key of the wrong type, say) is no outage: it raises
+:class:`~beamrouting.StoreDataError` for that operation only. After an outage, operations fail at once for
 ``retry_interval`` seconds (so callers queued behind a hung Redis do not each wait a full
 timeout), then the next one tries again: service resumes by itself when Redis is back. A
 connection idle for a while is pinged before use, since the server may have restarted.
@@ -17,15 +19,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..._core._errors import StoreUnavailable
+import msgspec
+
+from ..._core._errors import StoreDataError, StoreUnavailable
 from .._environment import current_async_library
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__ = ["Connection", "check_asyncio", "import_redis", "redact"]
+__all__ = ["Connection", "MalformedReply", "check_asyncio", "check_url", "import_redis", "redact"]
 
 INSTALL_HINT: Final = "RedisStore needs the redis package: pip install 'beamrouting[redis]'"
 TRIO_ERROR: Final = (
@@ -34,6 +38,58 @@ TRIO_ERROR: Final = (
 )
 _IDLE_CHECK: Final = 1.0
 """After this many idle seconds a connection is pinged before use (it may be stale)."""
+_SERVER_CONDITIONS: Final = (
+    "BUSY",
+    "CLUSTERDOWN",
+    "LOADING",
+    "MASTERDOWN",
+    "MISCONF",
+    "NOREPLICAS",
+    "OOM",
+    "READONLY",
+    "TRYAGAIN",
+)
+"""Error replies that say the server cannot serve now (an outage), not that a value is wrong."""
+
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+
+
+class _NoSuchError(Exception):
+    """Stands for redis-py's ResponseError until the client is imported."""
+
+
+class MalformedReply(Exception):
+    """A reply that a working Redis running the store's scripts would not send (treated as an outage)."""
+
+
+def check_url(url: object) -> str:
+    """``url`` if it is a usable Redis URL; :class:`TypeError` or :class:`ValueError` saying what is wrong.
+
+    Accepted: ``redis://[user:password@]host[:port][/db]``, ``rediss://...`` (TLS) and
+    ``unix://[user:password@]/path/to/socket[?db=N]``; ``db`` is a number.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, not {type(url).__name__}")
+    text = str.__str__(url)
+    shown = redact(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+        query = parse_qs(parts.query, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ValueError(f"url {shown!r} is not a valid Redis URL: {exc}") from None
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, not {shown!r}")
+    database = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError(f"url {shown!r} names no socket path (unix:///path/to/redis.sock)")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"url {shown!r} names no host (redis://host:port/db)")
+    for value in [database] if database else query.get("db", []):
+        if not value.isdigit():
+            raise ValueError(f"url {shown!r}: the database must be a number, not {value!r}")
+    return text
 
 
 def import_redis() -> Any:
@@ -101,6 +157,7 @@ class Connection:
         self._last_ok = 0.0
         self._redis_errors: tuple[type[BaseException], ...] = (OSError,)
         self._connection_error: type[BaseException] = OSError
+        self._response_error: type[BaseException] = _NoSuchError
 
     @property
     def client(self) -> aioredis.Redis | None:
@@ -111,10 +168,11 @@ class Connection:
         """Create the client (connections are made on first use) and forget any outage."""
         import_redis()
         from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisError, ResponseError
 
         self._redis_errors = (RedisError, OSError)
         self._connection_error = RedisConnectionError
+        self._response_error = ResponseError
         client = self._client = new_client(self.url, timeout=self.operation_timeout)
         self._outage = None
         return client
@@ -154,6 +212,14 @@ class Connection:
             error = StoreUnavailable(
                 f"Redis at {redact(self.url)} did not answer {what} within {self.operation_timeout} s"
             )
+        except (RecursionError, msgspec.DecodeError, MalformedReply):
+            error = StoreUnavailable(f"Redis at {redact(self.url)} sent a malformed reply to {what}")
+        except self._response_error as exc:
+            if not str(exc).startswith(_SERVER_CONDITIONS):
+                # The server is up and answered: a value it holds is not what the store wrote.
+                raise StoreDataError(f"Redis at {redact(self.url)} refused {what}: {exc}") from exc
+            error = StoreUnavailable(f"Redis at {redact(self.url)} cannot serve {what} now: {exc}")
+            error.__cause__ = exc
         except self._redis_errors as exc:
             error = StoreUnavailable(f"Redis at {redact(self.url)} failed {what}: {exc}")
             error.__cause__ = exc

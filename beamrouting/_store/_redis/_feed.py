@@ -14,16 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
 
 from ..._core._errors import StoreUnavailable
 from ..._core._journal import JournalRecord
-from ._codec import RecordCodec
+from ._codec import RecordCodec, UnreadableValue, journal_base, stored_int
 from ._connection import check_asyncio, new_client, redact
 from ._keys import KeyLayout
 
@@ -45,7 +43,17 @@ def _stream_entries(reply: Any) -> list[Any]:
 class RedisJournalFeed:
     """A :class:`~beamrouting.store.JournalFeed` over the journal stream of one prefix."""
 
-    __slots__ = ("_base", "_client", "_codec", "_keys", "_last_id", "_releasing", "_timeout", "_url")
+    __slots__ = (
+        "_base",
+        "_client",
+        "_codec",
+        "_keys",
+        "_last_id",
+        "_releasing",
+        "_timeout",
+        "_url",
+        "unreadable_entries",
+    )
 
     def __init__(self, url: str, keys: KeyLayout, operation_timeout: float, codec: RecordCodec) -> None:
         self._url = url
@@ -57,6 +65,8 @@ class RedisJournalFeed:
         self._last_id: bytes | str = b"0-0"
         """The id of the last stream entry read (or the newest one when listening started)."""
         self._base = 0
+        self.unreadable_entries = 0
+        """Entries skipped because they could not be read (the subscription reports them as a gap)."""
 
     def __repr__(self) -> str:
         return f"<RedisStore journal feed {redact(self._url)!r} prefix={self._keys.prefix!r}>"
@@ -79,7 +89,7 @@ class RedisJournalFeed:
         self, what: str, deadline: float, command: Callable[[aioredis.Redis], Awaitable[Any]]
     ) -> Any:
         """``command`` on the feed's connection within ``deadline`` s, as :class:`StoreUnavailable` on failure."""
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisError, ResponseError
 
         client = self._connect()
         url = redact(self._url)
@@ -88,6 +98,10 @@ class RedisJournalFeed:
                 return await command(client)
         except TimeoutError:
             error = StoreUnavailable(f"Redis at {url} did not answer {what} within {deadline} s")
+        except RecursionError:
+            error = StoreUnavailable(f"Redis at {url} sent a malformed reply to {what}")
+        except ResponseError:
+            raise  # an error reply about a value: the server is up (the caller decides)
         except (RedisError, OSError) as exc:
             error = StoreUnavailable(f"Redis at {url} failed {what}: {exc}")
             error.__cause__ = exc
@@ -107,21 +121,27 @@ class RedisJournalFeed:
         """
         check_asyncio(running=True)
         keys = self._keys
-        origin = int.from_bytes(os.urandom(8), "big") >> 1
 
-        async def begin(client: aioredis.Redis) -> list[Any]:
+        async def begin(client: aioredis.Redis) -> tuple[int, list[Any]]:
+            base = await journal_base(client, keys.journal_base)
             pipe = client.pipeline(transaction=True)
-            pipe.set(keys.journal_base, origin, nx=True)
-            pipe.get(keys.journal_base)
             pipe.xrevrange(keys.journal, count=1)
             pipe.get(keys.journal_seq)
-            replies: list[Any] = await pipe.execute()
-            return replies
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return base, replies
 
-        _, base, newest, sequence = await self._call("a subscription start", self._timeout, begin)
-        self._base = int(base)
-        self._last_id = newest[0][0] if newest else b"0-0"
-        return int(sequence or 0) + 1
+        self._base, (newest, sequence) = await self._call("a subscription start", self._timeout, begin)
+        entries = newest if isinstance(newest, list) else []  # a key of the wrong type holds no entry
+        self._last_id = entries[0][0] if entries else b"0-0"
+        last = stored_int(sequence)
+        if last is None and entries:  # unreadable: the newest entry tells (a commit will repair it)
+            try:
+                record = self._codec.record(entries[0][1])
+            except UnreadableValue:
+                pass
+            else:
+                last = record.sequence + (1 if record.deny_reason is not None else 2) - 1
+        return (last or 0) + 1
 
     async def read(self, count: int) -> list[JournalRecord]:
         """``XREAD BLOCK``: the next entries after the last one read, at most ``count``, oldest first.
@@ -137,15 +157,20 @@ class RedisJournalFeed:
                 {stream: self._last_id}, count=count, block=max(1, math.ceil(wait * 1000))
             )
 
-        reply = await self._call("a journal read", 2 * wait, xread)
+        from redis.exceptions import ResponseError
+
+        try:
+            reply = await self._call("a journal read", 2 * wait, xread)
+        except ResponseError:  # the stream key holds another type: no entries until a commit replaces it
+            return []
         record = self._codec.record
         records: list[JournalRecord] = []
         for entry_id, fields in _stream_entries(reply):
             self._last_id = entry_id
             try:
                 records.append(record(fields))
-            except (KeyError, ValueError, TypeError, msgspec.DecodeError):
-                continue
+            except UnreadableValue:
+                self.unreadable_entries += 1
         return records
 
     async def _drop(self, client: aioredis.Redis) -> None:

@@ -17,6 +17,7 @@ stores no binding.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -30,10 +31,13 @@ from ..._core._request import RouteRequest
 from ..._core._types import RouteDecision
 from .._protocol import StoreCrash
 from ._codec import RecordCodec
+from ._connection import MalformedReply
 from ._keys import KeyLayout
 from ._profiles import StoredProfiles
 
 __all__ = ["Settler"]
+
+logger: Final = logging.getLogger("beamrouting.redis")
 
 _MAX_ROUNDS: Final = 32
 """Settling rounds of one batch before giving up (each lost race costs one more round)."""
@@ -82,7 +86,9 @@ class Settler:
         self._binding_ttl_ms = binding_ttl_ms
         self._journal_size = journal_size
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.Decoder().decode
+        self._decode = msgspec.msgpack.Decoder(tuple[list[Any], list[str]]).decode
+        self._known = self._encode(list(planner.catalog.backends))
+        """The catalogue's backend names: a stored binding that is none of them was not written by a store."""
 
     async def select(
         self, requests: Sequence[RouteRequest], state: Script, commit: Script
@@ -247,8 +253,11 @@ class Settler:
             ops[op_index][2] = len(members)
         if not ops and not wanted:
             return outcomes
-        raw = await state(keys=keys, args=[self._counter_ttl_s, self._encode(ops), len(wanted), *wanted])
-        answers, fetched = self._decode(raw)
+        reply = await state(keys=keys, args=[self._counter_ttl_s, self._encode(ops), self._known, *wanted])
+        if type(reply) is not list or len(reply) != 1 + len(wanted):
+            raise MalformedReply("state.lua")
+        answers, repaired = self._answers(reply[0], len(ops))
+        fetched = reply[1:]
         for op_index, members in rotations.values():
             last = answers[op_index]
             first = last - len(members) + 1
@@ -261,8 +270,23 @@ class Settler:
             else:
                 outcomes[position] = (False, answer[1], answer[2] or None)
         for profile_id, text in zip(wanted, fetched, strict=True):
-            profiles[profile_id] = None if not text else self._profiles.parse(profile_id, text)
+            profiles[profile_id] = None if text is None else self._profiles.parse(profile_id, text)
         return outcomes
+
+    def _answers(self, packed: object, count: int) -> tuple[list[Any], list[str]]:
+        """A script's msgpack answer: one entry per op, and the keys it repaired (logged here)."""
+        if type(packed) is not bytes:
+            raise MalformedReply("a script answer that is not msgpack")
+        answers, repaired = self._decode(packed)
+        if len(answers) != count:
+            raise MalformedReply(f"{len(answers)} answers for {count} operations")
+        if repaired:
+            logger.warning(
+                "replaced %d Redis value(s) the store would not have written: %s",
+                len(repaired),
+                ", ".join(repaired),
+            )
+        return answers, repaired
 
     def _decide(
         self,
@@ -304,7 +328,8 @@ class Settler:
         keys = [self._keys.journal, self._keys.journal_seq, *binding_keys]
         payloads = [record.pop() for record in records]
         raw = await commit(
-            keys=keys, args=[self._binding_ttl_ms, self._journal_size, self._encode(records), *payloads]
+            keys=keys,
+            args=[self._binding_ttl_ms, self._journal_size, self._encode(records), self._known, *payloads],
         )
-        answers: list[Any] = self._decode(raw)
+        answers, _ = self._answers(raw, len(records))
         return answers

@@ -46,22 +46,21 @@ starting it raises :class:`RuntimeError`.
 
 from __future__ import annotations
 
+import logging
 import math
-import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
-import msgspec
 
 from ..._core._catalog import Catalog
 from ..._core._checks import check_count, check_instance, check_seconds, check_text, optional
-from ..._core._errors import PolicyDenied, RoutingError, StoreUnavailable
+from ..._core._errors import PolicyDenied, RoutingError, SessionExists, StoreDataError
 from ..._core._explain import Explanation
 from ..._core._journal import render_events
 from ..._core._planner import DONE, STICKY, Planner, StateOutcome
 from ..._core._profiles import PolicyProfile
-from ..._core._request import RouteRequest
+from ..._core._request import RequestLimits, RouteRequest
 from ..._core._types import JournalEvent, SessionHandle
 from .._protocol import (
     ClearOp,
@@ -83,15 +82,19 @@ from .._protocol import (
     UnregisterOp,
 )
 from . import _scripts
-from ._codec import RecordCodec
-from ._connection import Connection, check_asyncio, import_redis, redact
+from ._codec import RecordCodec, SessionCodec, UnreadableValue, journal_base, stored_backend, stored_int
+from ._connection import Connection, MalformedReply, check_asyncio, check_url, import_redis, redact
 from ._feed import RedisJournalFeed
 from ._keys import KeyLayout
 from ._profiles import StoredProfiles
 from ._settle import Settler
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
     from redis.commands.core import AsyncScript
+
+logger: Final = logging.getLogger("beamrouting.redis")
+_T = TypeVar("_T")
 
 __all__ = ["DEFAULT_IDLE_TTL", "DEFAULT_OPERATION_TIMEOUT", "SESSION_PURGE", "RedisStore"]
 
@@ -154,10 +157,13 @@ class RedisStore:
         session_ttl: float | None = None,
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         retry_interval: float | None = None,
+        max_key_length: int = 1024,
+        max_list_entries: int = 256,
+        max_metadata_bytes: int = 65_536,
     ) -> None:
         import_redis()
         check_asyncio(running=False)
-        url = check_text("url", url)
+        url = check_url(url)
         self.prefix = check_text("prefix", prefix)
         # TTLs become whole milliseconds in Redis, so they must be finite (None: no TTL).
         self.binding_ttl = optional(check_seconds, "binding_ttl", binding_ttl, finite=True)
@@ -167,6 +173,7 @@ class RedisStore:
         timeout = check_seconds("operation_timeout", operation_timeout)
         retry = optional(check_seconds, "retry_interval", retry_interval, minimum=0.0)
         catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
+        self._limits = RequestLimits(max_key_length, max_list_entries, max_metadata_bytes)
         self._connection = Connection(
             url, operation_timeout=timeout, retry_interval=timeout if retry is None else retry
         )
@@ -188,8 +195,9 @@ class RedisStore:
         self._scripts: dict[str, AsyncScript] = {}
         self._journal_base: int | None = None
         self._users = 0
-        self._handle_decoder = msgspec.msgpack.Decoder(SessionHandle)
-        self._encode_handle = msgspec.msgpack.Encoder().encode
+        self._sessions = SessionCodec(catalog)
+        self.unreadable_entries = 0
+        """Journal entries :meth:`Router.journal` skipped because they could not be read."""
 
     def __repr__(self) -> str:
         return f"RedisStore({redact(self.url)!r}, prefix={self.prefix!r})"
@@ -215,6 +223,11 @@ class RedisStore:
     def catalog(self) -> Catalog:
         """The catalogue requests are validated against."""
         return self._planner.catalog
+
+    @property
+    def limits(self) -> RequestLimits:
+        """The size limits requests and sessions are validated against."""
+        return self._limits
 
     @property
     def planner(self) -> Planner:
@@ -265,10 +278,23 @@ class RedisStore:
     async def _prepare(self, what: str) -> None:
         async with self._connection.operation(what, check_idle=False, probe=True) as client:
             await client.ping()
-            base = int.from_bytes(os.urandom(8), "big") >> 1
-            await client.set(self._keys.journal_base, base, nx=True)
-            stored = await client.get(self._keys.journal_base)
-            self._journal_base = int(stored) if stored is not None else base
+            self._journal_base = await journal_base(client, self._keys.journal_base)
+
+    async def _tolerant(self, client: aioredis.Redis, key: str, command: Callable[[], Awaitable[_T]]) -> _T:
+        """``command()``; if ``key`` holds a value of the wrong type, replace it and run ``command()`` again.
+
+        A key of the wrong type holds nothing the store wrote, so replacing it loses nothing.
+        """
+        from redis.exceptions import ResponseError
+
+        try:
+            return await command()
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+        logger.warning("replaced %s, which held a value of the wrong type", key)
+        await client.delete(key)
+        return await command()
 
     # -- the routing half -------------------------------------------------------------------------
 
@@ -318,11 +344,13 @@ class RedisStore:
                 await self._prepare("ensure_tables")
             case PutProfileOp(profile_id, profile):
                 text = self._profiles.encode(profile)
+                key = self._keys.profiles
                 async with self._connection.operation("put_policy_profile") as client:
-                    await client.hset(self._keys.profiles, profile_id, text)
+                    await self._tolerant(client, key, lambda: client.hset(key, profile_id, text))
             case DeleteProfileOp(profile_id):
+                key = self._keys.profiles
                 async with self._connection.operation("delete_policy_profile") as client:
-                    return bool(await client.hdel(self._keys.profiles, profile_id))
+                    return bool(await self._tolerant(client, key, lambda: client.hdel(key, profile_id)))
             case ReadJournalOp(event_type, limit):
                 return await self._journal(event_type, limit)
             case _:
@@ -333,7 +361,9 @@ class RedisStore:
         """How ``request`` would route now, from the shared state, changing nothing.
 
         Reads the binding, the counter and the profile the request needs in one round trip;
-        the decision is the one a selection would make if nobody else routed first.
+        the decision is the one a selection would make if nobody else routed first. A
+        stored value the store would not have written reads as absent (as a selection would
+        repair it), except a malformed profile, which fails the request as it would.
         """
         planner = self._planner
         try:
@@ -341,9 +371,7 @@ class RedisStore:
         except RoutingError as exc:
             return planner.explanation(request, None, exc.to_dict())
         kind = plan.kind
-        bound: bytes | None = None
-        counter: bytes | None = None
-        stored: bytes | None = None
+        replies: list[Any] = []
         profile_id = request.policy_profile_id
         if kind != DONE or profile_id is not None:
             async with self._connection.operation("explain") as client:
@@ -355,20 +383,19 @@ class RedisStore:
                     pipe.get(self._keys.counter(plan.counter_key))
                 if profile_id is not None:
                     pipe.hget(self._keys.profiles, profile_id)
-                replies = list(await pipe.execute())
-            if kind == STICKY:
-                bound = replies.pop(0)
-            if kind != DONE:
-                counter = replies.pop(0)
-            if profile_id is not None:
-                stored = replies.pop(0)
+                replies = list(await pipe.execute(raise_on_error=False))
+        # What the pipeline read; a key of the wrong type answered an error: nothing usable.
+        values = [None if isinstance(reply, Exception) else reply for reply in replies]
+        bound = values.pop(0) if kind == STICKY else None
+        counter = stored_int(values.pop(0)) if kind != DONE else None
+        stored = values.pop(0) if profile_id is not None else None
         try:
-            backend = None if bound is None else bound.decode()
+            backend = stored_backend(self.catalog, bound)
             outcome: StateOutcome = None
             if kind == STICKY and plan.reusable(backend):
                 outcome = backend
             elif kind != DONE:
-                outcome = int(counter or 0) + 1
+                outcome = (counter or 0) + 1
             profile = None if stored is None else self._profiles.load(profile_id or "", stored)
             decision, deny = Planner.settle(plan, outcome, profile)
             if deny is not None:
@@ -393,20 +420,31 @@ class RedisStore:
                     break
 
     async def _journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
-        """The most recent journal events of the whole fleet, oldest first."""
+        """The most recent journal events of the whole fleet, oldest first.
+
+        An entry that cannot be read is skipped, counted in :attr:`unreadable_entries` and
+        logged; a stream key of the wrong type is replaced.
+        """
         size = self.journal_size
         if size == 0 or (limit is not None and limit <= 0):
             return []
         count = size if event_type is not None or limit is None else min(size, limit)
+        key = self._keys.journal
         async with self._connection.operation("journal") as client:
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrevrange(  # type: ignore[assignment]
-                self._keys.journal, count=count
-            )
+            entries: list[Any] = await self._tolerant(client, key, lambda: client.xrevrange(key, count=count))  # type: ignore[arg-type, return-value]
         base = self._journal_base or 0
         events: list[JournalEvent] = []
         record = self._codec.record
-        for _, fields in reversed(entries):
-            events.extend(render_events(base, record(fields)))
+        skipped = 0
+        for entry in reversed(entries):
+            try:
+                events.extend(render_events(base, record(entry[1])))
+            except UnreadableValue as exc:
+                skipped += 1
+                reason = str(exc)
+        if skipped:
+            self.unreadable_entries += skipped
+            logger.warning("skipped %d unreadable entries of %s (the last: %s)", skipped, key, reason)
         events = events[-size:]
         if event_type is not None:
             events = [event for event in events if event.event_type == event_type]
@@ -418,9 +456,14 @@ class RedisStore:
 
     async def policy_profiles(self) -> dict[str, PolicyProfile]:
         """Every stored profile by id; raises :class:`~beamrouting.InvalidPolicyProfile` for a malformed one."""
+        key = self._keys.profiles
         async with self._connection.operation("policy_profiles") as client:
-            stored: dict[bytes, bytes] = await client.hgetall(self._keys.profiles)  # type: ignore[assignment]
-        return {key.decode(): self._profiles.load(key.decode(), value) for key, value in stored.items()}
+            stored: dict[bytes, bytes] = await self._tolerant(client, key, lambda: client.hgetall(key))  # type: ignore[arg-type, return-value]
+        profiles = {}
+        for raw_id, value in stored.items():
+            profile_id = raw_id.decode("utf-8", "replace")
+            profiles[profile_id] = self._profiles.load(profile_id, value)
+        return profiles
 
     async def bindings(self) -> int:
         """How many sticky bindings this prefix holds (it scans)."""
@@ -440,69 +483,70 @@ class RedisStore:
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
         """Apply a drained batch of session operations in one script call, atomically and in order.
 
-        Operations are encoded first; one that cannot be encoded ends the answer with a
-        :class:`~beamrouting.store.StoreCrash` and neither it nor any later one is sent. A
-        stored session that cannot be decoded answers a
-        :class:`~beamrouting.store.StoreCrash` for the lookup or listing that read it only.
-        Redis unreachable or too slow raises :class:`~beamrouting.StoreUnavailable` for
-        the whole batch.
+        A stored session that is not one this store wrote answers
+        :class:`~beamrouting.StoreDataError` for the lookup or listing that read it only; a
+        session key of the wrong type is replaced. Redis unreachable or too slow raises
+        :class:`~beamrouting.StoreUnavailable` for the whole batch.
 
         With ``session_ttl``, a registration sets the session's deadline (Redis's clock, now
         plus ``session_ttl``); a session past it is absent for every lookup and listing, and
         each call purges a bounded number of such sessions.
         """
         args: list[Any] = [self._session_ttl_ms, SESSION_PURGE]
-        sent: list[SessionOp] = []
-        crash: StoreCrash | None = None
-        encode = self._encode_handle
+        encode = self._sessions.encode
         for op in ops:
-            try:
-                match op:
-                    case RegisterOp(handle):
-                        args += (b"r", handle.session_id, encode(handle))
-                    case UnregisterOp(session_id):
-                        args += (b"u", session_id)
-                    case LookupOp(session_id):
-                        args += (b"g", session_id)
-                    case ListSessionsOp():
-                        args.append(b"l")
-                    case _:
-                        raise TypeError(f"not a session operation: {op!r}")
-            except Exception as exc:
-                crash = StoreCrash(exc)
-                break
-            sent.append(op)
+            match op:
+                case RegisterOp(handle, exclusive):
+                    args += (b"n" if exclusive else b"r", handle.session_id, encode(handle))
+                case UnregisterOp(session_id):
+                    args += (b"u", session_id)
+                case LookupOp(session_id):
+                    args += (b"g", session_id)
+                case ListSessionsOp():
+                    args.append(b"l")
+                case _:
+                    raise TypeError(f"not a session operation: {op!r}")
+        if not ops:
+            return []
+        script = self._scripts[_scripts.SESSIONS]
+        async with self._connection.operation("session operations"):
+            answers: Any = await script(keys=self._keys.session_keys, args=args)
+            if type(answers) is not list or len(answers) != len(ops) + 1:
+                raise MalformedReply("sessions.lua")
+        repaired = answers.pop()
+        if repaired:
+            logger.warning(
+                "replaced session keys of the wrong type: %s", b", ".join(repaired).decode(errors="replace")
+            )
         results: list[SessionResult] = []
-        if sent:
-            script = self._scripts[_scripts.SESSIONS]
-            async with self._connection.operation("session operations"):
-                answers: list[Any] = await script(keys=self._keys.session_keys, args=args)
-            if len(answers) != len(sent):
-                raise StoreUnavailable(f"Redis answered {len(answers)} of {len(sent)} session operations")
-            for op, answer in zip(sent, answers, strict=True):
-                try:
-                    results.append(self._session_result(op, answer))
-                except Exception as exc:
-                    results.append(StoreCrash(exc))
-        if crash is not None:
-            results.append(crash)
+        for op, answer in zip(ops, answers, strict=True):
+            try:
+                results.append(self._session_result(op, answer))
+            except UnreadableValue as exc:
+                results.append(
+                    StoreDataError(f"{self._keys.sessions} holds {exc}; not a session this store wrote")
+                )
         return results
 
     def _session_result(self, op: SessionOp, answer: Any) -> SessionResult:
         """What one operation of :meth:`session_batch` answers, from the script's reply."""
-        decode = self._handle_decoder.decode
+        handle = self._sessions.handle
         if type(op) is LookupOp:
-            return None if answer is None else decode(answer).backend
+            return None if answer is None else handle(op.session_id, answer).backend
         if type(op) is ListSessionsOp:
+            if type(answer) is not list or len(answer) < 2:
+                raise MalformedReply("a session listing")
             order, flat, *expired = answer
-            stored: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
+            stored: dict[bytes, Any] = dict(zip(flat[::2], flat[1::2], strict=True))
             for session_id in expired[0] if expired else ():
                 stored.pop(session_id, None)  # past its deadline, not yet purged
             handles: list[SessionHandle] = []
             for session_id in order:
                 data = stored.pop(session_id, None)
                 if data is not None:
-                    handles.append(decode(data))
-            handles.extend(decode(data) for data in stored.values())
+                    handles.append(handle(session_id, data))
+            handles.extend(handle(session_id, data) for session_id, data in stored.items())
             return handles
+        if type(op) is RegisterOp and answer == 0:
+            return SessionExists(f"session {op.handle.session_id!r} is live; choose another id")
         return None
