@@ -256,7 +256,7 @@ class Settler:
         reply = await state(keys=keys, args=[self._counter_ttl_s, self._encode(ops), self._known, *wanted])
         if type(reply) is not list or len(reply) != 1 + len(wanted):
             raise MalformedReply("state.lua")
-        answers, repaired = self._answers(reply[0], len(ops))
+        answers = self._answers(reply[0], len(ops))
         fetched = reply[1:]
         for op_index, members in rotations.values():
             last = answers[op_index]
@@ -273,8 +273,8 @@ class Settler:
             profiles[profile_id] = None if text is None else self._profiles.parse(profile_id, text)
         return outcomes
 
-    def _answers(self, packed: object, count: int) -> tuple[list[Any], list[str]]:
-        """A script's msgpack answer: one entry per op, and the keys it repaired (logged here)."""
+    def _answers(self, packed: object, count: int) -> list[Any]:
+        """A script's msgpack answer, one entry per operation; the keys it repaired are logged."""
         if type(packed) is not bytes:
             raise MalformedReply("a script answer that is not msgpack")
         answers, repaired = self._decode(packed)
@@ -286,7 +286,7 @@ class Settler:
                 len(repaired),
                 ", ".join(repaired),
             )
-        return answers, repaired
+        return answers
 
     def _decide(
         self,
@@ -331,5 +331,5 @@ class Settler:
             keys=keys,
             args=[self._binding_ttl_ms, self._journal_size, self._encode(records), self._known, *payloads],
         )
-        answers, _ = self._answers(raw, len(records))
+        answers = self._answers(raw, len(records))
         return answers
