@@ -10,6 +10,7 @@ extra copies where you say. Every option of ``beamrouting bench`` works here too
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from beamrouting import Catalog, CatalogError
 from beamrouting._cli._bench import (
+    BenchSetupError,
     add_bench_arguments,
     config_from_args,
     markdown_table,
@@ -53,7 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CatalogError as exc:
             out.error(f"python -m benchmarks: bad catalogue: {exc}")
             return 2
-    config = config_from_args(args, catalog)
+    try:
+        config = config_from_args(args, catalog)
+    except BenchSetupError as exc:
+        out.error(f"python -m benchmarks: {exc}")
+        return 2
+    plotting = importlib.util.find_spec("matplotlib") is not None
+    if args.plot_path and not plotting:
+        out.error("python -m benchmarks: --plot needs matplotlib (pip install 'beamrouting[plot]')")
+        return 2
     with out.progress(config.cells(), "benchmark", enabled=not args.no_progress) as bar:
         report = run_benchmark(config, lambda description: bar.advance(1, description))
     print_report(out, report)
@@ -65,13 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json_path:
         Path(args.json_path).write_text(data, encoding="utf-8")
         written.append(Path(args.json_path))
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        if args.plot_path:
-            out.error("python -m benchmarks: --plot needs matplotlib (pip install 'beamrouting[plot]')")
-            return 2
-    else:
+    if plotting:
         plot = Path(args.plot_path) if args.plot_path else args.out / f"{args.name}.png"
         plot_report(report, plot)
         written.append(plot)

@@ -655,7 +655,7 @@ def test_bench_bad_input_exits_2(capsys: pytest.CaptureFixture[str], argv: list[
 
 def test_bench_unwritable_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "missing-dir" / "out.json"
-    status, _, err = run(
+    status, out, err = run(
         capsys,
         "bench",
         "--calls",
@@ -672,6 +672,7 @@ def test_bench_unwritable_json(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     )
     assert status == 2
     assert "cannot write" in one_error_line(err)
+    assert out == ""  # refused before the benchmark ran
 
 
 # --------------------------------------------------------------------------- redis

@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar, TypeVarTuple
 
 import anyio
 
-__all__ = ["BACKENDS", "default_backend", "run_on"]
+__all__ = ["BACKENDS", "MissingBackend", "default_backend", "installed", "require", "run_on"]
 
 BACKENDS: Final[tuple[str, ...]] = ("asyncio", "uvloop", "trio")
 
 _T = TypeVar("_T")
 _Args = TypeVarTuple("_Args")
+
+
+class MissingBackend(LookupError):
+    """An async backend was asked for whose package is not installed (the message says what to install)."""
+
+
+_PACKAGES: Final = {"uvloop": "uvloop", "trio": "trio"}
+_INSTALL: Final = {
+    "uvloop": "pip install uvloop (it is not available on Windows)",
+    "trio": "pip install 'beamrouting[trio]'",
+}
+
+
+def installed(backend: str) -> bool:
+    """Whether ``backend`` can run here (asyncio always can)."""
+    package = _PACKAGES.get(backend)
+    if package is None:
+        return True
+    if backend == "uvloop" and sys.platform == "win32":
+        return False
+    return importlib.util.find_spec(package) is not None
+
+
+def require(backend: str) -> str:
+    """``backend`` if it can run here; else :class:`MissingBackend` naming the command to install it."""
+    if not installed(backend):
+        raise MissingBackend(f"the {backend} backend is not installed: {_INSTALL[backend]}")
+    return backend
 
 
 def default_backend() -> str:

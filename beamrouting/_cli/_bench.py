@@ -36,7 +36,7 @@ import anyio
 from beamrouting import Catalog, Policy, RoutingEngine
 
 from ._argtypes import comma_separated, concurrency_levels, positive_float, positive_int
-from ._backends import BACKENDS, run_on
+from ._backends import BACKENDS, MissingBackend, installed, require, run_on
 from ._console import Output
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "BenchConfig",
     "BenchReport",
     "BenchResult",
+    "BenchSetupError",
     "add_bench_arguments",
     "config_from_args",
     "headline_lines",
@@ -653,13 +654,38 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+class BenchSetupError(ValueError):
+    """The benchmark cannot run as asked (a backend not installed, an output that cannot be written)."""
+
+
+def _check_output(option: str, path: str | None) -> None:
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise BenchSetupError(f"cannot write {option} {path!r}: the folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise BenchSetupError(f"cannot write {option} {path!r}: the folder {str(folder)!r} is not writable")
+
+
 def config_from_args(args: argparse.Namespace, catalog: Catalog | None = None) -> BenchConfig:
-    """A :class:`BenchConfig` from parsed :func:`add_bench_arguments` options."""
+    """A :class:`BenchConfig` from parsed :func:`add_bench_arguments` options.
+
+    Checked before anything runs: a backend asked for by name must be installed (without
+    ``--backends`` the installed ones are measured), and the ``--json`` and ``--plot``
+    files must be writable. Raises :class:`BenchSetupError` saying what to do otherwise.
+    """
     defaults = BenchConfig()
     quick = bool(args.quick)
-    backends = args.backends or defaults.backends
-    if sys.platform == "win32" and args.backends is None:
-        backends = tuple(b for b in backends if b != "uvloop")
+    if args.backends is None:
+        backends = tuple(b for b in defaults.backends if installed(b))
+    else:
+        try:
+            backends = tuple(require(b) for b in args.backends)
+        except MissingBackend as exc:
+            raise BenchSetupError(str(exc)) from None
+    _check_output("--json", args.json_path)
+    _check_output("--plot", args.plot_path)
     return BenchConfig(
         policies=args.policies or defaults.policies,
         backends=backends,

@@ -19,6 +19,7 @@ from typing import Any, Final, NoReturn
 from beamrouting import BeamRoutingError, Catalog, CatalogError, Explanation, RouteDecision, RoutingError
 
 from ._argtypes import positive_int
+from ._backends import MissingBackend, require
 from ._console import Output
 
 __all__ = ["main"]
@@ -28,6 +29,9 @@ EXIT_OK: Final = 0
 EXIT_ROUTING: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
+
+_OPTION_KEYS: Final = frozenset({"backend", "routing"})
+"""What the command line reads of session options (the library ignores any other key)."""
 
 SELECTION_CODES: Final = frozenset(
     {"backend_not_eligible", "no_backend_supports_capabilities", "no_backend_available", "policy_denied"}
@@ -66,6 +70,8 @@ def _json_argument(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise UsageError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{what} is nested too deep to be a request") from None
 
 
 def _build_parser() -> _Parser:
@@ -180,21 +186,28 @@ def _load_catalog(path: str | None) -> Catalog | None:
         raise UsageError(f"bad catalogue: {exc}") from None
 
 
-def _redis_store(url: str | None, backend: str = "asyncio") -> Any:
+def _redis_store(url: str | None, catalog: Catalog | None = None, backend: str = "asyncio") -> Any:
+    """A :class:`~beamrouting.RedisStore` for ``--redis URL`` (``None`` without one); bad input is a usage error."""
     if url is None:
         return None
     if backend == "trio":
         raise UsageError("--redis needs --backend asyncio or uvloop (the Redis store runs on asyncio)")
-    scheme = url.partition("://")[0] if "://" in url else ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise UsageError(f"--redis needs a redis://, rediss:// or unix:// URL, not {url!r}")
     try:
-        import redis.asyncio  # noqa: F401
-
         from beamrouting import RedisStore
+
+        return RedisStore(url, catalog=catalog)
     except ImportError:
         raise UsageError("--redis needs the redis extra: pip install 'beamrouting[redis]'") from None
-    return RedisStore
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--redis needs a redis://, rediss:// or unix:// URL: {exc}") from None
+
+
+def _backend(name: str) -> str:
+    """``name`` if that async backend is installed; a usage error naming what to install otherwise."""
+    try:
+        return require(name)
+    except MissingBackend as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _routing_failure(out: Output, exc: RoutingError) -> int:
@@ -240,17 +253,17 @@ def _cmd_select(args: argparse.Namespace, out: Output) -> int:
             raise UsageError(
                 "OPTIONS must be a JSON object (session options with 'backend' and/or 'routing')"
             )
-    store_class = _redis_store(args.redis)
+        unknown = sorted(key for key in origin if key not in _OPTION_KEYS)
+        if unknown:
+            raise UsageError(f"OPTIONS may hold 'backend' and 'routing', not {unknown[0]!r}")
+    store = _redis_store(args.redis, catalog)
 
     async def run() -> tuple[list[RouteDecision], RoutingError | None]:
         from beamrouting import Router
 
         decisions: list[RouteDecision] = []
         error: RoutingError | None = None
-        if store_class is not None:
-            router = Router(store=store_class(args.redis, catalog=catalog))
-        else:
-            router = Router(catalog)
+        router = Router(catalog) if store is None else Router(store=store)
         async with router:
             for _ in range(args.repeat):
                 try:
@@ -393,17 +406,20 @@ def _cmd_backends(args: argparse.Namespace, out: Output) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: Output) -> int:
-    from ._bench import config_from_args, plot_report, print_report, run_benchmark
+    from ._bench import BenchSetupError, config_from_args, plot_report, print_report, run_benchmark
 
     catalog = _load_catalog(args.catalog)
     if args.redis is not None:
-        _redis_store(args.redis)
+        _redis_store(args.redis, catalog)
     if args.plot_path is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs the plot extra: pip install 'beamrouting[plot]'") from None
-    config = config_from_args(args, catalog)
+    try:
+        config = config_from_args(args, catalog)
+    except BenchSetupError as exc:
+        raise UsageError(str(exc)) from None
     with out.progress(config.cells(), "benchmark", enabled=not args.no_progress) as bar:
         report = run_benchmark(config, lambda description: bar.advance(1, description))
     print_report(out, report)
@@ -428,7 +444,8 @@ def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
     from ._demo import DemoConfig, run_demo
 
     catalog = _load_catalog(args.catalog)
-    _redis_store(args.redis, args.backend)
+    _backend(args.backend)
+    _redis_store(args.redis, catalog, args.backend)
     config = DemoConfig(
         sessions=args.sessions,
         concurrency=args.concurrency,

@@ -92,7 +92,14 @@ class Catalog:
         backends: Iterable[BackendSpec | str],
         capabilities: Iterable[str] = DEFAULT_CAPABILITIES,
     ) -> None:
-        caps = tuple(capabilities) if not isinstance(capabilities, str) else None
+        try:
+            caps = (
+                tuple(str.__str__(c) if isinstance(c, str) else c for c in capabilities)
+                if not isinstance(capabilities, str)
+                else None
+            )
+        except Exception:
+            caps = None
         if caps is None or not all(isinstance(c, str) and c for c in caps):
             raise CatalogError("capabilities must be a list of non-empty strings")
         if len(set(caps)) != len(caps):
@@ -100,7 +107,12 @@ class Catalog:
         cap_set = frozenset(caps)
         if isinstance(backends, (str, bytes)):
             raise CatalogError("backends must be a list of backend specifications")
-        specs = tuple(BackendSpec(b) if isinstance(b, str) else b for b in backends)
+        try:
+            specs = tuple(_plain_spec(b) for b in backends)
+        except CatalogError:
+            raise
+        except Exception:
+            raise CatalogError("backends must be a list of backend specifications") from None
         if not specs:
             raise CatalogError("a catalogue needs at least one backend")
         aliases: dict[str, str] = {}
@@ -153,30 +165,49 @@ class Catalog:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
-        """Build a catalogue from ``{"backends": [{"name", "aliases", "capabilities"}], "capabilities": [...]}``."""
+        """Build a catalogue from ``{"backends": [{"name", "aliases", "capabilities"}], "capabilities": [...]}``.
+
+        Raises :class:`CatalogError` for anything that is not such a definition.
+        """
         try:
             parsed = msgspec.convert(data, _CatalogFile)
+            caps = DEFAULT_CAPABILITIES if parsed.capabilities is None else parsed.capabilities
+            return cls(parsed.backends, caps)
+        except CatalogError:
+            raise
         except msgspec.ValidationError as exc:
             raise CatalogError(f"invalid catalogue: {exc}") from None
-        caps = DEFAULT_CAPABILITIES if parsed.capabilities is None else parsed.capabilities
-        return cls(parsed.backends, caps)
+        except Exception as exc:  # values whose own methods fail, or nested too deep to read
+            raise CatalogError(f"invalid catalogue: not plain data ({type(exc).__name__})") from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Catalog:
-        """Read a catalogue from a ``.toml`` or ``.json`` file (the shape of :meth:`from_dict`)."""
-        path = Path(path)
+        """Read a catalogue from a ``.toml`` or ``.json`` file (the shape of :meth:`from_dict`).
+
+        Raises :class:`CatalogError` when the file cannot be read, is not one of those
+        formats, or does not hold a valid catalogue.
+        """
+        try:
+            path = Path(path)
+        except Exception:
+            raise CatalogError(
+                f"a catalogue path must be a str or os.PathLike, not {type(path).__name__}"
+            ) from None
+        suffix = path.suffix.lower()
+        if suffix not in (".toml", ".json"):
+            raise CatalogError(
+                f"catalogue {str(path)!r}: catalogue files are TOML (.toml) or JSON (.json), not {suffix or 'unnamed'}"
+            )
         try:
             raw = path.read_bytes()
         except OSError as exc:
             raise CatalogError(f"cannot read catalogue {str(path)!r}: {exc.strerror or exc}") from None
         try:
-            if path.suffix.lower() == ".toml":
-                data = tomllib.loads(raw.decode("utf-8"))
-            else:
-                data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = tomllib.loads(raw.decode("utf-8")) if suffix == ".toml" else json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
             raise CatalogError(
-                f"catalogue {str(path)!r} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}"
+                f"catalogue {str(path)!r} is not valid {suffix[1:].upper()}: {reason}"
             ) from None
         if not isinstance(data, dict):
             raise CatalogError(f"catalogue {str(path)!r} must hold an object with a 'backends' list")
@@ -262,6 +293,21 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog(backends={list(self._backends)!r}, capabilities={len(self._capabilities)})"
+
+
+def _plain(value: Any) -> Any:
+    """A ``str`` subclass reduced to its plain value (never calling its methods)."""
+    return str.__str__(value) if isinstance(value, str) else value
+
+
+def _plain_spec(spec: object) -> BackendSpec:
+    """``spec`` (a name or a :class:`BackendSpec`) with every name a plain ``str``."""
+    if isinstance(spec, str):
+        return BackendSpec(str.__str__(spec))
+    if not isinstance(spec, BackendSpec):
+        raise CatalogError(f"not a backend specification: {type(spec).__name__}")
+    capabilities = None if spec.capabilities is None else tuple(_plain(c) for c in spec.capabilities)
+    return BackendSpec(_plain(spec.name), tuple(_plain(a) for a in spec.aliases), capabilities)
 
 
 @cache

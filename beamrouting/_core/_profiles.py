@@ -90,11 +90,31 @@ def _matches(match: Any, context: Context) -> bool:
 
 
 def _freeze(value: Any) -> Any:
+    """``value`` as plain data: lists, str-keyed dicts and exact scalars (no subclass methods kept)."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
     if isinstance(value, (list, tuple)):
         return [_freeze(item) for item in value]
     if isinstance(value, Mapping):
-        return {str(k): _freeze(v) for k, v in value.items()}
+        return {_plain_key(k): _freeze(v) for k, v in value.items()}
     return value
+
+
+def _plain_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidPolicyProfile("match values must be plain data (mappings with string keys)")
+    return str.__str__(key)
+
+
+def _plain(value: object) -> object:
+    """A ``str`` subclass reduced to its plain value (never calling its methods); anything else as it is."""
+    return str.__str__(value) if isinstance(value, str) else value
 
 
 def _check_path(path: Any, where: str) -> None:
@@ -106,10 +126,12 @@ def _check_path(path: Any, where: str) -> None:
 
 
 def _check_match(match: Any, where: str) -> Any:
-    if isinstance(match, str) and match == "*":
+    match = _plain(match)
+    if match == "*":
         return "*"
     if not isinstance(match, (list, tuple)) or not match or not isinstance(match[0], str):
         raise InvalidPolicyProfile(f"{where}: match must be '*' or [operator, path, ...]")
+    match = _freeze(match)
     op = match[0]
     arity = _MATCH_OPS.get(op)
     if arity is None:
@@ -117,16 +139,15 @@ def _check_match(match: Any, where: str) -> Any:
     if len(match) != arity:
         raise InvalidPolicyProfile(f"{where}: {op!r} takes {arity - 1} argument(s)")
     _check_path(match[1], where)
-    if op == "member" and not isinstance(match[2], (list, tuple)):
+    if op == "member" and not isinstance(match[2], list):
         raise InvalidPolicyProfile(f"{where}: 'member' needs a list of values")
     if op in ("prefix", "path_prefix") and not isinstance(match[2], str):
         raise InvalidPolicyProfile(f"{where}: {op!r} needs a string prefix")
-    frozen = _freeze(match)
     try:
-        msgspec.msgpack.encode(frozen)
+        msgspec.msgpack.encode(match)
     except (TypeError, ValueError, OverflowError):
         raise InvalidPolicyProfile(f"{where}: match values must be plain data") from None
-    return frozen
+    return match
 
 
 def _parse_rule(rule: Any, index: int) -> ProfileRule:
@@ -136,13 +157,13 @@ def _parse_rule(rule: Any, index: int) -> ProfileRule:
     unknown = sorted(str(k) for k in rule if k not in _RULE_KEYS)
     if unknown:
         raise InvalidPolicyProfile(f"{where}: unsupported key {unknown[0]!r}")
-    action = rule.get("action", "*")
+    action = _plain(rule.get("action", "*"))
     if not isinstance(action, str) or not action or not is_text(action):
         raise InvalidPolicyProfile(f"{where}: action must be a non-empty string")
-    decision = rule.get("decision", "deny")
+    decision = _plain(rule.get("decision", "deny"))
     if not isinstance(decision, str) or decision not in ("allow", "deny"):
         raise InvalidPolicyProfile(f"{where}: decision must be 'allow' or 'deny'")
-    reason = rule.get("reason", "denied by policy profile")
+    reason = _plain(rule.get("reason", "denied by policy profile"))
     if not isinstance(reason, str) or not is_text(reason):
         raise InvalidPolicyProfile(f"{where}: reason must be a string")
     match = _check_match(rule.get("match", "*"), where)
@@ -173,7 +194,7 @@ def _parse_profile(profile: object) -> PolicyProfile:
         raise InvalidPolicyProfile("a profile's keys must be strings") from None
     if unknown:
         raise InvalidPolicyProfile(f"unsupported key {unknown[0]!r}")
-    default = profile.get("default", "allow")
+    default = _plain(profile.get("default", "allow"))
     if not isinstance(default, str) or default not in ("allow", "deny"):
         raise InvalidPolicyProfile("default must be 'allow' or 'deny'")
     rules = profile.get("rules", [])

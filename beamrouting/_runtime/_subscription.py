@@ -76,7 +76,11 @@ class Subscription:
 
     It yields :class:`~beamrouting.JournalEvent` in journal order and, where events were
     lost because the subscriber fell behind, a :class:`SubscriptionGap`. At most ``maxlen``
-    undelivered events are buffered. ``event_type`` (``"routing_selected"`` or ``"audit"``)
+    undelivered events are buffered. Iterating hands over buffered events without waiting
+    for the scheduler, so a consumer that does little per event drains everything the
+    router appended since it last ran: it loses nothing as long as what one actor batch
+    journals (two events per decision) fits in ``maxlen``. To consume in batches, call
+    :meth:`get_nowait` until it answers ``None``, then ``await`` the next event. ``event_type`` (``"routing_selected"`` or ``"audit"``)
     keeps only that kind. Listening stops at :meth:`close` (or when the ``async with`` block
     ends); iteration then ends after the buffered events are delivered.
 
@@ -322,7 +326,10 @@ class Subscription:
         return self
 
     async def __anext__(self) -> JournalEvent | SubscriptionGap:
-        await anyio.lowlevel.checkpoint()
+        # Buffered events are handed over without yielding to the scheduler: a consumer that
+        # keeps up drains a whole batch between two of the actor's, so it loses nothing while
+        # one batch fits in its buffer. Cancellation is still honoured here.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
             item = self.get_nowait()
             if item is not None:
