@@ -25,6 +25,7 @@ the routing half to a :class:`~beamrouting.RoutingEngine`::
 """
 
 from ._core._explain import Explanation
+from ._core._health import BackendState, BackendStatus, HealthPolicy, Outcome
 from ._core._journal import Journal, JournalRecord
 from ._core._profiles import PolicyProfile
 from ._core._request import RouteRequest
@@ -40,7 +41,11 @@ from ._store._protocol import (
     LookupOp,
     PutProfileOp,
     ReadJournalOp,
+    ReadStatesOp,
     RegisterOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
     RoutingOp,
     RoutingResult,
     SelectOp,
@@ -53,11 +58,14 @@ from ._store._protocol import (
 )
 
 __all__ = [
+    "BackendState",
+    "BackendStatus",
     "ClearOp",
     "DeleteProfileOp",
     "EnsureTablesOp",
     "ExplainOp",
     "Explanation",
+    "HealthPolicy",
     "Journal",
     "JournalEvent",
     "JournalFeed",
@@ -65,10 +73,15 @@ __all__ = [
     "ListSessionsOp",
     "LookupOp",
     "MemoryStore",
+    "Outcome",
     "PolicyProfile",
     "PutProfileOp",
     "ReadJournalOp",
+    "ReadStatesOp",
     "RegisterOp",
+    "ReleaseOp",
+    "ReportOp",
+    "RestoreOp",
     "RouteDecision",
     "RouteRequest",
     "RoutingOp",

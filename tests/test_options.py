@@ -42,6 +42,7 @@ ENGINE_OPTIONS: list[tuple[str, object, type[Exception]]] = [
     ("max_list_entries", -1, ValueError),
     ("max_metadata_bytes", None, TypeError),
     ("max_metadata_bytes", 0, ValueError),
+    ("health", {"failure_threshold": 3}, TypeError),
 ]
 """The engine's options; the router and the memory store take them too."""
 

@@ -8,13 +8,29 @@ policy check, then the side effects (binding, journal).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, overload
+from typing import Any, Final, overload
 
 from ._catalog import Catalog
 from ._checks import check_instance, optional
-from ._errors import PolicyDenied, RoutingError
+from ._errors import NoBackendAvailable, PolicyDenied, RoutingError, UnknownBackend
 from ._explain import Explanation
-from ._journal import Journal
+from ._health import (
+    FRESH,
+    BackendState,
+    HealthEvent,
+    HealthPolicy,
+    Ledger,
+    Outcome,
+    check_outcome,
+    check_reset,
+    held_out,
+    observe,
+    reported,
+    restored,
+    retry_at,
+    took_probe,
+)
+from ._journal import OUTCOME, Journal
 from ._planner import DONE, STICKY, Planner, RoutePlan, StateOutcome, authorize
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
 from ._request import RequestLimits, RequestNormalizer, RouteRequest, merge_session
@@ -24,18 +40,26 @@ from ._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = ["RoutePlan", "RoutingEngine"]
 
+_NONE: Final[frozenset[str]] = frozenset()
+_DEFAULT_HEALTH: Final = HealthPolicy()
+
 
 class RoutingEngine:
     """A process-free router: validates a request, applies its policy and journals the decision.
 
     ``RoutingEngine(catalog=None, *, max_counters=100_000, max_bindings=100_000,
     binding_ttl=None, journal_size=10_000, clock=None, max_sessions=100_000,
-    max_key_length=1024, max_list_entries=256, max_metadata_bytes=65_536)``:
+    max_key_length=1024, max_list_entries=256, max_metadata_bytes=65_536,
+    health=HealthPolicy())``:
 
     - ``max_counters``, ``max_bindings``: how many round-robin counters and sticky bindings
       are kept; past the cap the least recently used one is forgotten.
     - ``binding_ttl``: seconds a binding lives after the last sticky decision that used it
-      (``None``: until evicted); ``clock`` is the monotonic clock it is measured on.
+      (``None``: until evicted).
+    - ``clock``: the wall clock, in UNIX seconds (default :func:`time.time`), every
+      deadline is measured on: binding TTLs, quota cooldowns, ejections, probe slots.
+    - ``health``: how reported outcomes change eligibility (:class:`~beamrouting.HealthPolicy`);
+      ``None`` turns learning off.
     - ``journal_size``: how many journal events are kept.
     - ``max_sessions``: how many live sessions may be registered (never evicted).
     - ``max_key_length``, ``max_list_entries``, ``max_metadata_bytes``: the size limits of
@@ -47,7 +71,7 @@ class RoutingEngine:
     Raises :class:`TypeError` or :class:`ValueError` for a bad option.
     """
 
-    __slots__ = ("_state", "catalog", "limits", "normalizer", "planner")
+    __slots__ = ("_state", "catalog", "health", "limits", "normalizer", "planner")
 
     def __init__(
         self,
@@ -62,8 +86,11 @@ class RoutingEngine:
         max_key_length: int = 1024,
         max_list_entries: int = 256,
         max_metadata_bytes: int = 65_536,
+        health: HealthPolicy | None = _DEFAULT_HEALTH,
     ) -> None:
         self.catalog: Catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
+        self.health = optional(check_instance, "health", health, HealthPolicy)
+        """How reported outcomes change eligibility (``None``: learning is off)."""
         self.limits = RequestLimits(max_key_length, max_list_entries, max_metadata_bytes)
         """The size limits of requests and sessions."""
         self.normalizer = RequestNormalizer(self.catalog, self.limits)
@@ -116,40 +143,68 @@ class RoutingEngine:
 
     def select_normalized(self, req: RouteRequest) -> RouteDecision:
         """Route an already normalised request (what a store calls); raise its :class:`RoutingError`."""
-        plan = self.planner.plan(req)
         state = self._state
-        decision, deny = Planner.settle(plan, self._state_step(plan), self._profile(req))
+        ledgers = state.ledgers
+        now = 0.0
+        unavailable = _NONE
+        if ledgers:  # something was reported: learned state takes part (else no extra work)
+            now = state.clock()
+            unavailable = self._observe(now)
+        plan = self._plan(req, unavailable, now)
+        outcome, temporary = self._state_step(plan, advance=True)
+        decision, deny = Planner.settle(plan, outcome, self._profile(req), temporary=temporary)
         if deny is not None:
             state.journal.record(req, decision, deny)
             raise PolicyDenied(deny)
         if plan.kind == STICKY:
-            state.bind(req.affinity_key, decision.backend)  # type: ignore[arg-type]
+            key = req.affinity_key
+            assert key is not None
+            if temporary:  # the bound backend is held out: keep the binding, note where it goes meanwhile
+                state.bind(key, state.binding_entry(key)[0] or decision.backend, decision.backend)
+            else:
+                state.bind(key, decision.backend)
+        if ledgers:
+            ledger = ledgers.get(decision.backend)
+            if ledger is not None and self.health is not None:
+                ledgers[decision.backend] = took_probe(ledger, now, self.health)
         state.journal.record(req, decision, None)
         return decision
 
-    def _state_step(self, plan: RoutePlan) -> StateOutcome:
-        """Advance the counter or read the binding ``plan`` needs (see :data:`~._planner.STICKY`)."""
-        kind = plan.kind
-        if kind == DONE:
-            return None
-        state = self._state
-        if kind == STICKY:
-            bound = state.binding(plan.request.affinity_key)  # type: ignore[arg-type]
-            if plan.reusable(bound):
-                return bound
-        return state.next_counter(plan.counter_key)
+    def _plan(self, req: RouteRequest, unavailable: frozenset[str], now: float) -> RoutePlan:
+        """:meth:`Planner.plan`; when held-out backends emptied the set, the error says when one is back."""
+        try:
+            return self.planner.plan(req, unavailable)
+        except NoBackendAvailable as exc:
+            if not unavailable:
+                raise
+            candidates = self.planner.candidate_sets(req)[1]
+            back = retry_at(self._state.ledgers, (b for b in candidates if b in unavailable), now)
+            if back is None:
+                raise
+            raise NoBackendAvailable({**exc.detail, "retry_at": back}) from None
 
-    def _peek_state(self, plan: RoutePlan) -> StateOutcome:
-        """:meth:`_state_step` without changing anything (for :meth:`explain`)."""
+    def _state_step(self, plan: RoutePlan, *, advance: bool) -> tuple[StateOutcome, bool]:
+        """The state ``plan`` needs: ``(outcome, temporary)`` (see :data:`~._planner.STICKY`).
+
+        ``advance`` moves the counter; without it (:meth:`explain`) nothing changes. A sticky
+        key whose bound backend is held out goes to its temporary backend (``temporary``).
+        """
         kind = plan.kind
         if kind == DONE:
-            return None
+            return None, False
         state = self._state
+        temporary = False
         if kind == STICKY:
-            bound = state.binding(plan.request.affinity_key)  # type: ignore[arg-type]
+            bound, meanwhile = state.binding_entry(plan.request.affinity_key)  # type: ignore[arg-type]
             if plan.reusable(bound):
-                return bound
-        return state.peek_counter(plan.counter_key) + 1
+                return bound, False
+            if bound is not None and bound in plan.held_out:
+                if plan.reusable(meanwhile):
+                    return meanwhile, True
+                temporary = True
+        if advance:
+            return state.next_counter(plan.counter_key), temporary
+        return state.peek_counter(plan.counter_key) + 1, temporary
 
     def _profile(self, req: RouteRequest) -> PolicyProfile | None:
         profile_id = req.policy_profile_id
@@ -247,6 +302,99 @@ class RoutingEngine:
         handle = self._state.sessions.get(session)
         return None if handle is None else handle.backend
 
+    # -- learning from outcomes -----------------------------------------------------------------
+
+    def report(
+        self,
+        backend: str,
+        outcome: Outcome | str,
+        *,
+        retry_at: float | None = None,
+        retry_after: float | None = None,
+    ) -> BackendState:
+        """Learn what became of a session started on ``backend``; return its :class:`~beamrouting.BackendState`.
+
+        ``outcome`` is ``"success"``, ``"failure"`` (it failed to start there), ``"quota"``
+        (a usage limit: it cools down until ``retry_at``, UNIX seconds, or ``retry_after``
+        seconds from now, or ``base_ejection`` without either) or ``"rejected"`` (the
+        request's own fault: no effect). Journals an ``outcome`` event, and a
+        ``backend_health`` event when the status changes. With ``health=None`` the report
+        is journaled and changes nothing. Raises :class:`~beamrouting.UnknownBackend` and
+        :class:`~beamrouting.InvalidRouteRequest` (detail ``"outcome"``, ``"retry_at"`` or
+        ``"retry_after"``) for bad arguments, changing nothing.
+        """
+        name, kind = self.canonical_backend(backend), check_outcome(outcome)
+        state = self._state
+        now = state.clock()
+        reset_at = check_reset(retry_at, retry_after, now)
+        if self.health is None:
+            payload: dict[str, Any] = {"backend": name, "outcome": kind.value}
+            if kind is Outcome.QUOTA and reset_at is not None:
+                payload["retry_at"] = reset_at
+            state.journal.note(OUTCOME, payload, now)
+            return FRESH.state(name, now, HealthPolicy())
+        after, events = reported(name, state.ledgers.get(name, FRESH), kind, reset_at, now, self.health)
+        self._keep(name, after, events)
+        return after.state(name, now, self.health)
+
+    def restore(self, backend: str) -> BackendState:
+        """Forget what was learned about ``backend`` (an operator's override); return its state.
+
+        Raises :class:`~beamrouting.UnknownBackend` for a name the catalogue does not know.
+        """
+        name = self.canonical_backend(backend)
+        state = self._state
+        now = state.clock()
+        if self.health is not None:
+            after, events = restored(name, state.ledgers.get(name, FRESH), now, self.health)
+            self._keep(name, after, events)
+        return FRESH.state(name, now, self.health or HealthPolicy())
+
+    def backend_states(self) -> tuple[BackendState, ...]:
+        """What is known of every backend now, in catalogue order."""
+        state = self._state
+        now = state.clock()
+        policy = self.health or HealthPolicy()
+        if state.ledgers:
+            self._observe(now)
+        ledgers = state.ledgers
+        return tuple(ledgers.get(b, FRESH).state(b, now, policy) for b in self.catalog.backends)
+
+    def release(self, affinity_key: str) -> bool:
+        """Forget ``affinity_key``'s sticky binding (and temporary backend); return whether it had one.
+
+        Raises :class:`~beamrouting.InvalidAffinityKey` for a key that is not a valid affinity key.
+        """
+        return self._state.release(self.normalizer.affinity_key(affinity_key))
+
+    def canonical_backend(self, backend: object) -> str:
+        """The canonical name of ``backend`` (any accepted spelling); :class:`~beamrouting.UnknownBackend` otherwise."""
+        name = self.catalog.canonical(backend)
+        if name is None:
+            raise UnknownBackend(backend)
+        return name
+
+    def _observe(self, now: float) -> frozenset[str]:
+        """Journal the changes of status time brought; return the backends held out at ``now``."""
+        policy = self.health
+        state = self._state
+        if policy is None:
+            return _NONE
+        for backend, ledger in tuple(state.ledgers.items()):
+            if ledger.status(now, policy)[0] is not ledger.announced:
+                self._keep(backend, *observe(backend, ledger, now, policy))
+        return held_out(state.ledgers, now, policy)
+
+    def _keep(self, backend: str, ledger: Ledger, events: list[HealthEvent]) -> None:
+        """Store ``backend``'s ledger (forgetting a fresh one) and journal ``events``."""
+        state = self._state
+        if ledger.is_fresh:
+            state.ledgers.pop(backend, None)
+        else:
+            state.ledgers[backend] = ledger
+        for event_type, payload, when in events:
+            state.journal.note(event_type, payload, when)
+
     # -- explaining ---------------------------------------------------------------------------
 
     def explain(self, request: object) -> Explanation:
@@ -259,11 +407,21 @@ class RoutingEngine:
 
     def explain_normalized(self, req: RouteRequest) -> Explanation:
         """:meth:`explain` for an already normalised request."""
+        reasons: dict[str, str] = {}
+        now = 0.0
+        ledgers = self._state.ledgers
+        if ledgers and self.health is not None:
+            now = self._state.clock()
+            for backend, ledger in ledgers.items():
+                reason = ledger.explain(now, self.health)
+                if reason is not None:
+                    reasons[backend] = reason
         try:
-            plan = self.planner.plan(req)
-            decision, deny = Planner.settle(plan, self._peek_state(plan), self._profile(req))
+            plan = self._plan(req, frozenset(reasons), now)
+            outcome, temporary = self._state_step(plan, advance=False)
+            decision, deny = Planner.settle(plan, outcome, self._profile(req), temporary=temporary)
             if deny is not None:
                 raise PolicyDenied(deny)
         except RoutingError as exc:
-            return self.planner.explanation(req, None, exc.to_dict())
-        return self.planner.explanation(req, decision, None)
+            return self.planner.explanation(req, None, exc.to_dict(), reasons)
+        return self.planner.explanation(req, decision, None, reasons)

@@ -13,27 +13,60 @@ from ._errors import InvalidRouteRequest
 from ._request import RouteRequest
 from ._types import JournalEvent, RouteDecision
 
-__all__ = ["Journal", "JournalRecord", "audit_payload", "check_journal_query", "render_events"]
+__all__ = [
+    "AUDIT",
+    "BACKEND_HEALTH",
+    "EVENT_TYPES",
+    "OUTCOME",
+    "ROUTING_SELECTED",
+    "Journal",
+    "JournalRecord",
+    "audit_payload",
+    "check_journal_query",
+    "render_events",
+]
 
 ROUTING_SELECTED: Final = "routing_selected"
 AUDIT: Final = "audit"
+OUTCOME: Final = "outcome"
+"""A reported outcome (payload: ``backend``, ``outcome``, and ``retry_at`` for a quota)."""
+BACKEND_HEALTH: Final = "backend_health"
+"""A backend's learned status changed (payload: ``backend``, ``status``, ``until``, ``reason``)."""
+EVENT_TYPES: Final = (ROUTING_SELECTED, AUDIT, OUTCOME, BACKEND_HEALTH)
 _ROUTING_TAGS: Final = ("routing",)
 _AUDIT_TAGS: Final = ("audit", "routing")
+_HEALTH_TAGS: Final = ("health",)
 _MASK: Final = (1 << 64) - 1
 
 
 class JournalRecord(NamedTuple):
-    """What the hot path keeps of one decision: immutable values, rendered only when read.
+    """What the journal keeps of one decision or one health event: immutable values, rendered when read.
 
-    A successful decision is two events (``routing_selected`` then ``audit``) numbered
-    ``sequence`` and ``sequence + 1``; a deny is one ``audit`` event.
+    A decision record holds ``request`` and ``decision``: a successful decision is two
+    events (``routing_selected`` then ``audit``) numbered ``sequence`` and ``sequence + 1``,
+    a deny one ``audit`` event. Any other record is one event of ``event_type`` with
+    ``payload`` (``outcome``, ``backend_health``), and no request or decision. The next
+    record's sequence is this one's plus :attr:`event_count`.
     """
 
     sequence: int
     time: float
-    request: RouteRequest
-    decision: RouteDecision
+    request: RouteRequest | None
+    decision: RouteDecision | None
     deny_reason: str | None
+    event_type: str | None = None
+    payload: dict[str, Any] | None = None
+
+    @property
+    def event_count(self) -> int:
+        """How many events the record holds."""
+        return 2 if self.decision is not None and self.deny_reason is None else 1
+
+    def event_types(self) -> tuple[str, ...]:
+        """The types of its events, in order."""
+        if self.decision is None:
+            return (self.event_type or "",)
+        return (AUDIT,) if self.deny_reason is not None else (ROUTING_SELECTED, AUDIT)
 
 
 def audit_payload(request: RouteRequest, decision: RouteDecision, deny_reason: str | None) -> dict[str, Any]:
@@ -60,10 +93,21 @@ def event_id(base: int, sequence: int) -> str:
     return f"event_{(base + sequence) & _MASK:016x}"
 
 
-def render_events(base: int, record: JournalRecord | tuple[Any, ...]) -> list[JournalEvent]:
+def render_events(base: int, record: JournalRecord) -> list[JournalEvent]:
     """Turn a stored record into its public :class:`JournalEvent` (one or two)."""
-    sequence, when, request, decision, deny_reason = record
+    sequence, when, request, decision, deny_reason, event_type, payload = record
     timestamp = int(when * 1000)
+    if request is None or decision is None:
+        return [
+            JournalEvent(
+                event_id(base, sequence),
+                sequence,
+                timestamp,
+                event_type or "",
+                _HEALTH_TAGS,
+                dict(payload or {}),
+            )
+        ]
     events = []
     if deny_reason is None:
         events.append(
@@ -135,11 +179,22 @@ class Journal:
         """Record a decision: ``routing_selected`` and ``audit`` on success, ``audit`` on a deny."""
         sequence = self._sequence + 1
         self._sequence = sequence if deny_reason is not None else sequence + 1
-        record = (sequence, self._wall_clock(), request, decision, deny_reason)
-        self._records.append(record)  # type: ignore[arg-type]
+        record = JournalRecord(sequence, self._wall_clock(), request, decision, deny_reason)
+        self._records.append(record)
         if self._listeners:
             for listener in tuple(self._listeners):
-                listener(record)  # type: ignore[arg-type]
+                listener(record)
+
+    def note(self, event_type: str, payload: dict[str, Any], when: float | None = None) -> None:
+        """Record one event of ``event_type`` (``outcome``, ``backend_health``), at ``when`` or now."""
+        sequence = self._sequence = self._sequence + 1
+        record = JournalRecord(
+            sequence, self._wall_clock() if when is None else when, None, None, None, event_type, payload
+        )
+        self._records.append(record)
+        if self._listeners:
+            for listener in tuple(self._listeners):
+                listener(record)
 
     def add_listener(self, listener: Callable[[JournalRecord], None]) -> None:
         """Call ``listener`` with every record from now on (it must not block or raise)."""
@@ -179,4 +234,4 @@ class Journal:
         return self._sequence
 
     def __len__(self) -> int:
-        return min(self._size, sum(1 if r[4] is not None else 2 for r in self._records))
+        return min(self._size, sum(record.event_count for record in self._records))

@@ -13,6 +13,7 @@ planner itself holds no routing state, so one planner serves any number of store
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from ._catalog import Catalog
@@ -37,11 +38,13 @@ _FIRST_ELIGIBLE: Final = ("selected first eligible backend",)
 _ROUND_ROBIN: Final = ("selected by round robin policy",)
 _STICKY_REUSED: Final = ("reused sticky affinity backend",)
 _STICKY_BOUND: Final = ("selected backend and bound sticky affinity",)
+_STICKY_TEMPORARY: Final = ("selected temporary backend while bound backend is out",)
 _FAILOVER_REUSED: Final = ("reused last backend because no failover candidate remained",)
 _FAILOVER_FIRST: Final = ("selected first failover candidate",)
 _FAILOVER_SKIPPED: Final = ("skipped last backend and selected failover candidate",)
 _INELIGIBLE: Final = (Health.UNHEALTHY, Health.DOWN)
 _CANDIDATE_CACHE_SIZE: Final = 4096
+_NONE: Final[frozenset[str]] = frozenset()
 
 _CandidateSets = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 """``(eligible, ordered, preferred, fallback)``."""
@@ -81,7 +84,17 @@ class RoutePlan:
     ``decision`` is set for a ``DONE`` plan; ``counter_key`` for the other two.
     """
 
-    __slots__ = ("counter_key", "decision", "eligible", "fallback", "kind", "ordered", "preferred", "request")
+    __slots__ = (
+        "counter_key",
+        "decision",
+        "eligible",
+        "fallback",
+        "held_out",
+        "kind",
+        "ordered",
+        "preferred",
+        "request",
+    )
 
     def __init__(
         self,
@@ -93,6 +106,7 @@ class RoutePlan:
         fallback: tuple[str, ...],
         decision: RouteDecision | None = None,
         counter_key: tuple[Any, ...] | None = None,
+        held_out: frozenset[str] = frozenset(),
     ) -> None:
         self.request = request
         self.kind = kind
@@ -102,29 +116,42 @@ class RoutePlan:
         self.fallback = fallback
         self.decision = decision
         self.counter_key = counter_key
+        self.held_out = held_out
+        """Backends the request would have found eligible but the store holds out (learned
+        unavailability, capacity): a sticky key bound to one keeps its binding."""
 
     def reusable(self, bound: str | None) -> bool:
         """Whether a sticky binding to ``bound`` may be reused (the backend is eligible)."""
         return bound is not None and bound in self.eligible
 
-    def decide(self, outcome: StateOutcome) -> RouteDecision:
-        """The decision for the state step's ``outcome`` (no policy check)."""
+    def decide(self, outcome: StateOutcome, *, temporary: bool = False) -> RouteDecision:
+        """The decision for the state step's ``outcome`` (no policy check).
+
+        ``temporary``: a sticky key whose bound backend is held out goes to the backend
+        ``outcome`` gives until it is back.
+        """
         if type(outcome) is int:
             ordered = self.ordered
             i = (outcome - 1) % len(ordered)
             candidates = ordered[i:] + ordered[:i] if i else ordered
             req = self.request
+            if temporary:
+                reason = _STICKY_TEMPORARY
+            else:
+                reason = _STICKY_BOUND if self.kind == STICKY else _ROUND_ROBIN
             return RouteDecision(
                 candidates[0],
                 candidates,
                 req.policy,
-                _STICKY_BOUND if self.kind == STICKY else _ROUND_ROBIN,
+                reason,
                 candidates[1:],
                 req.affinity_key,
                 req.policy_profile_id,
             )
         if type(outcome) is str:
-            return _decision(outcome, self.ordered, _STICKY_REUSED, self.request)
+            return _decision(
+                outcome, self.ordered, _STICKY_TEMPORARY if temporary else _STICKY_REUSED, self.request
+            )
         decision = self.decision
         if decision is None:
             raise ValueError(
@@ -169,8 +196,11 @@ class Planner:
             return tuple(b for b in backends if b not in drop and wanted <= support[b])
         return tuple(b for b in backends if b not in drop)
 
-    def candidate_sets(self, req: RouteRequest) -> _CandidateSets:
-        """``(eligible, ordered, preferred, fallback)`` for ``req`` (section 4), memoised."""
+    def candidate_sets(self, req: RouteRequest, unavailable: frozenset[str] = _NONE) -> _CandidateSets:
+        """``(eligible, ordered, preferred, fallback)`` for ``req`` (section 4), memoised.
+
+        ``unavailable`` backends are left out as if the request had marked them ``down``.
+        """
         health = req.health
         key = (
             req.excluded_backends,
@@ -179,18 +209,21 @@ class Planner:
             req.capabilities,
             req.fallback_policy,
             tuple(health.items()) if health else (),
+            unavailable,
         )
         cache = self._candidate_cache
         sets = cache.get(key)
         if sets is None:
-            sets = self._compute_candidate_sets(req)
+            sets = self._compute_candidate_sets(req, unavailable)
             if len(cache) >= _CANDIDATE_CACHE_SIZE:
                 cache.clear()
             cache[key] = sets
         return sets
 
-    def _compute_candidate_sets(self, req: RouteRequest) -> _CandidateSets:
+    def _compute_candidate_sets(self, req: RouteRequest, unavailable: frozenset[str]) -> _CandidateSets:
         eligible = self.eligible(req)
+        if unavailable:
+            eligible = tuple(b for b in eligible if b not in unavailable)
         pref_req = req.preferred_backends
         fb_req = req.fallback_backends
         if not pref_req and not fb_req:
@@ -209,9 +242,13 @@ class Planner:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def plan(self, req: RouteRequest) -> RoutePlan:
-        """The state-free part of selecting for ``req``; raises the selection's errors."""
-        eligible, ordered, preferred, fallback = self.candidate_sets(req)
+    def plan(self, req: RouteRequest, unavailable: frozenset[str] = _NONE) -> RoutePlan:
+        """The state-free part of selecting for ``req``; raises the selection's errors.
+
+        ``unavailable``: backends the store holds out (learned unavailability, capacity),
+        left out as if the request had marked them ``down``.
+        """
+        eligible, ordered, preferred, fallback = self.candidate_sets(req, unavailable)
         policy = req.policy
         kind = DONE
         decision: RouteDecision | None = None
@@ -282,7 +319,10 @@ class Planner:
             else:
                 reason = _FAILOVER_SKIPPED
             decision = RouteDecision(first, ordered, policy, reason, ordered[1:], None, req.policy_profile_id)
-        return RoutePlan(req, kind, eligible, ordered, preferred, fallback, decision, counter_key)
+        held_out = _NONE
+        if unavailable and kind == STICKY:
+            held_out = unavailable.intersection(self.candidate_sets(req)[0])
+        return RoutePlan(req, kind, eligible, ordered, preferred, fallback, decision, counter_key, held_out)
 
     @staticmethod
     def _selection_reason(
@@ -310,15 +350,16 @@ class Planner:
 
     @staticmethod
     def settle(
-        plan: RoutePlan, outcome: StateOutcome, profile: PolicyProfile | None
+        plan: RoutePlan, outcome: StateOutcome, profile: PolicyProfile | None, *, temporary: bool = False
     ) -> tuple[RouteDecision, str | None]:
         """The decision for ``plan`` given its state ``outcome``, and the policy check's verdict.
 
         ``profile`` is the stored profile the request names (``None`` when it names none, or
-        names one that does not exist). Returns ``(decision, deny_reason)``; ``deny_reason``
-        is ``None`` when the decision is allowed.
+        names one that does not exist); ``temporary`` as for :meth:`RoutePlan.decide`.
+        Returns ``(decision, deny_reason)``; ``deny_reason`` is ``None`` when the decision
+        is allowed.
         """
-        decision = plan.decide(outcome)
+        decision = plan.decide(outcome, temporary=temporary)
         req = plan.request
         if req.policy_profile_id is None:
             return decision, None
@@ -327,10 +368,18 @@ class Planner:
     # -- explaining -----------------------------------------------------------------------------
 
     def explanation(
-        self, req: RouteRequest, decision: RouteDecision | None, error: dict[str, Any] | None
+        self,
+        req: RouteRequest,
+        decision: RouteDecision | None,
+        error: dict[str, Any] | None,
+        held_out: Mapping[str, str] | None = None,
     ) -> Explanation:
-        """The :class:`Explanation` of ``req`` around its outcome (a decision or an error)."""
-        eligible, ordered, preferred, fallback = self.candidate_sets(req)
+        """The :class:`Explanation` of ``req`` around its outcome (a decision or an error).
+
+        ``held_out`` maps each backend the store holds out to why (``"cooling until ..."``).
+        """
+        held_out = held_out or {}
+        eligible, ordered, preferred, fallback = self.candidate_sets(req, frozenset(held_out))
         excluded = set(req.excluded_backends)
         wanted = req.capabilities
         verdicts = []
@@ -344,6 +393,8 @@ class Planner:
             missing = [c for c in wanted if c not in self._support[backend]]
             if missing:
                 reasons.append("missing capabilities [" + ",".join(missing) + "]")
+            if backend in held_out:
+                reasons.append(held_out[backend])
             verdicts.append(BackendVerdict(backend, backend in eligible, health, tuple(reasons)))
         summary = req.summary()
         if req.policy_profile_id is not None:

@@ -242,12 +242,7 @@ class RequestNormalizer:
                 raise InvalidFallbackPolicy(value) from None
         affinity_key = get("affinity_key")
         if affinity_key is not None:
-            if not isinstance(affinity_key, str) or not affinity_key:
-                raise InvalidAffinityKey(affinity_key)
-            if len(affinity_key) > self._max_key:
-                raise InvalidAffinityKey(self._too_long("affinity_key", len(affinity_key)))
-            if not is_text(affinity_key):
-                raise InvalidAffinityKey(affinity_key)
+            affinity_key = self.affinity_key(affinity_key)
         profile_id = get("policy_profile_id")
         if profile_id is not None:
             if not isinstance(profile_id, str) or not profile_id:
@@ -267,10 +262,20 @@ class RequestNormalizer:
             capabilities,
             last_backend,
             fallback_policy,
-            None if affinity_key is None else str.__str__(affinity_key),
+            affinity_key,
             None if profile_id is None else str.__str__(profile_id),
             health,
         )
+
+    def affinity_key(self, key: object) -> str:
+        """``key`` as a plain ``str`` if it is a valid affinity key; :class:`~beamrouting.InvalidAffinityKey` otherwise."""
+        if not isinstance(key, str) or not key:
+            raise InvalidAffinityKey(key)
+        if len(key) > self._max_key:
+            raise InvalidAffinityKey(self._too_long("affinity_key", len(key)))
+        if not is_text(key):
+            raise InvalidAffinityKey(key)
+        return str.__str__(key)
 
     def validate(self, req: RouteRequest) -> None:
         """Re-check a decoded :class:`RouteRequest` against the catalogue.

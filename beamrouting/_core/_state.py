@@ -1,4 +1,4 @@
-"""In-memory routing state: bounded counters and bindings, live sessions, policy profiles, the journal.
+"""In-memory routing state: bounded counters and bindings, live sessions, learned health, profiles, journal.
 
 The state is a plain object so that it can outlive the actor that owns it, as an ETS table
 passes to its heir.
@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable
 
 from ._checks import check_callable, check_count, check_seconds, optional
 from ._errors import SessionExists, TooManySessions
+from ._health import Ledger
 from ._journal import Journal
 from ._profiles import PolicyProfile
 from ._types import SessionHandle
@@ -25,17 +26,20 @@ class RoutingState:
     ``max_counters`` and ``max_bindings`` cap how many of each are kept: past the cap the
     least recently used one is forgotten, in constant time. ``binding_ttl`` (seconds, or
     ``None``) expires a binding that no successful sticky decision refreshed for that long;
-    ``clock`` is a monotonic clock in seconds. ``max_sessions`` caps live sessions, which
-    are never evicted: registering one more raises :class:`~beamrouting.TooManySessions`.
-    Bad options raise :class:`TypeError` or :class:`ValueError`.
+    ``clock`` is the wall clock (UNIX seconds) every deadline is measured on.
+    ``max_sessions`` caps live sessions, which are never evicted: registering one more
+    raises :class:`~beamrouting.TooManySessions`. A binding may carry a temporary backend,
+    used while its bound backend is held out. Bad options raise :class:`TypeError` or
+    :class:`ValueError`.
     """
 
     __slots__ = (
         "_bindings",
-        "_clock",
         "_counters",
         "binding_ttl",
+        "clock",
         "journal",
+        "ledgers",
         "max_bindings",
         "max_counters",
         "max_sessions",
@@ -57,10 +61,13 @@ class RoutingState:
         self.max_bindings = check_count("max_bindings", max_bindings, 1)
         self.max_sessions = check_count("max_sessions", max_sessions, 1)
         self.binding_ttl = optional(check_seconds, "binding_ttl", binding_ttl)
-        self._clock = time.monotonic if clock is None else check_callable("clock", clock)
+        self.clock: Callable[[], float] = time.time if clock is None else check_callable("clock", clock)
         # Least recently used first: a use moves the key to the end, eviction pops the front.
         self._counters: OrderedDict[Hashable, int] = OrderedDict()
-        self._bindings: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._bindings: OrderedDict[str, tuple[str, float, str | None]] = OrderedDict()
+        """Affinity key -> (bound backend, expiry, temporary backend or None)."""
+        self.ledgers: dict[str, Ledger] = {}
+        """What was learned about each backend that is not fresh (none: nothing was reported)."""
         self.sessions: dict[str, SessionHandle] = {}
         """Live sessions by id, in registration order."""
         self.profiles: dict[str, PolicyProfile] = {}
@@ -86,22 +93,33 @@ class RoutingState:
 
     def binding(self, key: str) -> str | None:
         """The backend bound to affinity ``key``, or ``None`` (expired bindings are dropped)."""
+        return self.binding_entry(key)[0]
+
+    def binding_entry(self, key: str) -> tuple[str | None, str | None]:
+        """``(bound backend, temporary backend)`` of affinity ``key`` (``None`` for what it lacks)."""
         entry = self._bindings.get(key)
         if entry is None:
-            return None
-        if self.binding_ttl is not None and entry[1] <= self._clock():
+            return None, None
+        if self.binding_ttl is not None and entry[1] <= self.clock():
             del self._bindings[key]
-            return None
-        return entry[0]
+            return None, None
+        return entry[0], entry[2]
 
-    def bind(self, key: str, backend: str) -> None:
-        """Bind (or re-bind, refreshing its time-to-live) affinity ``key`` to ``backend``."""
+    def bind(self, key: str, backend: str, temporary: str | None = None) -> None:
+        """Bind (or re-bind, refreshing its time-to-live) affinity ``key`` to ``backend``.
+
+        ``temporary`` is the backend the key uses meanwhile, while ``backend`` is held out.
+        """
         bindings = self._bindings
         ttl = self.binding_ttl
-        bindings[key] = (backend, 0.0 if ttl is None else self._clock() + ttl)
+        bindings[key] = (backend, 0.0 if ttl is None else self.clock() + ttl, temporary)
         bindings.move_to_end(key)
         if len(bindings) > self.max_bindings:
             bindings.popitem(last=False)
+
+    def release(self, key: str) -> bool:
+        """Forget affinity ``key``'s binding (and temporary backend); whether it had one."""
+        return self._bindings.pop(key, None) is not None
 
     def register(self, handle: SessionHandle, *, exclusive: bool = False) -> None:
         """Register a live session, replacing (and moving to the end) one with its id.
@@ -142,6 +160,6 @@ class RoutingState:
 
     def bindings(self) -> dict[str, str]:
         """A snapshot of the live bindings."""
-        now = self._clock()
+        now = self.clock()
         ttl = self.binding_ttl
-        return {k: b for k, (b, exp) in self._bindings.items() if ttl is None or exp > now}
+        return {k: b for k, (b, exp, _) in self._bindings.items() if ttl is None or exp > now}

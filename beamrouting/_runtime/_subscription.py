@@ -35,7 +35,7 @@ import msgspec
 
 from .._core._checks import check_choice, check_count, check_instance, optional
 from .._core._errors import StoreUnavailable
-from .._core._journal import AUDIT, ROUTING_SELECTED, Journal, JournalRecord, render_events
+from .._core._journal import EVENT_TYPES, Journal, JournalRecord, render_events
 from .._core._types import JournalEvent
 from .._store._protocol import JournalFeed, Store
 
@@ -80,8 +80,9 @@ class Subscription:
     for the scheduler, so a consumer that does little per event drains everything the
     router appended since it last ran: it loses nothing as long as what one actor batch
     journals (two events per decision) fits in ``maxlen``. To consume in batches, call
-    :meth:`get_nowait` until it answers ``None``, then ``await`` the next event. ``event_type`` (``"routing_selected"`` or ``"audit"``)
-    keeps only that kind. Listening stops at :meth:`close` (or when the ``async with`` block
+    :meth:`get_nowait` until it answers ``None``, then ``await`` the next event.
+    ``event_type`` (``"routing_selected"``, ``"audit"``, ``"outcome"`` or
+    ``"backend_health"``) keeps only that kind. Listening stops at :meth:`close` (or when the ``async with`` block
     ends); iteration then ends after the buffered events are delivered.
 
     ``Subscription(journal)`` listens to an in-process journal from the moment it is
@@ -133,7 +134,7 @@ class Subscription:
         on_close: Callable[[Subscription], None] | None = None,
     ) -> None:
         maxlen = check_count("maxlen", maxlen, 2)  # one decision can be two events
-        event_type = optional(check_choice, "event_type", event_type, (ROUTING_SELECTED, AUDIT))
+        event_type = optional(check_choice, "event_type", event_type, EVENT_TYPES)
         check_instance("journal", journal, (Journal, JournalFeed))
         self._maxlen = maxlen
         self._event_type = event_type
@@ -184,13 +185,10 @@ class Subscription:
     # -- the journal's side (must be cheap and never block) -------------------------------
 
     def _count(self, record: JournalRecord) -> int:
-        denied = record[4] is not None
         event_type = self._event_type
         if event_type is None:
-            return 1 if denied else 2
-        if event_type == AUDIT:
-            return 1
-        return 0 if denied else 1
+            return record.event_count
+        return record.event_types().count(event_type)
 
     def _push(self, record: JournalRecord) -> None:
         count = self._count(record)
@@ -225,7 +223,7 @@ class Subscription:
                 self._missed_total += lost
             # A sequence below the expected one means the journal started over (its store was
             # emptied): nothing is known to be lost, and counting goes on from there.
-            expected = sequence + (1 if record[4] is not None else 2)
+            expected = sequence + record.event_count
             count = self._count(record)
             if count:
                 buffered.append((record, count))

@@ -18,7 +18,11 @@ from ._protocol import (
     LookupOp,
     PutProfileOp,
     ReadJournalOp,
+    ReadStatesOp,
     RegisterOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
     RoutingOp,
     RoutingResult,
     SelectOp,
@@ -62,6 +66,12 @@ class MemoryStore:
             PutProfileOp: lambda op: engine.put_policy_profile(op.profile_id, op.profile),
             DeleteProfileOp: lambda op: engine.delete_policy_profile(op.profile_id),
             ReadJournalOp: lambda op: engine.journal(op.event_type, op.limit),
+            ReportOp: lambda op: engine.report(
+                op.backend, op.outcome, retry_at=op.retry_at, retry_after=op.retry_after
+            ),
+            RestoreOp: lambda op: engine.restore(op.backend),
+            ReleaseOp: lambda op: state.release(op.affinity_key),
+            ReadStatesOp: lambda op: list(engine.backend_states()),
         }
         self._session_ops: dict[type[Any], Callable[[Any], SessionResult]] = {
             RegisterOp: lambda op: state.register(op.handle, exclusive=op.exclusive),
@@ -79,6 +89,11 @@ class MemoryStore:
     def limits(self) -> RequestLimits:
         """The engine's size limits of requests and sessions."""
         return self.engine.limits
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The engine's wall clock."""
+        return self.engine.state.clock
 
     async def start(self) -> None:
         """Nothing to acquire."""

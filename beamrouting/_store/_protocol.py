@@ -8,7 +8,7 @@ session half through :meth:`Store.session_batch`. Each actor hands the store eve
 drained from its mailbox at once, as typed operations, so a shared store can serve a whole
 batch in one round trip.
 
-A store implements seven members, built from public types only. The operations are frozen
+A store implements eight members, built from public types only. The operations are frozen
 structs; what each one answers is documented on its class. :func:`run_batch` applies a
 batch one operation at a time with the protocol's error rules, for stores that need no
 more. :class:`~beamrouting.MemoryStore` is the embedded default;
@@ -27,6 +27,7 @@ import msgspec
 from .._core._catalog import Catalog
 from .._core._errors import BeamRoutingError
 from .._core._explain import Explanation
+from .._core._health import BackendState, Outcome
 from .._core._journal import Journal, JournalRecord
 from .._core._profiles import PolicyProfile
 from .._core._request import RequestLimits, RouteRequest
@@ -42,7 +43,11 @@ __all__ = [
     "LookupOp",
     "PutProfileOp",
     "ReadJournalOp",
+    "ReadStatesOp",
     "RegisterOp",
+    "ReleaseOp",
+    "ReportOp",
+    "RestoreOp",
     "RoutingOp",
     "RoutingResult",
     "SelectOp",
@@ -124,13 +129,62 @@ class ReadJournalOp(msgspec.Struct, frozen=True):
     limit: int | None = None
 
 
+class ReportOp(msgspec.Struct, frozen=True):
+    """Learn what became of a session on ``backend``; answers its :class:`~beamrouting.BackendState` after.
+
+    ``retry_at`` (UNIX seconds) or ``retry_after`` (seconds from the store's now) date a
+    quota's reset; both are validated already. Journals an ``outcome`` event and, when the
+    status changes, a ``backend_health`` event (see :meth:`RoutingEngine.report
+    <beamrouting.RoutingEngine.report>`).
+    """
+
+    backend: str
+    outcome: Outcome
+    retry_at: float | None = None
+    retry_after: float | None = None
+
+
+class RestoreOp(msgspec.Struct, frozen=True):
+    """Forget what was learned about ``backend``; answers its :class:`~beamrouting.BackendState` after."""
+
+    backend: str
+
+
+class ReleaseOp(msgspec.Struct, frozen=True):
+    """Forget an affinity key's sticky binding (and temporary backend); answers whether it had one (``bool``)."""
+
+    affinity_key: str
+
+
+class ReadStatesOp(msgspec.Struct, frozen=True):
+    """Read what is known of every backend; answers a ``list`` of :class:`~beamrouting.BackendState`, catalogue order."""
+
+
 RoutingOp: TypeAlias = (
-    SelectOp | ExplainOp | ClearOp | EnsureTablesOp | PutProfileOp | DeleteProfileOp | ReadJournalOp
+    SelectOp
+    | ExplainOp
+    | ClearOp
+    | EnsureTablesOp
+    | PutProfileOp
+    | DeleteProfileOp
+    | ReadJournalOp
+    | ReportOp
+    | RestoreOp
+    | ReleaseOp
+    | ReadStatesOp
 )
 """An operation of :meth:`Store.routing_batch`."""
 
 RoutingResult: TypeAlias = (
-    RouteDecision | Explanation | bool | list[JournalEvent] | BeamRoutingError | StoreCrash | None
+    RouteDecision
+    | Explanation
+    | bool
+    | list[JournalEvent]
+    | BackendState
+    | list[BackendState]
+    | BeamRoutingError
+    | StoreCrash
+    | None
 )
 """One answer of :meth:`Store.routing_batch` (what each operation answers is on its class)."""
 
@@ -262,6 +316,11 @@ class Store(Protocol):
     @property
     def limits(self) -> RequestLimits:
         """The size limits requests and sessions are validated against."""
+        ...
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The wall clock (UNIX seconds) the store measures deadlines on, such as a quota's reset."""
         ...
 
     async def start(self) -> None:

@@ -60,6 +60,17 @@ def stored_backend(catalog: Catalog, value: object) -> str | None:
     return name if name in catalog.backends else None
 
 
+class _StoredRecord(msgspec.Struct, frozen=True, array_like=True):
+    """A journal record as stored in the ``r`` field (its sequence is the ``s`` field)."""
+
+    time: float
+    request: RouteRequest | None
+    decision: RouteDecision | None
+    deny_reason: str | None = None
+    event_type: str | None = None
+    payload: dict[str, Any] | None = None
+
+
 class RecordCodec:
     """Encodes journal record payloads and reads stream entries back (one msgspec encoder and decoder)."""
 
@@ -67,13 +78,17 @@ class RecordCodec:
 
     def __init__(self) -> None:
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.Decoder(tuple[float, RouteRequest, RouteDecision, str | None]).decode
+        self._decode = msgspec.msgpack.Decoder(_StoredRecord).decode
 
     def payload(
         self, when: float, request: RouteRequest, decision: RouteDecision, deny_reason: str | None
     ) -> bytes:
-        """The ``r`` field of a record."""
-        return self._encode((when, request, decision, deny_reason))
+        """The ``r`` field of a decision record."""
+        return self._encode(_StoredRecord(when, request, decision, deny_reason))
+
+    def event_payload(self, when: float, event_type: str, payload: dict[str, Any]) -> bytes:
+        """The ``r`` field of a one-event record (``outcome``, ``backend_health``)."""
+        return self._encode(_StoredRecord(when, None, None, None, event_type, payload))
 
     def record(self, fields: object) -> JournalRecord:
         """The record a stream entry's fields hold; :class:`UnreadableValue` when they hold none."""
@@ -86,10 +101,22 @@ class RecordCodec:
         if not isinstance(data, bytes):
             raise UnreadableValue("a stream entry without a record")
         try:
-            when, request, decision, deny = self._decode(data)
+            stored = self._decode(data)
         except msgspec.DecodeError as exc:
             raise UnreadableValue(f"a stream entry whose record does not decode ({exc})") from None
-        return JournalRecord(sequence, when, request, decision, deny)
+        if (stored.decision is None) != (stored.request is None) or (
+            stored.decision is None and not stored.event_type
+        ):
+            raise UnreadableValue("a stream entry that is neither a decision nor an event")
+        return JournalRecord(
+            sequence,
+            stored.time,
+            stored.request,
+            stored.decision,
+            stored.deny_reason,
+            stored.event_type,
+            stored.payload,
+        )
 
 
 class SessionCodec:

@@ -140,7 +140,7 @@ class RedisJournalFeed:
             except UnreadableValue:
                 pass
             else:
-                last = record.sequence + (1 if record.deny_reason is not None else 2) - 1
+                last = record.sequence + record.event_count - 1
         return (last or 0) + 1
 
     async def read(self, count: int) -> list[JournalRecord]:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -228,6 +229,11 @@ class RedisStore:
     def limits(self) -> RequestLimits:
         """The size limits requests and sessions are validated against."""
         return self._limits
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The wall clock (UNIX seconds) deadlines are measured on."""
+        return time.time
 
     @property
     def planner(self) -> Planner:
