@@ -38,6 +38,7 @@ from ._core._errors import (
     UnsupportedRouteKey,
 )
 from ._core._explain import BackendVerdict, Explanation
+from ._core._health import BackendState, BackendStatus, HealthPolicy, Outcome
 from ._core._profiles import PolicyProfile, ProfileRule
 from ._core._request import RequestLimits, RequestNormalizer, RouteRequest
 from ._core._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
@@ -56,6 +57,8 @@ __all__ = [
     "ActorCrashed",
     "BackendNotEligible",
     "BackendSpec",
+    "BackendState",
+    "BackendStatus",
     "BackendVerdict",
     "BeamRoutingError",
     "CallTimeout",
@@ -64,6 +67,7 @@ __all__ = [
     "Explanation",
     "FallbackPolicy",
     "Health",
+    "HealthPolicy",
     "InvalidAffinityKey",
     "InvalidFallbackPolicy",
     "InvalidHealthStatus",
@@ -75,6 +79,7 @@ __all__ = [
     "MemoryStore",
     "NoBackendAvailable",
     "NoBackendSupportsCapabilities",
+    "Outcome",
     "Policy",
     "PolicyDenied",
     "PolicyProfile",

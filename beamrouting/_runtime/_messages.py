@@ -15,6 +15,7 @@ import msgspec
 
 from .._core._errors import BeamRoutingError, RoutingError, error_for_code
 from .._core._explain import Explanation
+from .._core._health import BackendState, Outcome
 from .._core._profiles import PolicyProfile
 from .._core._request import RouteRequest
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
@@ -31,6 +32,7 @@ __all__ = [
     "Explained",
     "Failed",
     "GetJournal",
+    "GetStates",
     "Handle",
     "Handles",
     "ListSessions",
@@ -38,10 +40,16 @@ __all__ = [
     "Ok",
     "PutProfile",
     "Register",
+    "Release",
+    "Released",
     "Reply",
+    "Report",
+    "Restore",
     "RoutingMessage",
     "Select",
     "SessionMessage",
+    "State",
+    "States",
     "Unregister",
     "error_from_reply",
     "failed",
@@ -97,7 +105,44 @@ class Explain(_Message, frozen=True, tag="explain"):
     request: RouteRequest
 
 
-RoutingMessage: TypeAlias = Select | Clear | EnsureTables | PutProfile | DeleteProfile | GetJournal | Explain
+class Report(_Message, frozen=True, tag="report"):
+    """Report what became of a session on a backend."""
+
+    backend: str
+    outcome: Outcome
+    retry_at: float | None = None
+    retry_after: float | None = None
+
+
+class Restore(_Message, frozen=True, tag="restore"):
+    """Forget what was learned about a backend."""
+
+    backend: str
+
+
+class Release(_Message, frozen=True, tag="release"):
+    """Forget an affinity key's sticky binding."""
+
+    affinity_key: str
+
+
+class GetStates(_Message, frozen=True, tag="get_states"):
+    """Read what is known of every backend."""
+
+
+RoutingMessage: TypeAlias = (
+    Select
+    | Clear
+    | EnsureTables
+    | PutProfile
+    | DeleteProfile
+    | GetJournal
+    | Explain
+    | Report
+    | Restore
+    | Release
+    | GetStates
+)
 """What the routing-table actor accepts."""
 
 
@@ -180,6 +225,24 @@ class Handles(_Message, frozen=True, tag="handles"):
     handles: list[SessionHandle]
 
 
+class State(_Message, frozen=True, tag="state"):
+    """One backend's state."""
+
+    state: BackendState
+
+
+class States(_Message, frozen=True, tag="states"):
+    """Every backend's state, in catalogue order."""
+
+    states: list[BackendState]
+
+
+class Released(_Message, frozen=True, tag="released"):
+    """Whether a released affinity key had a binding."""
+
+    existed: bool
+
+
 class Failed(_Message, frozen=True, tag="failed"):
     """The call failed with a typed error: its ``code``, and a routing error's detail or the error's message."""
 
@@ -187,7 +250,20 @@ class Failed(_Message, frozen=True, tag="failed"):
     detail: Any
 
 
-Reply: TypeAlias = Ok | Decided | Deleted | Events | Explained | Handle | Backend | Handles | Failed
+Reply: TypeAlias = (
+    Ok
+    | Decided
+    | Deleted
+    | Events
+    | Explained
+    | Handle
+    | Backend
+    | Handles
+    | State
+    | States
+    | Released
+    | Failed
+)
 """Every reply an actor sends."""
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -34,14 +35,17 @@ from .._core._errors import (
     ActorCrashed,
     BeamRoutingError,
     CallTimeout,
+    NoBackendAvailable,
     RouterClosed,
     RouterUnavailable,
     SessionExists,
+    UnknownBackend,
 )
 from .._core._explain import Explanation
-from .._core._journal import check_journal_query
+from .._core._health import BackendState, Outcome, check_outcome, check_reset
+from .._core._journal import Journal, JournalRecord, check_journal_query
 from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
-from .._core._request import RequestNormalizer, merge_session
+from .._core._request import RequestNormalizer, RouteRequest, merge_session
 from .._core._sessions import check_metadata, check_session_id, session_handle
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
 from .._store._environment import current_async_library
@@ -53,6 +57,7 @@ from ._routing_table import RoutingTable, RoutingTableClient
 from ._session_registry import SessionRegistry, SessionRegistryClient
 from ._subscription import DEFAULT_MAXLEN, Subscription, journal_source
 from ._supervisor import Child, Supervisor
+from ._waiting import Waiters
 
 __all__ = ["Router", "RouterSession", "RouterState", "RouterStatistics"]
 
@@ -94,17 +99,105 @@ class RouterStatistics(msgspec.Struct, frozen=True):
     """How many times the supervisor restarted each actor."""
 
 
-class RouterSession(msgspec.Struct, frozen=True):
-    """A session routed and registered by :meth:`Router.session`."""
+class RouterSession:
+    """A session routed and registered by :meth:`Router.session`: where it runs, and how to fail it over.
 
-    id: str
-    """The session id it is registered under."""
-    backend: str
-    """The backend to start the session on (``decision.backend``)."""
-    decision: RouteDecision
-    """The routing decision."""
-    handle: SessionHandle
-    """The registry's handle; ``select_backend(handle, request)`` routes with it as ``last_backend``."""
+    Read-only: ``id``, ``backend``, ``decision``, ``handle`` and ``tried`` (every backend it
+    was routed to, in order). :meth:`report` tells the router what became of it;
+    :meth:`failover` moves it to another backend.
+    """
+
+    __slots__ = ("_decision", "_handle", "_id", "_metadata", "_request", "_router", "_tried")
+
+    def __init__(
+        self,
+        router: Router,
+        session_id: str,
+        request: RouteRequest,
+        decision: RouteDecision,
+        handle: SessionHandle,
+        metadata: dict[str, Any],
+    ) -> None:
+        self._router = router
+        self._id = session_id
+        self._request = request
+        self._decision = decision
+        self._handle = handle
+        self._metadata = metadata
+        self._tried: tuple[str, ...] = (decision.backend,)
+
+    @property
+    def id(self) -> str:
+        """The session id it is registered under."""
+        return self._id
+
+    @property
+    def backend(self) -> str:
+        """The backend to start the session on (``decision.backend``)."""
+        return self._decision.backend
+
+    @property
+    def decision(self) -> RouteDecision:
+        """The routing decision that put it on :attr:`backend`."""
+        return self._decision
+
+    @property
+    def handle(self) -> SessionHandle:
+        """The registry's handle; ``select_backend(handle, request)`` routes with it as ``last_backend``."""
+        return self._handle
+
+    @property
+    def tried(self) -> tuple[str, ...]:
+        """Every backend the session was routed to, in order (the current one last)."""
+        return self._tried
+
+    def __repr__(self) -> str:
+        return f"<RouterSession {self._id!r} on {self.backend!r}, tried {list(self._tried)}>"
+
+    async def report(
+        self, outcome: Outcome | str, *, retry_at: float | None = None, retry_after: float | None = None
+    ) -> BackendState:
+        """:meth:`Router.report` for the session's current backend; returns its state after."""
+        return await self._router.report(self.backend, outcome, retry_at=retry_at, retry_after=retry_after)
+
+    async def failover(
+        self,
+        outcome: Outcome | str = Outcome.FAILURE,
+        *,
+        retry_at: float | None = None,
+        retry_after: float | None = None,
+    ) -> RouteDecision:
+        """Report ``outcome`` for the current backend, then move the session to another one.
+
+        Routes the session's original request again with every backend in :attr:`tried`
+        excluded, registers the session under the new backend, and updates
+        :attr:`backend`, :attr:`decision`, :attr:`handle` and :attr:`tried`. Returns the
+        new decision. Raises :class:`~beamrouting.NoBackendAvailable` when no eligible
+        backend is left (the session stays where it was), and what :meth:`report` and
+        :meth:`Router.select_backend` raise.
+        """
+        await self.report(outcome, retry_at=retry_at, retry_after=retry_after)
+        tried = self._tried
+        request = self._request
+        excluded = tuple(dict.fromkeys((*request.excluded_backends, *tried)))
+        again = msgspec.structs.replace(request, excluded_backends=excluded)
+        router = self._router
+        decision = await router._select_normalized(again)
+        self._handle = await router._reregister(self._id, decision.backend, self._metadata)
+        self._decision = decision
+        self._tried = (*tried, decision.backend)
+        return decision
+
+
+def _back_at(error: NoBackendAvailable) -> float | None:
+    """When a held-out backend is back (``inf`` for a freed session slot, which only a change tells), or ``None``."""
+    detail = error.detail
+    if not isinstance(detail, dict):
+        return None
+    back = detail.get("retry_at")
+    if isinstance(back, (int, float)) and not isinstance(back, bool):
+        return float(back)
+    return math.inf if detail.get("reason") == "at_capacity" else None
 
 
 def _consequence_of_giving_up(exc: BaseException) -> bool:
@@ -164,6 +257,7 @@ class Router(AsyncContextManagerMixin):
         mailbox_size: int = 10_000,
         call_timeout: float = 5.0,
         store: Store | None = None,
+        max_waiters: int = 10_000,
         **engine_options: Any,
     ) -> None:
         self._max_restarts = check_count("max_restarts", max_restarts, 0)
@@ -177,7 +271,11 @@ class Router(AsyncContextManagerMixin):
         self._store: Store = check_instance("store", store, Store)
         self._catalog = store.catalog
         self._limits = store.limits
-        self._normalize = RequestNormalizer(self._catalog, self._limits).normalize
+        self._clock = store.clock
+        normalizer = RequestNormalizer(self._catalog, self._limits)
+        self._normalize = normalizer.normalize
+        self._affinity_key = normalizer.affinity_key
+        self._waiters = Waiters(check_count("max_waiters", max_waiters, 1))
         self._table = RoutingTableClient()
         self._registry = SessionRegistryClient()
         self._supervisor: Supervisor | None = None
@@ -187,6 +285,7 @@ class Router(AsyncContextManagerMixin):
         self._calls = 0
         self._errors: dict[str, int] = {}
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._listening: tuple[Journal, Callable[[JournalRecord], None]] | None = None
 
     @property
     def store(self) -> Store:
@@ -244,6 +343,7 @@ class Router(AsyncContextManagerMixin):
                     self._table.connect(children[0].mailbox.call)
                     self._registry.connect(children[1].mailbox.call)
                     self._observer = _obs.select_observer()
+                    self._listen_for_changes()
                     self._state = RouterState.RUNNING
                     try:
                         with body:
@@ -262,6 +362,7 @@ class Router(AsyncContextManagerMixin):
             raise
         finally:
             self._state = RouterState.CLOSED
+            self._stop_listening()
             with anyio.CancelScope(shield=True):
                 for subscription in list(self._subscriptions):
                     await subscription.aclose()
@@ -273,40 +374,67 @@ class Router(AsyncContextManagerMixin):
         if error is not None:
             raise error
 
+    def _listen_for_changes(self) -> None:
+        """Wake waiting callers when the store's journal shows a backend's health changed."""
+        source = self._store.journal_source()
+        if isinstance(source, Journal):
+            waiters = self._waiters
+
+            def changed(record: JournalRecord) -> None:
+                if record.decision is None:  # an outcome or backend_health event
+                    waiters.wake()
+
+            source.add_listener(changed)
+            self._listening = (source, changed)
+
+    def _stop_listening(self) -> None:
+        if self._listening is not None:
+            journal, listener = self._listening
+            journal.remove_listener(listener)
+            self._listening = None
+
     # -- routing ----------------------------------------------------------------------------------
 
     @overload
-    async def select_backend(self, request: Mapping[str, Any], /) -> RouteDecision: ...
+    async def select_backend(
+        self, request: Mapping[str, Any], /, *, wait: float | None = None
+    ) -> RouteDecision: ...
 
     @overload
     async def select_backend(
-        self, session_or_opts: object, request: Mapping[str, Any], /
+        self, session_or_opts: object, request: Mapping[str, Any], /, *, wait: float | None = None
     ) -> RouteDecision: ...
 
-    async def select_backend(self, *args: Any) -> RouteDecision:
+    async def select_backend(self, *args: Any, wait: float | None = None) -> RouteDecision:
         """Choose a backend for ``request``, or for ``(session_or_opts, request)`` (section 8).
 
         A ``str`` session id routes with the id as affinity key and, when the session
         registry knows the session, its backend as ``last_backend``; a
         :class:`~beamrouting.SessionHandle` (or a :class:`RouterSession`) routes with its
         backend as ``last_backend``; session options contribute their ``routing`` and
-        ``backend``. Returns the :class:`~beamrouting.RouteDecision`. Raises the
-        :class:`~beamrouting.RoutingError` the engine raises for the same input, the
-        router's own errors (:class:`~beamrouting.RouterClosed`,
-        :class:`~beamrouting.CallTimeout`, ...) and :class:`TypeError` for a wrong number
-        of arguments.
+        ``backend``. Returns the :class:`~beamrouting.RouteDecision`.
+
+        With ``wait`` (seconds), a request that finds no backend available because of what
+        the router learned waits for one to come back, outside ``call_timeout``: it sleeps
+        until the earliest ``retry_at`` (or until a report, a restore or a freed slot
+        wakes it) and selects again, until ``wait`` runs out. It raises at once when no
+        backend comes back within ``wait``.
+
+        Raises the :class:`~beamrouting.RoutingError` the engine raises for the same input,
+        the router's own errors (:class:`~beamrouting.RouterClosed`,
+        :class:`~beamrouting.CallTimeout`, ...), :class:`TypeError` for a wrong number of
+        arguments, and :class:`TypeError` or :class:`ValueError` for a bad ``wait``.
         """
         self._calls += 1
         observer = self._observer
         span = None if observer is None else observer.start()
         try:
-            if len(args) == 1:
-                request = args[0]
-            elif len(args) == 2:
-                request = await self._merge(args[0], args[1])
+            if wait is not None:
+                decision = await self._select_waiting(self._normalize(await self._request_of(args)), wait)
+            elif len(args) == 1:
+                decision = await self._table.select(self._normalize(args[0]))
             else:
-                raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
-            decision = await self._table.select(self._normalize(request))
+                decision = await self._table.select(self._normalize(await self._request_of(args)))
         except BeamRoutingError as exc:
             self._count_error(exc)
             if observer is not None:
@@ -319,6 +447,52 @@ class Router(AsyncContextManagerMixin):
         if observer is not None:
             observer.succeeded(span, decision)
         return decision
+
+    async def _request_of(self, args: tuple[Any, ...]) -> Any:
+        """The request ``select_backend(*args)`` routes (section 8 for two arguments)."""
+        if len(args) == 1:
+            return args[0]
+        if len(args) == 2:
+            return await self._merge(args[0], args[1])
+        raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
+
+    async def _select_normalized(self, request: RouteRequest) -> RouteDecision:
+        """Route a normalised request, counted as a call of the API."""
+        self._calls += 1
+        try:
+            return await self._table.select(request)
+        except BeamRoutingError as exc:
+            self._count_error(exc)
+            raise
+
+    async def _select_waiting(self, request: RouteRequest, wait: float) -> RouteDecision:
+        """Select, waiting up to ``wait`` seconds for a held-out backend to come back (see :meth:`select_backend`)."""
+        wait = check_seconds("wait", wait, finite=True, minimum=0.0)
+        clock = self._clock
+        deadline = clock() + wait
+        give_up = anyio.current_time() + wait  # real time too: a clock that stands still must not hang us
+        try:
+            return await self._table.select(request)
+        except NoBackendAvailable as exc:
+            first = exc
+        if self._waiters.waiting >= self._waiters.max_waiters:
+            raise first  # as many callers wait as may: the error, at once
+        async with self._waiters.queued() as waiter:
+            error = first
+            while True:
+                back = _back_at(error)
+                now = clock()
+                if back is None or back > deadline or now >= deadline or anyio.current_time() >= give_up:
+                    raise error
+                await self._waiters.pause(
+                    waiter, min(back - now, deadline - now, give_up - anyio.current_time())
+                )
+                try:
+                    return await self._table.select(request)
+                except NoBackendAvailable as exc:
+                    error = exc
+                finally:
+                    self._waiters.tried(waiter)
 
     async def _merge(self, session_or_opts: object, request: object) -> dict[Any, Any]:
         if isinstance(session_or_opts, RouterSession):
@@ -411,6 +585,65 @@ class Router(AsyncContextManagerMixin):
             self._subscriptions.add(subscription)
         return subscription
 
+    # -- learning from outcomes ------------------------------------------------------------------
+
+    @_api
+    async def report(
+        self,
+        backend: str,
+        outcome: Outcome | str,
+        *,
+        retry_at: float | None = None,
+        retry_after: float | None = None,
+    ) -> BackendState:
+        """Tell the router what became of a session started on ``backend``; returns its :class:`~beamrouting.BackendState`.
+
+        ``outcome`` is ``"success"``, ``"failure"`` (the session failed to start there),
+        ``"quota"`` (a usage limit: the backend cools down until ``retry_at``, UNIX seconds,
+        or for ``retry_after`` seconds, or ``base_ejection`` without either) or
+        ``"rejected"`` (the request's own fault: no effect). Failures eject a backend at
+        ``failure_threshold`` and probe it back in (see :class:`~beamrouting.HealthPolicy`).
+        Every process sharing the store learns it. Raises
+        :class:`~beamrouting.UnknownBackend` or :class:`~beamrouting.InvalidRouteRequest`
+        (``"outcome"``, ``"retry_at"``, ``"retry_after"``) for a bad argument, changing nothing.
+        """
+        name = self._canonical(backend)
+        kind = check_outcome(outcome)
+        check_reset(retry_at, retry_after, 0.0)
+        return await self._table.report(
+            name,
+            kind,
+            None if retry_at is None else float(retry_at),
+            None if retry_after is None else float(retry_after),
+        )
+
+    @_api
+    async def restore(self, backend: str) -> BackendState:
+        """Forget what was learned about ``backend`` (an operator's override); returns its state.
+
+        Raises :class:`~beamrouting.UnknownBackend` for a name the catalogue does not know.
+        """
+        return await self._table.restore(self._canonical(backend))
+
+    @_api
+    async def backend_states(self) -> tuple[BackendState, ...]:
+        """What the router knows of every backend now (:class:`~beamrouting.BackendState`), in catalogue order."""
+        return tuple(await self._table.states())
+
+    @_api
+    async def release(self, affinity_key: str) -> bool:
+        """Forget ``affinity_key``'s sticky binding and any temporary backend; return whether it had one.
+
+        Raises :class:`~beamrouting.InvalidAffinityKey` for a key that is not a valid affinity key.
+        """
+        return await self._table.release(self._affinity_key(affinity_key))
+
+    def _canonical(self, backend: object) -> str:
+        name = self._catalog.canonical(backend)
+        if name is None:
+            raise UnknownBackend(backend)
+        return name
+
     # -- sessions ---------------------------------------------------------------------------------
 
     @_api
@@ -458,15 +691,17 @@ class Router(AsyncContextManagerMixin):
         opts: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        wait: float | None = None,
     ) -> AsyncIterator[RouterSession]:
         """Route a new session, register it under the chosen backend, unregister it on exit.
 
         Routes with ``select_backend(opts, request)`` when ``opts`` is given, else
         ``select_backend(session_id, request)`` when ``session_id`` is given, else
         ``select_backend(request)``; registers under ``session_id`` or a new random id, and
-        yields the :class:`RouterSession`. The session is unregistered however the block
-        ends, cancellation included; if that fails while the block's own exception
-        propagates, the block's exception wins (the failure is logged and noted on it).
+        yields the :class:`RouterSession`. ``wait`` is as for :meth:`select_backend`. The
+        session is unregistered however the block ends, cancellation included; if that
+        fails while the block's own exception propagates, the block's exception wins (the
+        failure is logged and noted on it).
 
         Raises what :meth:`select_backend` and :meth:`register_session` raise, and
         :class:`~beamrouting.SessionExists` when ``session_id`` is the id of a live session
@@ -476,14 +711,20 @@ class Router(AsyncContextManagerMixin):
         sid = uuid.uuid4().hex if session_id is None else check_session_id(session_id, self._limits)
         metadata = check_metadata(metadata, self._limits)  # fail before routing moves any counter
         if opts is not None:
-            decision = await self.select_backend(opts, request)
+            args: tuple[Any, ...] = (opts, request)
         elif session_id is not None:
-            decision = await self.select_backend(sid, request)
+            args = (sid, request)
         else:
-            decision = await self.select_backend(request)
+            args = (request,)
+        normalized = self._normalize(await self._request_of(args))
+        if wait is None:
+            decision = await self._select_normalized(normalized)
+        else:
+            self._calls += 1
+            decision = await self._select_waiting(normalized, wait)
         handle = await self._register_new(sid, decision.backend, metadata)
         try:
-            yield RouterSession(sid, decision.backend, decision, handle)
+            yield RouterSession(self, sid, normalized, decision, handle, metadata)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 try:
@@ -494,6 +735,17 @@ class Router(AsyncContextManagerMixin):
             raise
         with anyio.CancelScope(shield=True):
             await self._forget_session(sid)
+
+    async def _reregister(self, session_id: str, backend: str, metadata: dict[str, Any]) -> SessionHandle:
+        """Register a live session under another backend (a failover), counted as a call of the API."""
+        self._calls += 1
+        try:
+            return await self._registry.register(
+                session_handle(self._catalog, session_id, backend, metadata, self._limits)
+            )
+        except BeamRoutingError as exc:
+            self._count_error(exc)
+            raise
 
     async def _register_new(self, session_id: str, backend: str, metadata: dict[str, Any]) -> SessionHandle:
         """Register a new session (not replacing a live one), counted as a call of the API."""

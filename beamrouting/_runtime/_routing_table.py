@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar
 
+from .._core._errors import UnknownBackend
 from .._core._explain import Explanation
+from .._core._health import BackendState, Outcome, check_outcome, check_reset
 from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
 from .._core._request import RequestNormalizer, RouteRequest
 from .._core._types import JournalEvent, RouteDecision
@@ -16,6 +18,10 @@ from .._store._protocol import (
     ExplainOp,
     PutProfileOp,
     ReadJournalOp,
+    ReadStatesOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
     RoutingOp,
     RoutingResult,
     SelectOp,
@@ -32,10 +38,17 @@ from ._messages import (
     Explain,
     Explained,
     GetJournal,
+    GetStates,
     Ok,
     PutProfile,
+    Release,
+    Released,
+    Report,
+    Restore,
     RoutingMessage,
     Select,
+    State,
+    States,
 )
 
 __all__ = ["RoutingTable", "RoutingTableClient"]
@@ -53,7 +66,9 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         super().__init__(mailbox, store, control)
-        self._validate = RequestNormalizer(store.catalog, store.limits).validate
+        self._catalog = store.catalog
+        self._normalizer = RequestNormalizer(store.catalog, store.limits)
+        self._validate = self._normalizer.validate
         self._ok = self.encode(Ok())
 
     def operation(self, message: RoutingMessage) -> RoutingOp:
@@ -76,7 +91,22 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
                 return DeleteProfileOp(check_profile_id(profile_id))
             case GetJournal(event_type, limit):
                 return ReadJournalOp(event_type, limit)
+            case Report(backend, outcome, retry_at, retry_after):
+                check_reset(retry_at, retry_after, 0.0)
+                return ReportOp(self._backend(backend), check_outcome(outcome), retry_at, retry_after)
+            case Restore(backend):
+                return RestoreOp(self._backend(backend))
+            case Release(affinity_key):
+                return ReleaseOp(self._normalizer.affinity_key(affinity_key))
+            case GetStates():
+                return ReadStatesOp()
         raise AssertionError(f"unhandled message {message!r}")
+
+    def _backend(self, name: str) -> str:
+        canonical = self._catalog.canonical(name)
+        if canonical is None:
+            raise UnknownBackend(name)
+        return canonical
 
     def apply(self, ops: Sequence[RoutingOp]) -> Awaitable[list[RoutingResult]]:
         """:meth:`Store.routing_batch <beamrouting.store.Store.routing_batch>`."""
@@ -95,6 +125,12 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
                 return self.encode(Events(result))
             case ExplainOp() if type(result) is Explanation:
                 return self.encode(Explained(result))
+            case ReportOp() | RestoreOp() if type(result) is BackendState:
+                return self.encode(State(result))
+            case ReleaseOp() if type(result) is bool:
+                return self.encode(Released(result))
+            case ReadStatesOp() if type(result) is list:
+                return self.encode(States(result))
         raise TypeError(f"the store answered {result!r} to {op!r}")
 
 
@@ -133,3 +169,21 @@ class RoutingTableClient(ActorClient):
     async def journal(self, event_type: str | None, limit: int | None) -> list[JournalEvent]:
         """The newest journal events."""
         return (await self.ask(GetJournal(event_type, limit), Events)).events
+
+    async def report(
+        self, backend: str, outcome: Outcome, retry_at: float | None, retry_after: float | None
+    ) -> BackendState:
+        """Report an outcome; the backend's state after."""
+        return (await self.ask(Report(backend, outcome, retry_at, retry_after), State)).state
+
+    async def restore(self, backend: str) -> BackendState:
+        """Forget what was learned about a backend; its state after."""
+        return (await self.ask(Restore(backend), State)).state
+
+    async def release(self, affinity_key: str) -> bool:
+        """Forget a sticky binding; whether there was one."""
+        return (await self.ask(Release(affinity_key), Released)).existed
+
+    async def states(self) -> list[BackendState]:
+        """Every backend's state."""
+        return (await self.ask(GetStates(), States)).states
