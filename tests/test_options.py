@@ -64,6 +64,8 @@ CASES: list[tuple[str, Callable[..., object], str, object, type[Exception]]] = [
     ("Router", Router, "call_timeout", 0, ValueError),
     ("Router", Router, "call_timeout", math.nan, ValueError),
     ("Router", Router, "store", "redis://localhost", TypeError),
+    ("Router", Router, "max_waiters", "10", TypeError),
+    ("Router", Router, "max_waiters", 0, ValueError),
     ("Subscription", lambda **kw: Subscription(JOURNAL, **kw), "maxlen", "10", TypeError),
     ("Subscription", lambda **kw: Subscription(JOURNAL, **kw), "maxlen", 1, ValueError),
     ("Subscription", lambda **kw: Subscription(JOURNAL, **kw), "event_type", 3, TypeError),

@@ -54,6 +54,7 @@ from .._store._protocol import Store
 from . import _observability as _obs
 from ._mailbox import mailbox_class
 from ._routing_table import RoutingTable, RoutingTableClient
+from ._session import RouterSession
 from ._session_registry import SessionRegistry, SessionRegistryClient
 from ._subscription import DEFAULT_MAXLEN, Subscription, journal_source
 from ._supervisor import Child, Supervisor
@@ -97,96 +98,6 @@ class RouterStatistics(msgspec.Struct, frozen=True):
     """The bound of each mailbox."""
     restarts: dict[str, int]
     """How many times the supervisor restarted each actor."""
-
-
-class RouterSession:
-    """A session routed and registered by :meth:`Router.session`: where it runs, and how to fail it over.
-
-    Read-only: ``id``, ``backend``, ``decision``, ``handle`` and ``tried`` (every backend it
-    was routed to, in order). :meth:`report` tells the router what became of it;
-    :meth:`failover` moves it to another backend.
-    """
-
-    __slots__ = ("_decision", "_handle", "_id", "_metadata", "_request", "_router", "_tried")
-
-    def __init__(
-        self,
-        router: Router,
-        session_id: str,
-        request: RouteRequest,
-        decision: RouteDecision,
-        handle: SessionHandle,
-        metadata: dict[str, Any],
-    ) -> None:
-        self._router = router
-        self._id = session_id
-        self._request = request
-        self._decision = decision
-        self._handle = handle
-        self._metadata = metadata
-        self._tried: tuple[str, ...] = (decision.backend,)
-
-    @property
-    def id(self) -> str:
-        """The session id it is registered under."""
-        return self._id
-
-    @property
-    def backend(self) -> str:
-        """The backend to start the session on (``decision.backend``)."""
-        return self._decision.backend
-
-    @property
-    def decision(self) -> RouteDecision:
-        """The routing decision that put it on :attr:`backend`."""
-        return self._decision
-
-    @property
-    def handle(self) -> SessionHandle:
-        """The registry's handle; ``select_backend(handle, request)`` routes with it as ``last_backend``."""
-        return self._handle
-
-    @property
-    def tried(self) -> tuple[str, ...]:
-        """Every backend the session was routed to, in order (the current one last)."""
-        return self._tried
-
-    def __repr__(self) -> str:
-        return f"<RouterSession {self._id!r} on {self.backend!r}, tried {list(self._tried)}>"
-
-    async def report(
-        self, outcome: Outcome | str, *, retry_at: float | None = None, retry_after: float | None = None
-    ) -> BackendState:
-        """:meth:`Router.report` for the session's current backend; returns its state after."""
-        return await self._router.report(self.backend, outcome, retry_at=retry_at, retry_after=retry_after)
-
-    async def failover(
-        self,
-        outcome: Outcome | str = Outcome.FAILURE,
-        *,
-        retry_at: float | None = None,
-        retry_after: float | None = None,
-    ) -> RouteDecision:
-        """Report ``outcome`` for the current backend, then move the session to another one.
-
-        Routes the session's original request again with every backend in :attr:`tried`
-        excluded, registers the session under the new backend, and updates
-        :attr:`backend`, :attr:`decision`, :attr:`handle` and :attr:`tried`. Returns the
-        new decision. Raises :class:`~beamrouting.NoBackendAvailable` when no eligible
-        backend is left (the session stays where it was), and what :meth:`report` and
-        :meth:`Router.select_backend` raise.
-        """
-        await self.report(outcome, retry_at=retry_at, retry_after=retry_after)
-        tried = self._tried
-        request = self._request
-        excluded = tuple(dict.fromkeys((*request.excluded_backends, *tried)))
-        again = msgspec.structs.replace(request, excluded_backends=excluded)
-        router = self._router
-        decision = await router._select_normalized(again)
-        self._handle = await router._reregister(self._id, decision.backend, self._metadata)
-        self._decision = decision
-        self._tried = (*tried, decision.backend)
-        return decision
 
 
 def _back_at(error: NoBackendAvailable) -> float | None:
@@ -456,14 +367,28 @@ class Router(AsyncContextManagerMixin):
             return await self._merge(args[0], args[1])
         raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
 
-    async def _select_normalized(self, request: RouteRequest) -> RouteDecision:
-        """Route a normalised request, counted as a call of the API."""
+    async def _select_normalized(self, request: RouteRequest, wait: float | None = None) -> RouteDecision:
+        """Route a normalised request as :meth:`select_backend` does: counted, observed, waiting if asked."""
         self._calls += 1
+        observer = self._observer
+        span = None if observer is None else observer.start()
         try:
-            return await self._table.select(request)
+            if wait is None:
+                decision = await self._table.select(request)
+            else:
+                decision = await self._select_waiting(request, wait)
         except BeamRoutingError as exc:
             self._count_error(exc)
+            if observer is not None:
+                observer.failed(span, exc)
             raise
+        except BaseException:
+            if observer is not None:
+                observer.cancelled(span)
+            raise
+        if observer is not None:
+            observer.succeeded(span, decision)
+        return decision
 
     async def _select_waiting(self, request: RouteRequest, wait: float) -> RouteDecision:
         """Select, waiting up to ``wait`` seconds for a held-out backend to come back (see :meth:`select_backend`)."""
@@ -717,11 +642,7 @@ class Router(AsyncContextManagerMixin):
         else:
             args = (request,)
         normalized = self._normalize(await self._request_of(args))
-        if wait is None:
-            decision = await self._select_normalized(normalized)
-        else:
-            self._calls += 1
-            decision = await self._select_waiting(normalized, wait)
+        decision = await self._select_normalized(normalized, wait)
         handle = await self._register_new(sid, decision.backend, metadata)
         try:
             yield RouterSession(self, sid, normalized, decision, handle, metadata)
