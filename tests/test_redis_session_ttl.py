@@ -23,8 +23,8 @@ from beamrouting import RedisStore, SessionHandle
 from beamrouting._runtime._router import Router
 from beamrouting._store._redis._store import SESSION_PURGE
 from beamrouting.store import ListSessionsOp, LookupOp, RegisterOp, UnregisterOp
-from tests._helpers import wait_for
-from tests.conftest import ASYNCIO_BACKENDS, import_redis_or_skip
+from tests._helpers import ASYNCIO_BACKENDS, wait_for
+from tests._redis import import_redis_or_skip
 
 import_redis_or_skip()
 

@@ -51,17 +51,18 @@ from beamrouting.store import (
 )
 from beamrouting.testing import check_store
 from tests._helpers import (
+    ASYNCIO_BACKENDS,
     BACKENDS,
     format_mismatches,
-    load_scenarios,
     profiles_for_scenarios,
     record_batch_sizes,
     run_scenario_async,
+    scenario_params,
     scenarios_path,
     settle_into,
     wait_for,
 )
-from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
+from tests._redis import RedisServer, free_port, import_redis_or_skip
 
 import_redis_or_skip()
 
@@ -101,15 +102,8 @@ async def _restarts(router: Router) -> dict[str, int]:
 # --------------------------------------------------------------------------- the contract
 
 
-def _scenario_params() -> list[Any]:
-    path = scenarios_path()
-    if not path.is_file():
-        return [pytest.param(None, id="scenarios-missing")]
-    return [pytest.param(scenario, id=scenario["id"]) for scenario in load_scenarios(path)]
-
-
 @pytest.mark.anyio
-@pytest.mark.parametrize("scenario", _scenario_params())
+@pytest.mark.parametrize("scenario", scenario_params())
 async def test_reference_scenario_through_redis(
     scenario: dict[str, Any] | None, redis_url: str, prefix: str
 ) -> None:
@@ -744,7 +738,7 @@ def test_fleet_first_binds_agree_and_bindings_are_reused_across_processes(
 
 @pytest.mark.anyio
 async def test_unreachable_redis_fails_router_start() -> None:
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     start = time.monotonic()
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
         async with Router(store=RedisStore(url)):

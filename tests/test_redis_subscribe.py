@@ -32,8 +32,8 @@ from beamrouting import (
     Subscription,
     SubscriptionGap,
 )
-from tests._helpers import wait_for
-from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
+from tests._helpers import ASYNCIO_BACKENDS, wait_for
+from tests._redis import RedisServer, free_port, import_redis_or_skip
 
 redis = import_redis_or_skip()
 
@@ -410,7 +410,7 @@ async def test_redis_not_answering_raises_store_unavailable_in_time(
 
 @pytest.mark.anyio
 async def test_starting_without_redis_raises_store_unavailable() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{_free_port()}/0", operation_timeout=0.5)
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", operation_timeout=0.5)
     events = Subscription(store.journal_source())
     with anyio.fail_after(5), pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
         async with events:

@@ -8,7 +8,7 @@ tested in test_redis_store.py.)
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -18,38 +18,14 @@ from beamrouting import ActorCrashed, MemoryStore, Router, SessionHandle, StoreC
 from beamrouting.store import (
     LookupOp,
     RegisterOp,
-    SessionOp,
     SessionResult,
     run_batch,
 )
 from beamrouting.testing import check_store
-from tests._helpers import Gate, settle_into, wait_for
+from tests._helpers import settle_into, wait_for
+from tests._stores import GatedSessionStore
 
 pytestmark = pytest.mark.anyio
-
-
-class GatedSessionStore(MemoryStore):
-    """A MemoryStore whose session batches wait while the gate is closed, and whose
-    registration of the session id ``"boom"`` (or lookup of ``"unavailable"``) fails."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = Gate()
-        self.batches: list[list[SessionOp]] = []
-
-    async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        await self.gate.pass_through()
-        self.batches.append(list(ops))
-        results: list[SessionResult] = []
-        for op in ops:
-            if isinstance(op, RegisterOp) and op.handle.session_id == "boom":
-                results.append(StoreCrash(RuntimeError("planted bug")))
-                break
-            if isinstance(op, LookupOp) and op.session_id == "unavailable":
-                results.append(StoreUnavailable("planted outage"))
-                continue
-            results.extend(await super().session_batch([op]))
-        return results
 
 
 def session_depth(router: Router) -> int:

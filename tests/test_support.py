@@ -20,7 +20,7 @@ from tests._helpers import (
     wait_for,
     wait_until,
 )
-from tests.conftest import RedisServer
+from tests._redis import RedisServer
 
 # --------------------------------------------------------------------------- anyio backends
 
