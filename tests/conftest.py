@@ -8,16 +8,13 @@ asyncio-only backends are in ``tests/stores/redis/conftest.py``.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests._helpers import ANYIO_BACKENDS
-from tests._redis import RedisServer, free_port, import_redis_or_skip, redis_binary, redis_required
+from tests._redis import RedisServer, free_port, redis_binary, redis_required
 
 # --------------------------------------------------------------------------- Hypothesis
 
@@ -80,31 +77,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if {"redis_server", "redis_url"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.redis)
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A key prefix of this test's own, so tests sharing one server never meet."""
-    return f"beamrouting-test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture
-def inspect(redis_url: str) -> Iterator[Any]:
-    """A plain (synchronous) client to look at what the store wrote."""
-    client = import_redis_or_skip().Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def private_redis(redis_server: RedisServer, tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it may kill, pause and restart."""
-    server = RedisServer(redis_server.binary, free_port(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.resume()
-        server.kill()

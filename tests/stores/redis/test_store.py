@@ -1,7 +1,7 @@
 """RedisStore: the reference scenarios through Redis, fleet-wide atomicity, outages, trio.
 
 Every test that needs Redis uses the session's private ``redis-server`` (the ``redis_url``
-fixture of conftest.py; skipped when the binary is missing unless
+fixture of tests/conftest.py; skipped when the binary is missing unless
 ``BEAMROUTING_REQUIRE_REDIS=1``), a unique key prefix, and runs on asyncio and uvloop only
 (the Redis store does not run on trio; that it says so clearly is tested too). The outage
 tests start their own server so they can kill, pause and restart it.
@@ -51,8 +51,8 @@ from beamrouting.store import (
 )
 from beamrouting.testing import check_store
 from tests._helpers import (
-    ASYNCIO_BACKENDS,
     BACKENDS,
+    REPO_ROOT,
     format_mismatches,
     profiles_for_scenarios,
     record_batch_sizes,
@@ -66,7 +66,7 @@ from tests._redis import RedisServer, free_port, import_redis_or_skip
 
 import_redis_or_skip()
 
-WORKER = Path(__file__).with_name("_redis_fleet_worker.py")
+WORKER = Path(__file__).with_name("_fleet_worker.py")
 RR: dict[str, Any] = {"policy": "round_robin"}
 BOUND = "selected backend and bound sticky affinity"
 REUSED = "reused sticky affinity backend"
@@ -74,13 +74,6 @@ REUSED = "reused sticky affinity backend"
 
 def sticky(key: str, **extra: Any) -> dict[str, Any]:
     return {"policy": "sticky", "affinity_key": key, **extra}
-
-
-@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """The Redis store runs on asyncio and uvloop only (trio is rejected, see below)."""
-    backend: tuple[str, dict[str, object]] = request.param
-    return backend
 
 
 def _counter_key(prefix: str, request: dict[str, Any]) -> str:
@@ -508,7 +501,7 @@ async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
 
 @pytest.mark.anyio
 async def test_subscribe_follows_the_journal_in_redis(redis_url: str, prefix: str) -> None:
-    # More in test_redis_subscribe.py.
+    # More in test_subscribe.py.
     store = RedisStore(redis_url, prefix=prefix)
     assert isinstance(store.journal_source(), JournalFeed)
     async with Router(store=store) as router, router.subscribe() as events:
@@ -899,7 +892,7 @@ def test_the_package_imports_without_redis() -> None:
         "try:\n    m.RedisStore('redis://localhost')\n"
         "except ImportError as e:\n    print(e)\n"
     )
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(REPO_ROOT)
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,16 @@
+"""Fixtures of the engine's unit tests: an engine with the scenario profiles stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from beamrouting import RoutingEngine
+from tests._helpers import profiles_for_scenarios
+
+
+@pytest.fixture
+def engine() -> RoutingEngine:
+    engine = RoutingEngine()
+    for profile_id, profile in profiles_for_scenarios():
+        engine.put_policy_profile(profile_id, profile)
+    return engine
