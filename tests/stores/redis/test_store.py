@@ -49,7 +49,6 @@ from beamrouting.store import (
     SelectOp,
     UnregisterOp,
 )
-from beamrouting.testing import check_store
 from tests._helpers import (
     BACKENDS,
     REPO_ROOT,
@@ -897,8 +896,3 @@ def test_the_package_imports_without_redis() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'beamrouting[redis]'" in done.stdout
-
-
-@pytest.mark.anyio
-async def test_the_redis_store_passes_the_store_conformance_suite(redis_url: str) -> None:
-    await check_store(lambda: RedisStore(redis_url, prefix=f"beamrouting-test:{uuid.uuid4().hex}:"))
