@@ -37,6 +37,7 @@ ALIASES = {
     "opencode": ("opencode", "opencode_client"),
     "copilot": ("copilot", "copilot_client"),
 }
+"""Every accepted spelling of each backend of the default catalogue."""
 
 
 ERROR_CLASSES: dict[str, type[RoutingError]] = {
@@ -54,6 +55,7 @@ ERROR_CLASSES: dict[str, type[RoutingError]] = {
     "policy_denied": PolicyDenied,
     "invalid_policy_profile": InvalidPolicyProfile,
 }
+"""Each routing error class by its code."""
 
 
 RR = {"policy": "round_robin"}
@@ -75,4 +77,5 @@ def outcome(engine: RoutingEngine, *args: Any) -> Any:
 
 
 def backends(engine: RoutingEngine, request: Mapping[str, Any], times: int) -> list[str]:
+    """The backends of ``times`` selections of ``request``, in order."""
     return [engine.select_backend(request).backend for _ in range(times)]

@@ -10,6 +10,7 @@ from tests._helpers import profiles_for_scenarios
 
 @pytest.fixture
 def engine() -> RoutingEngine:
+    """A fresh engine on the default catalogue with the scenario profiles (section 11) stored."""
     engine = RoutingEngine()
     for profile_id, profile in profiles_for_scenarios():
         engine.put_policy_profile(profile_id, profile)
