@@ -1,4 +1,5 @@
-"""Helpers shared by the test-suite: scenario data, the scenario runner and condition polling.
+"""Helpers shared by the test-suite: paths, anyio backends, scenario data, the scenario
+runner, test gates and condition polling.
 
 Nothing here waits a fixed time for state to change: ``wait_for`` and ``wait_until`` poll a
 condition and give up after a timeout.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,26 +18,56 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import pytest
 
 __all__ = [
+    "ANYIO_BACKENDS",
+    "ASYNCIO_BACKENDS",
     "BACKENDS",
+    "REPO_ROOT",
     "SCENARIO_PROFILES",
+    "Gate",
     "Scenario",
     "ScenarioMismatch",
     "format_mismatches",
     "load_scenarios",
     "profiles_for_scenarios",
+    "record_batch_sizes",
+    "require_scenario",
     "run_scenario",
     "run_scenario_async",
+    "scenario_params",
     "scenarios_path",
+    "settle_into",
     "wait_for",
     "wait_until",
 ]
+
+REPO_ROOT: Final[Path] = Path(__file__).resolve().parents[1]
+"""The repository's root (the folder holding ``beamrouting/`` and ``tests/``)."""
 
 BACKENDS: Final[tuple[str, ...]] = ("claude", "codex", "copilot", "gemini", "opencode")
 """The default catalogue's backends, in available order."""
 
 _SCENARIO_FILE: Final = "reference_scenarios.jsonl"
+
+
+# --------------------------------------------------------------------------- anyio backends
+
+_NO_UVLOOP: Final = sys.platform == "win32"
+
+ASYNCIO_BACKENDS: Final[list[Any]] = [
+    pytest.param(("asyncio", {"use_uvloop": False}), id="asyncio"),
+    pytest.param(
+        ("asyncio", {"use_uvloop": True}),
+        id="uvloop",
+        marks=pytest.mark.skipif(_NO_UVLOOP, reason="uvloop does not exist on Windows"),
+    ),
+]
+"""asyncio and uvloop: what a test that needs the Redis store runs on (``anyio_backend`` params)."""
+
+ANYIO_BACKENDS: Final[list[Any]] = [*ASYNCIO_BACKENDS, pytest.param(("trio", {}), id="trio")]
+"""asyncio, uvloop and trio: what every other async test runs on (``anyio_backend`` params)."""
 
 
 # --------------------------------------------------------------------------- scenario data
@@ -51,7 +83,7 @@ def scenarios_path() -> Path:
     if override:
         path = Path(override).expanduser()
         return path / _SCENARIO_FILE if path.is_dir() else path
-    return Path(__file__).resolve().parents[2] / "shared" / "scenarios" / _SCENARIO_FILE
+    return REPO_ROOT.parent / "shared" / "scenarios" / _SCENARIO_FILE
 
 
 Scenario = dict[str, Any]
@@ -70,6 +102,29 @@ def load_scenarios(path: Path | None = None) -> list[Scenario]:
                 raise ValueError(f"{path}:{number}: not a scenario (needs 'id' and 'steps')")
             scenarios.append(scenario)
     return scenarios
+
+
+def scenario_params() -> list[Any]:
+    """One ``pytest.param`` per reference scenario (its id as the test id), for ``parametrize``.
+
+    When the file is missing: one ``None`` case (``scenarios-missing``), which
+    :func:`require_scenario` fails, instead of silently collecting nothing.
+    """
+    path = scenarios_path()
+    if not path.is_file():
+        # One failing case instead of silently collecting nothing.
+        return [pytest.param(None, id="scenarios-missing")]
+    return [pytest.param(scenario, id=scenario["id"]) for scenario in load_scenarios(path)]
+
+
+def require_scenario(scenario: Scenario | None) -> Scenario:
+    """The scenario of a :func:`scenario_params` case; fails the test when the file is missing."""
+    if scenario is None:
+        pytest.fail(
+            f"reference scenarios not found at {scenarios_path()} (set BEAMROUTING_SCENARIOS)",
+            pytrace=False,
+        )
+    return scenario
 
 
 def _deny(backend: str) -> dict[str, Any]:

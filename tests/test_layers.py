@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import REPO_ROOT
+
 PACKAGE = "beamrouting"
-ROOT = Path(__file__).resolve().parents[1] / PACKAGE
+ROOT = REPO_ROOT / PACKAGE
 
 LAYERS = ("core", "stores", "runtime", "public", "command line")
 CORE_THIRD_PARTY = frozenset({"msgspec"})

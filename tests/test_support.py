@@ -1,7 +1,9 @@
-"""Tests of the test-suite's own machinery: anyio backends, polling, redis-server, scenarios."""
+"""Tests of the test-suite's own machinery: anyio backends, polling, redis-server, scenarios,
+and the rule that tests share code only through helper modules."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 from pathlib import Path
@@ -13,6 +15,7 @@ import sniffio
 
 from beamrouting import RouteDecision, RoutingEngine
 from tests._helpers import (
+    REPO_ROOT,
     SCENARIO_PROFILES,
     run_scenario,
     run_scenario_async,
@@ -20,7 +23,7 @@ from tests._helpers import (
     wait_for,
     wait_until,
 )
-from tests.conftest import RedisServer
+from tests._redis import RedisServer
 
 # --------------------------------------------------------------------------- anyio backends
 
@@ -226,3 +229,60 @@ def test_run_scenario_lets_non_routing_errors_through() -> None:
 
     with pytest.raises(RuntimeError):
         run_scenario(FAKE_SCENARIO, crash, crash, lambda: None)
+
+
+# --------------------------------------------------------------------------- how tests share code
+
+
+def _not_importable(name: str) -> bool:
+    """A test module or a conftest: what no module of the test-suite may import."""
+    last = name.rpartition(".")[2]
+    return name.startswith("tests") and (last.startswith("test_") or last == "conftest")
+
+
+def forbidden_imports(module: str, source: str) -> list[str]:
+    """The test modules and conftest files ``source`` (the module ``module``) imports.
+
+    Tests share code through helper modules (``tests/_*.py``) only: a test module imported
+    by another runs its tests twice and ties them together, and conftest files import from
+    helpers, never the other way round.
+    """
+    package = module.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if _not_importable(alias.name))
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*parts, *([base] if base else [])])
+            if _not_importable(base):
+                found.append(base)
+            found.extend(f"{base}.{a.name}" for a in node.names if _not_importable(f"{base}.{a.name}"))
+    return found
+
+
+def test_no_module_of_the_suite_imports_a_test_module_or_a_conftest() -> None:
+    offenders: dict[str, list[str]] = {}
+    for path in sorted((REPO_ROOT / "tests").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+        found = forbidden_imports(module, path.read_text(encoding="utf-8"))
+        if found:
+            offenders[module] = found
+    assert offenders == {}
+
+
+def test_the_import_rule_finds_planted_violations() -> None:
+    planted = {
+        "from tests.test_router import GatedStore": ["tests.test_router"],
+        "from tests.conftest import RedisServer": ["tests.conftest"],
+        "import tests.core.test_state": ["tests.core.test_state"],
+        "from tests.core import test_state, _support": ["tests.core.test_state"],
+        "from . import conftest": ["tests.runtime.conftest"],
+        "from .test_router import outcome": ["tests.runtime.test_router"],
+        "from tests._helpers import wait_for\nfrom tests._stores import GatedStore": [],
+    }
+    for source, expected in planted.items():
+        assert forbidden_imports("tests.runtime.test_planted", source) == expected, source

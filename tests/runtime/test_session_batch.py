@@ -3,88 +3,27 @@
 The session-registry actor hands its store every session message it drained at once; the
 store applies them in order and answers each. A crash while applying one blames only its
 caller; the restarted actor serves the ones after it. (The Redis store's batching is
-tested in test_redis_store.py.)
+tested in tests/stores/redis/test_store.py, run_batch in tests/stores/test_protocol.py.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 
-from beamrouting import ActorCrashed, MemoryStore, Router, SessionHandle, StoreCrash, StoreUnavailable
-from beamrouting.store import (
-    LookupOp,
-    RegisterOp,
-    SessionOp,
-    SessionResult,
-    run_batch,
-)
-from beamrouting.testing import check_store
-from tests._helpers import Gate, settle_into, wait_for
+from beamrouting import ActorCrashed, Router, SessionHandle, StoreUnavailable
+from tests._helpers import settle_into, wait_for
+from tests._stores import GatedSessionStore
 
 pytestmark = pytest.mark.anyio
-
-
-class GatedSessionStore(MemoryStore):
-    """A MemoryStore whose session batches wait while the gate is closed, and whose
-    registration of the session id ``"boom"`` (or lookup of ``"unavailable"``) fails."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = Gate()
-        self.batches: list[list[SessionOp]] = []
-
-    async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        await self.gate.pass_through()
-        self.batches.append(list(ops))
-        results: list[SessionResult] = []
-        for op in ops:
-            if isinstance(op, RegisterOp) and op.handle.session_id == "boom":
-                results.append(StoreCrash(RuntimeError("planted bug")))
-                break
-            if isinstance(op, LookupOp) and op.session_id == "unavailable":
-                results.append(StoreUnavailable("planted outage"))
-                continue
-            results.extend(await super().session_batch([op]))
-        return results
 
 
 def session_depth(router: Router) -> int:
     assert router._supervisor is not None
     return router._supervisor.child("session_registry").mailbox.depth
-
-
-async def test_the_memory_store_passes_the_store_conformance_suite() -> None:
-    await check_store(MemoryStore)
-
-
-def test_run_batch_answers_in_order_and_stops_at_a_crash() -> None:
-    applied: list[str] = []
-
-    def apply(op: RegisterOp | LookupOp) -> SessionResult:
-        name = op.handle.session_id if isinstance(op, RegisterOp) else op.session_id
-        if name == "unavailable":
-            raise StoreUnavailable("planted outage")
-        if name == "boom":
-            raise RuntimeError("planted bug")
-        applied.append(name)
-        return None
-
-    ops: list[RegisterOp | LookupOp] = [
-        RegisterOp(SessionHandle("a", "codex", {})),
-        LookupOp("unavailable"),
-        RegisterOp(SessionHandle("boom", "codex", {})),
-        RegisterOp(SessionHandle("c", "codex", {})),
-    ]
-    results = run_batch(ops, apply)
-    assert results[0] is None
-    assert isinstance(results[1], StoreUnavailable)
-    assert isinstance(results[2], StoreCrash) and isinstance(results[2].error, RuntimeError)
-    assert len(results) == 3  # "c" was not applied
-    assert applied == ["a"]
 
 
 async def test_a_crash_in_a_session_batch_blames_only_its_caller() -> None:

@@ -22,7 +22,7 @@ from beamrouting import ActorCrashed, Catalog, Router, RoutingEngine, RoutingErr
 from beamrouting._core._request import merge_session
 from beamrouting.testing import crash_actor
 from tests._helpers import profiles_for_scenarios
-from tests.test_engine_properties import requests, session_or_opts
+from tests._strategies import requests, session_or_opts
 
 ActorName = Literal["routing_table", "session_registry"]
 ACTORS: tuple[ActorName, ...] = ("routing_table", "session_registry")

@@ -5,7 +5,7 @@ clock; re-registering is its heartbeat, lookups and listings never extend it. Ex
 sessions are hidden at once and purged a bounded number per session call; the session keys
 expire with their last session. Without ``session_ttl`` nothing of this is written.
 
-Every test uses the session's private ``redis-server`` (``redis_url`` of conftest.py) and a
+Every test uses the session's private ``redis-server`` (``redis_url`` of tests/conftest.py) and a
 unique key prefix, on asyncio and uvloop (the Redis store does not run on trio). Nothing
 waits a fixed time for state: expiry is waited for with ``wait_for``.
 """
@@ -24,7 +24,7 @@ from beamrouting._runtime._router import Router
 from beamrouting._store._redis._store import SESSION_PURGE
 from beamrouting.store import ListSessionsOp, LookupOp, RegisterOp, UnregisterOp
 from tests._helpers import wait_for
-from tests.conftest import ASYNCIO_BACKENDS, import_redis_or_skip
+from tests._redis import import_redis_or_skip
 
 import_redis_or_skip()
 
@@ -32,13 +32,6 @@ SHORT = 0.3
 """A session ttl short enough to wait for."""
 LONG = 60.0
 """A session ttl no test outlives."""
-
-
-@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """The Redis store runs on asyncio and uvloop only."""
-    backend: tuple[str, dict[str, object]] = request.param
-    return backend
 
 
 def session_keys(prefix: str) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,35 +36,20 @@ from beamrouting import (
     UnknownBackend,
 )
 from beamrouting._runtime._messages import Failed, Select, new_encoder, reply_decoder
-from beamrouting.store import RoutingOp, RoutingResult
-from tests._helpers import Gate, format_mismatches, profiles_for_scenarios, run_scenario_async, wait_for
-from tests.test_scenarios import SCENARIOS, _require
+from tests._helpers import (
+    format_mismatches,
+    profiles_for_scenarios,
+    require_scenario,
+    run_scenario_async,
+    scenario_params,
+    wait_for,
+)
+from tests._stores import GatedStore
 
 pytestmark = pytest.mark.anyio
 
 ROUND_ROBIN = {"policy": "round_robin"}
-
-
-class GatedStore(MemoryStore):
-    """A MemoryStore whose selections wait while the gate is closed (a slow or stuck store)."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.gate = Gate()
-
-    @property
-    def waiting(self) -> int:
-        return self.gate.waiting
-
-    def close_gate(self) -> None:
-        self.gate.close()
-
-    def open_gate(self) -> None:
-        self.gate.open()
-
-    async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
-        await self.gate.pass_through()
-        return await super().routing_batch(ops)
+SCENARIOS = scenario_params()
 
 
 @asynccontextmanager
@@ -102,7 +87,7 @@ async def router_outcome(router: Router, *args: Any) -> Any:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 async def test_scenario_through_router(scenario: dict[str, Any] | None) -> None:
-    scenario = _require(scenario)
+    scenario = require_scenario(scenario)
     async with scenario_router() as router:
         mismatches = await run_scenario_async(
             scenario, router.select_backend, router.select_backend, router.clear

@@ -19,9 +19,9 @@ import pytest
 from beamrouting import Catalog, RoutingEngine
 from beamrouting._cli import main
 from beamrouting._cli._demo import DemoConfig, run_demo
+from tests._helpers import REPO_ROOT
 
 BACKENDS = ("claude", "codex", "copilot", "gemini", "opencode")
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -721,13 +721,13 @@ def test_unreachable_redis_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def _python_m(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run(
         [sys.executable, "-m", "beamrouting", *argv],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env=env,
         check=False,
     )

@@ -26,7 +26,7 @@ from beamrouting import (
 from beamrouting._runtime._actor import InjectedCrash
 from beamrouting.testing import crash_actor
 from tests._helpers import wait_for
-from tests.test_router import GatedStore
+from tests._stores import GatedStore
 
 pytestmark = pytest.mark.anyio
 

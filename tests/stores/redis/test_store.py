@@ -1,7 +1,7 @@
 """RedisStore: the reference scenarios through Redis, fleet-wide atomicity, outages, trio.
 
 Every test that needs Redis uses the session's private ``redis-server`` (the ``redis_url``
-fixture of conftest.py; skipped when the binary is missing unless
+fixture of tests/conftest.py; skipped when the binary is missing unless
 ``BEAMROUTING_REQUIRE_REDIS=1``), a unique key prefix, and runs on asyncio and uvloop only
 (the Redis store does not run on trio; that it says so clearly is tested too). The outage
 tests start their own server so they can kill, pause and restart it.
@@ -50,23 +50,23 @@ from beamrouting.store import (
     SelectOp,
     UnregisterOp,
 )
-from beamrouting.testing import check_store
 from tests._helpers import (
     BACKENDS,
+    REPO_ROOT,
     format_mismatches,
-    load_scenarios,
     profiles_for_scenarios,
     record_batch_sizes,
     run_scenario_async,
+    scenario_params,
     scenarios_path,
     settle_into,
     wait_for,
 )
-from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
+from tests._redis import RedisServer, free_port, import_redis_or_skip
 
 import_redis_or_skip()
 
-WORKER = Path(__file__).with_name("_redis_fleet_worker.py")
+WORKER = Path(__file__).with_name("_fleet_worker.py")
 RR: dict[str, Any] = {"policy": "round_robin"}
 BOUND = "selected backend and bound sticky affinity"
 REUSED = "reused sticky affinity backend"
@@ -74,13 +74,6 @@ REUSED = "reused sticky affinity backend"
 
 def sticky(key: str, **extra: Any) -> dict[str, Any]:
     return {"policy": "sticky", "affinity_key": key, **extra}
-
-
-@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """The Redis store runs on asyncio and uvloop only (trio is rejected, see below)."""
-    backend: tuple[str, dict[str, object]] = request.param
-    return backend
 
 
 def _counter_key(prefix: str, request: dict[str, Any]) -> str:
@@ -102,15 +95,8 @@ async def _restarts(router: Router) -> dict[str, int]:
 # --------------------------------------------------------------------------- the contract
 
 
-def _scenario_params() -> list[Any]:
-    path = scenarios_path()
-    if not path.is_file():
-        return [pytest.param(None, id="scenarios-missing")]
-    return [pytest.param(scenario, id=scenario["id"]) for scenario in load_scenarios(path)]
-
-
 @pytest.mark.anyio
-@pytest.mark.parametrize("scenario", _scenario_params())
+@pytest.mark.parametrize("scenario", scenario_params())
 async def test_reference_scenario_through_redis(
     scenario: dict[str, Any] | None, redis_url: str, prefix: str
 ) -> None:
@@ -515,7 +501,7 @@ async def test_a_malformed_stored_profile_crashes_nothing_in_a_router(
 
 @pytest.mark.anyio
 async def test_subscribe_follows_the_journal_in_redis(redis_url: str, prefix: str) -> None:
-    # More in test_redis_subscribe.py.
+    # More in test_subscribe.py.
     store = RedisStore(redis_url, prefix=prefix)
     assert isinstance(store.journal_source(), JournalFeed)
     async with Router(store=store) as router, router.subscribe() as events:
@@ -747,7 +733,7 @@ def test_fleet_first_binds_agree_and_bindings_are_reused_across_processes(
 
 @pytest.mark.anyio
 async def test_unreachable_redis_fails_router_start() -> None:
-    url = f"redis://127.0.0.1:{_free_port()}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"
     start = time.monotonic()
     with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
         async with Router(store=RedisStore(url)):
@@ -908,13 +894,8 @@ def test_the_package_imports_without_redis() -> None:
         "try:\n    m.RedisStore('redis://localhost')\n"
         "except ImportError as e:\n    print(e)\n"
     )
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(REPO_ROOT)
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'beamrouting[redis]'" in done.stdout
-
-
-@pytest.mark.anyio
-async def test_the_redis_store_passes_the_store_conformance_suite(redis_url: str) -> None:
-    await check_store(lambda: RedisStore(redis_url, prefix=f"beamrouting-test:{uuid.uuid4().hex}:"))

@@ -14,36 +14,18 @@ from beamrouting import RoutingEngine
 from tests._helpers import (
     Scenario,
     format_mismatches,
-    load_scenarios,
     profiles_for_scenarios,
+    require_scenario,
     run_scenario,
-    scenarios_path,
+    scenario_params,
 )
 from tests._model import ModelEngine
 
-
-def _scenario_params() -> list[Any]:
-    path = scenarios_path()
-    if not path.is_file():
-        # One failing case instead of silently collecting nothing.
-        return [pytest.param(None, id="scenarios-missing")]
-    return [pytest.param(scenario, id=scenario["id"]) for scenario in load_scenarios(path)]
-
-
-SCENARIOS = _scenario_params()
-
-
-def _require(scenario: Scenario | None) -> Scenario:
-    if scenario is None:
-        pytest.fail(
-            f"reference scenarios not found at {scenarios_path()} (set BEAMROUTING_SCENARIOS)",
-            pytrace=False,
-        )
-    return scenario
+SCENARIOS = scenario_params()
 
 
 def test_scenario_file_is_complete() -> None:
-    scenarios = [_require(param.values[0]) for param in SCENARIOS]
+    scenarios = [require_scenario(param.values[0]) for param in SCENARIOS]
     ids = [scenario["id"] for scenario in scenarios]
     assert len(ids) == len(set(ids)), "scenario ids must be unique"
     assert len(ids) >= 71
@@ -53,7 +35,7 @@ def test_scenario_file_is_complete() -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_engine_matches_scenario(scenario: Scenario | None) -> None:
-    scenario = _require(scenario)
+    scenario = require_scenario(scenario)
     engine = RoutingEngine()
     for profile_id, profile in profiles_for_scenarios():
         engine.put_policy_profile(profile_id, profile)
@@ -79,7 +61,7 @@ class _ModelDecision:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_reference_model_matches_scenario(scenario: Scenario | None) -> None:
     """The oracle of test_engine_properties.py agrees with the reference data."""
-    scenario = _require(scenario)
+    scenario = require_scenario(scenario)
     model = ModelEngine()
     for profile_id, profile in profiles_for_scenarios():
         model.put_policy_profile(profile_id, profile)

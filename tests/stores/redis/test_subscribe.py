@@ -15,7 +15,6 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,23 +31,15 @@ from beamrouting import (
     Subscription,
     SubscriptionGap,
 )
-from tests._helpers import wait_for
-from tests.conftest import ASYNCIO_BACKENDS, RedisServer, _free_port, import_redis_or_skip
+from tests._helpers import REPO_ROOT, wait_for
+from tests._redis import RedisServer, free_port, import_redis_or_skip
 
 redis = import_redis_or_skip()
 
-ROOT = Path(__file__).resolve().parents[1]
 RR: dict[str, Any] = {"policy": "round_robin"}
 DENIED: dict[str, Any] = {"policy": "round_robin", "policy_profile_id": "no-such-profile"}
 
 Item = JournalEvent | SubscriptionGap
-
-
-@pytest.fixture(scope="module", params=ASYNCIO_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
-    """The Redis store runs on asyncio and uvloop only."""
-    backend: tuple[str, dict[str, object]] = request.param
-    return backend
 
 
 @pytest.fixture
@@ -137,7 +128,7 @@ async def test_a_subscriber_sees_another_process_and_the_cli_is_unaffected(redis
     command = [sys.executable, "-m", "beamrouting", "select", json.dumps(RR), "--repeat", "3", "--json"]
     async with Router(store=RedisStore(redis_url)) as router, router.subscribe() as events:
         mine = await router.select_backend(RR)
-        done = await anyio.run_process([*command, "--redis", redis_url], cwd=ROOT, check=False)
+        done = await anyio.run_process([*command, "--redis", redis_url], cwd=REPO_ROOT, check=False)
         assert done.returncode == 0, done.stderr.decode()
         theirs = [json.loads(line) for line in done.stdout.decode().splitlines()]
         after = await router.select_backend(RR)
@@ -410,7 +401,7 @@ async def test_redis_not_answering_raises_store_unavailable_in_time(
 
 @pytest.mark.anyio
 async def test_starting_without_redis_raises_store_unavailable() -> None:
-    store = RedisStore(f"redis://127.0.0.1:{_free_port()}/0", operation_timeout=0.5)
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", operation_timeout=0.5)
     events = Subscription(store.journal_source())
     with anyio.fail_after(5), pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1"):
         async with events:

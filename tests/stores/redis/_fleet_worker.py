@@ -1,8 +1,8 @@
-"""One worker of a fleet sharing a RedisStore: run by tests/test_redis_store.py in its own process.
+"""One worker of a fleet sharing a RedisStore: run by tests/stores/redis/test_store.py in its own process.
 
 Usage::
 
-    python tests/_redis_fleet_worker.py URL PREFIX MODE CALLS CONCURRENCY BARRIER PARTIES [KEY]
+    python tests/stores/redis/_fleet_worker.py URL PREFIX MODE CALLS CONCURRENCY BARRIER PARTIES [KEY]
 
 It enters ``Router(store=RedisStore(URL, prefix=PREFIX))``, waits at a barrier until
 ``PARTIES`` workers are ready (an ``INCR`` on the Redis key ``BARRIER``, polled with a
@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository's root
 
 from beamrouting import RedisStore
 from beamrouting._core._types import RouteDecision

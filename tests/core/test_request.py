@@ -1,0 +1,224 @@
+"""The request normaliser (routing.md section 3): validation order, every error code and
+detail, accepted spellings and forms, and normalised lists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from beamrouting import FallbackPolicy, Health, Policy, RoutingEngine
+from tests._helpers import BACKENDS
+from tests.core._support import ALIASES, ERROR_CLASSES, error_of, outcome
+
+
+def test_validation_order_follows_section_3_1(engine: RoutingEngine) -> None:
+    """Fix the first failing key each time: the next check in the list fails next."""
+    request: dict[Any, Any] = {
+        "zzz": 1,
+        "policy": "nope",
+        "backend": "nope",
+        "preferred_backends": ["bad-preferred"],
+        "excluded_backends": ["bad-excluded"],
+        "fallback_backends": ["bad-fallback"],
+        "capabilities": ["bad-capability"],
+        "last_backend": "bad-last",
+        "fallback_policy": "bad-fallback-policy",
+        "affinity_key": "",
+        "policy_profile_id": "",
+        "health": "bad-health",
+    }
+    expected = [
+        ("zzz", ("unsupported_route_key", "zzz")),
+        ("policy", ("invalid_policy", "nope")),
+        ("backend", ("unknown_backend", "nope")),
+        ("preferred_backends", ("unknown_backend", "bad-preferred")),
+        ("excluded_backends", ("unknown_backend", "bad-excluded")),
+        ("fallback_backends", ("unknown_backend", "bad-fallback")),
+        ("capabilities", ("unknown_capability", "bad-capability")),
+        ("last_backend", ("unknown_backend", "bad-last")),
+        ("fallback_policy", ("invalid_fallback_policy", "bad-fallback-policy")),
+        ("affinity_key", ("invalid_affinity_key", "")),
+        ("policy_profile_id", ("invalid_route_request", "policy_profile_id")),
+        ("health", ("invalid_route_request", ["health", "bad-health"])),
+    ]
+    for key, error in expected:
+        assert outcome(engine, request) == error, f"while {key!r} is bad"
+        del request[key]
+    assert outcome(engine, request)["backend"] == "claude"
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "detail"),
+    [
+        # the request itself
+        ([], "invalid_route_request", "request"),
+        ("claude", "invalid_route_request", "request"),
+        (None, "invalid_route_request", "request"),
+        (42, "invalid_route_request", "request"),
+        # keys
+        ({"model": "x"}, "unsupported_route_key", "model"),
+        ({1: "x"}, "unsupported_route_key", 1),
+        ({("a", 1): "x"}, "unsupported_route_key", ["a", 1]),
+        ({"zeta": 1, "alpha": 2}, "unsupported_route_key", "alpha"),
+        ({"b": 1, 10: 2}, "unsupported_route_key", 10),
+        ({"policy": "explicit", "Policy": "explicit"}, "unsupported_route_key", "Policy"),
+        # policy
+        ({"policy": None}, "invalid_policy", None),
+        ({"policy": "Explicit"}, "invalid_policy", "Explicit"),
+        ({"policy": ["sticky"]}, "invalid_policy", ["sticky"]),
+        ({"policy": 1}, "invalid_policy", 1),
+        # backends
+        ({"backend": "Claude"}, "unknown_backend", "Claude"),
+        ({"backend": 1}, "unknown_backend", 1),
+        ({"backend": True}, "unknown_backend", True),
+        ({"backend": ["claude"]}, "unknown_backend", ["claude"]),
+        ({"backend": ("claude",)}, "unknown_backend", ["claude"]),
+        ({"backend": {"name": "claude"}}, "unknown_backend", {"name": "claude"}),
+        ({"preferred_backends": None}, "unknown_backend", None),
+        ({"preferred_backends": ["claude", "auto"]}, "unknown_backend", "auto"),
+        ({"preferred_backends": ["claude", None]}, "unknown_backend", None),
+        ({"preferred_backends": ["claude", ["codex"]]}, "unknown_backend", ["codex"]),
+        ({"excluded_backends": "bogus"}, "unknown_backend", "bogus"),
+        ({"fallback_backends": [1.5]}, "unknown_backend", 1.5),
+        ({"fallback_backends": {"codex": 1}}, "unknown_backend", {"codex": 1}),
+        ({"last_backend": "Codex"}, "unknown_backend", "Codex"),
+        # capabilities
+        ({"capabilities": "hooks"}, "invalid_route_request", "capabilities"),
+        ({"capabilities": None}, "invalid_route_request", "capabilities"),
+        ({"capabilities": {"hooks": True}}, "invalid_route_request", "capabilities"),
+        ({"capabilities": ["hooks", "teleport"]}, "unknown_capability", "teleport"),
+        ({"capabilities": ["hooks", None]}, "unknown_capability", None),
+        ({"capabilities": [["hooks"]]}, "unknown_capability", ["hooks"]),
+        # fallback policy, affinity key, profile id
+        ({"fallback_policy": None}, "invalid_fallback_policy", None),
+        ({"fallback_policy": "None"}, "invalid_fallback_policy", "None"),
+        ({"affinity_key": ""}, "invalid_affinity_key", ""),
+        ({"affinity_key": 7}, "invalid_affinity_key", 7),
+        ({"affinity_key": ["k"]}, "invalid_affinity_key", ["k"]),
+        ({"policy_profile_id": ""}, "invalid_route_request", "policy_profile_id"),
+        ({"policy_profile_id": 3}, "invalid_route_request", "policy_profile_id"),
+        # health
+        ({"health": ["claude"]}, "invalid_route_request", ["health", ["claude"]]),
+        ({"health": None}, "invalid_route_request", ["health", None]),
+        ({"health": {"bogus": "down"}}, "unknown_backend", "bogus"),
+        ({"health": {"claude": "sick"}}, "invalid_health_status", "sick"),
+        ({"health": {"claude": None}}, "invalid_health_status", None),
+        ({"health": {"claude": "sick", "bogus": "down"}}, "invalid_health_status", "sick"),
+        ({"health": {"bogus": "down", "claude": "sick"}}, "unknown_backend", "bogus"),
+        # selection
+        ({"policy": "sticky"}, "invalid_route_request", "affinity_key_required"),
+        ({"policy": "sticky", "affinity_key": None}, "invalid_route_request", "affinity_key_required"),
+        ({"backend": "claude_code", "excluded_backends": ["claude"]}, "backend_not_eligible", "claude"),
+        ({"backend": "gemini_cli", "health": {"gemini": "down"}}, "backend_not_eligible", "gemini"),
+        (
+            {
+                "policy": "capability_first",
+                "capabilities": ("hooks", "memory"),
+                "excluded_backends": list(BACKENDS),
+            },
+            "no_backend_supports_capabilities",
+            ["hooks", "memory"],
+        ),
+        ({"policy_profile_id": "deny-claude"}, "policy_denied", "claude backend blocked"),
+        ({"policy_profile_id": "no-such-profile"}, "policy_denied", "unknown policy profile"),
+        ({"policy_profile_id": "default-deny"}, "policy_denied", "denied by policy profile default"),
+    ],
+)
+def test_error_codes_and_details(engine: RoutingEngine, request_: Any, code: str, detail: Any) -> None:
+    error = error_of(lambda: engine.select_backend(request_))
+    assert isinstance(error, ERROR_CLASSES[code])
+    assert (error.code, error.detail) == (code, detail)
+
+
+def test_absent_and_none_values_differ(engine: RoutingEngine) -> None:
+    assert outcome(engine, {})["policy"] == "preferred_then_fallback"
+    assert outcome(engine, {"policy": None}) == ("invalid_policy", None)
+    assert outcome(engine, {"fallback_policy": None}) == ("invalid_fallback_policy", None)
+    assert outcome(engine, {"preferred_backends": None}) == ("unknown_backend", None)
+    # For these keys None means "none".
+    for key in ("backend", "last_backend", "affinity_key", "policy_profile_id"):
+        assert outcome(engine, {key: None}) == outcome(engine, {}), key
+
+
+def test_default_policy_depends_on_backend(engine: RoutingEngine) -> None:
+    assert engine.select_backend({"backend": "gemini_cli_client"}).to_dict() == {
+        "backend": "gemini",
+        "candidates": ["gemini"],
+        "policy": "explicit",
+        "reasons": ["selected explicit backend override"],
+        "fallback_chain": [],
+    }
+    for no_backend in ({}, {"backend": None}, {"backend": "auto"}):
+        assert engine.select_backend(no_backend).policy == "preferred_then_fallback"
+
+
+@pytest.mark.parametrize(("canonical", "spellings"), sorted(ALIASES.items()))
+def test_every_accepted_spelling_names_its_backend(
+    engine: RoutingEngine, canonical: str, spellings: tuple[str, ...]
+) -> None:
+    for spelling in spellings:
+        assert engine.select_backend({"backend": spelling}).backend == canonical
+        assert engine.select_backend({"preferred_backends": spelling}).backend == canonical
+        assert engine.select_backend({"policy": "failover", "last_backend": spelling}).backend != canonical
+
+
+def test_lists_are_normalised_and_deduplicated(engine: RoutingEngine) -> None:
+    decision = engine.select_backend(
+        {
+            "preferred_backends": ("gemini_cli", "gemini", "claude_code", "gemini_cli_client"),
+            "fallback_backends": ["claude", "opencode_client", "opencode"],
+            "fallback_policy": "none",
+        }
+    )
+    assert decision.candidates == ("gemini", "claude", "opencode")
+    event = engine.journal("routing_selected")[-1]
+    assert event.payload["request"]["preferred_backends"] == ["gemini", "claude"]
+    assert event.payload["request"]["fallback_backends"] == ["claude", "opencode"]
+
+
+def test_bare_backend_names_are_wrapped(engine: RoutingEngine) -> None:
+    assert engine.select_backend({"excluded_backends": "claude_agent_sdk"}).candidates == (
+        "codex",
+        "copilot",
+        "gemini",
+        "opencode",
+    )
+
+
+def test_capabilities_are_deduplicated_in_order(engine: RoutingEngine) -> None:
+    decision = engine.select_backend(
+        {"policy": "capability_first", "capabilities": ["memory", "hooks", "memory", "hooks"]}
+    )
+    assert decision.reasons == ("selected backend satisfying capabilities [memory,hooks]",)
+
+
+def test_health_duplicate_spellings_later_entry_wins(engine: RoutingEngine) -> None:
+    down_then_healthy = {"claude": "down", "claude_agent_sdk": "healthy"}
+    healthy_then_down = {"claude_agent_sdk": "healthy", "claude": "down"}
+    assert engine.select_backend({"health": down_then_healthy}).backend == "claude"
+    assert engine.select_backend({"health": healthy_then_down}).backend == "codex"
+
+
+def test_degraded_backends_stay_eligible(engine: RoutingEngine) -> None:
+    request = {"backend": "codex", "health": {"codex": "degraded"}}
+    assert engine.select_backend(request).backend == "codex"
+    assert outcome(engine, {**request, "health": {"codex": "unhealthy"}}) == ("backend_not_eligible", "codex")
+
+
+def test_enum_members_and_plain_strings_route_alike(engine: RoutingEngine) -> None:
+    as_enums = {
+        "policy": Policy.PREFERRED_THEN_FALLBACK,
+        "preferred_backends": ["gemini"],
+        "fallback_policy": FallbackPolicy.NONE,
+        "health": {"gemini": Health.DEGRADED, "codex": Health.DOWN},
+    }
+    as_strings = {
+        "policy": "preferred_then_fallback",
+        "preferred_backends": ["gemini"],
+        "fallback_policy": "none",
+        "health": {"gemini": "degraded", "codex": "down"},
+    }
+    assert outcome(engine, as_enums) == outcome(engine, as_strings)
+    assert engine.select_backend(as_enums).candidates == ("gemini",)
