@@ -7,13 +7,14 @@ planted bug fail it, so the suite can fail.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 
-from beamrouting import Catalog, MemoryStore, Policy, RedisStore, RoutingEngine
+from beamrouting import Catalog, MemoryStore, Policy, RedisStore, RequestLimits, RoutingEngine, SessionExists
 from beamrouting.store import (
     ClearOp,
     DeleteProfileOp,
@@ -24,7 +25,11 @@ from beamrouting.store import (
     LookupOp,
     PutProfileOp,
     ReadJournalOp,
+    ReadStatesOp,
     RegisterOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
     RoutingOp,
     RoutingResult,
     SelectOp,
@@ -56,6 +61,14 @@ class DictStore:
     @property
     def catalog(self) -> Catalog:
         return self.engine.catalog
+
+    @property
+    def limits(self) -> RequestLimits:
+        return self.engine.limits
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return time.time
 
     async def start(self) -> None:
         """Nothing to acquire."""
@@ -90,11 +103,21 @@ class DictStore:
             return engine.delete_policy_profile(op.profile_id)
         if isinstance(op, ReadJournalOp):
             return engine.journal(op.event_type, op.limit)
+        if isinstance(op, ReportOp):
+            return engine.report(op.backend, op.outcome, retry_at=op.retry_at, retry_after=op.retry_after)
+        if isinstance(op, RestoreOp):
+            return engine.restore(op.backend)
+        if isinstance(op, ReleaseOp):
+            return engine.release(op.affinity_key)
+        if isinstance(op, ReadStatesOp):
+            return list(engine.backend_states())
         raise TypeError(f"not a routing operation: {op!r}")
 
     def _session(self, op: SessionOp) -> SessionResult:
         sessions = self.sessions
         if isinstance(op, RegisterOp):
+            if op.exclusive and op.handle.session_id in sessions:
+                raise SessionExists(f"session {op.handle.session_id!r} is live")
             sessions.pop(op.handle.session_id, None)  # a re-registration moves to the end
             sessions[op.handle.session_id] = op.handle
             return None
