@@ -165,6 +165,19 @@ class ModelEngine:
             return decision(backend, _front(backend, ordered), reason)
         if policy == "round_robin":
             return round_robin("round_robin", False, "selected by round robin policy")
+        if policy == "least_loaded" or policy == "weighted":
+            if not ordered:
+                raise unavailable()
+            key = (policy, tuple(ordered))
+            self.counters[key] = self.counters.get(key, 0) + 1
+            turn = self.counters[key] - 1
+            if policy == "least_loaded":  # nothing is live here: every candidate ties, and they take turns
+                backend = ordered[turn % len(ordered)]
+                return decision(backend, _front(backend, ordered), "selected least loaded backend")
+            # Every weight is 1: one period is each candidate once, in catalogue order.
+            by_catalogue = [b for b in self.catalog.backends if b in ordered]
+            backend = by_catalogue[turn % len(by_catalogue)]
+            return decision(backend, _front(backend, ordered), "selected by weighted policy")
         if policy == "sticky":
             if req.affinity_key is None:
                 raise InvalidRouteRequest("affinity_key_required")

@@ -43,6 +43,13 @@ ENGINE_OPTIONS: list[tuple[str, object, type[Exception]]] = [
     ("max_metadata_bytes", None, TypeError),
     ("max_metadata_bytes", 0, ValueError),
     ("health", {"failure_threshold": 3}, TypeError),
+    ("limits", ["claude"], TypeError),
+    ("limits", {"claude": "10"}, TypeError),
+    ("limits", {"claude": 0}, ValueError),
+    ("limits", {"nobody": 3}, ValueError),
+    ("weights", {"codex": 1.5}, TypeError),
+    ("weights", {"codex": -1}, ValueError),
+    ("weights", {"claude": 1, "claude_code": 2}, ValueError),
 ]
 """The engine's options; the router and the memory store take them too."""
 

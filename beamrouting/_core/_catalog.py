@@ -14,7 +14,7 @@ import msgspec
 
 from ._errors import CatalogError
 
-__all__ = ["DEFAULT_CAPABILITIES", "BackendSpec", "Catalog"]
+__all__ = ["DEFAULT_CAPABILITIES", "MAX_WEIGHT", "BackendSpec", "Catalog", "backend_numbers"]
 
 DEFAULT_CAPABILITIES: Final[tuple[str, ...]] = (
     "session_lifecycle",
@@ -308,6 +308,39 @@ def _plain_spec(spec: object) -> BackendSpec:
         raise CatalogError(f"not a backend specification: {type(spec).__name__}")
     capabilities = None if spec.capabilities is None else tuple(_plain(c) for c in spec.capabilities)
     return BackendSpec(_plain(spec.name), tuple(_plain(a) for a in spec.aliases), capabilities)
+
+
+MAX_WEIGHT: Final = 10_000
+"""The largest weight a backend may have (one period of weighted round robin is the sum of the weights)."""
+
+
+def backend_numbers(
+    name: str, value: object, catalog: Catalog, *, maximum: int | None = None
+) -> dict[str, int]:
+    """``value`` (a mapping of any accepted backend spelling to a positive int) keyed by canonical name.
+
+    ``None`` gives ``{}``. Raises :class:`TypeError` for a value that is not a mapping, or an
+    entry that is not an int, and :class:`ValueError` for an unknown backend, an entry below
+    1 (or above ``maximum``), or two spellings of one backend.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of backend to int, not {type(value).__name__}")
+    numbers: dict[str, int] = {}
+    for key, number in value.items():
+        backend = catalog.canonical(key)
+        if backend is None:
+            raise ValueError(f"{name}: {key!r} is no backend of the catalogue")
+        if backend in numbers:
+            raise ValueError(f"{name}: {backend!r} is given twice")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise TypeError(f"{name}[{key!r}] must be an int, not {type(number).__name__}")
+        if number < 1 or (maximum is not None and number > maximum):
+            limit = f" and <= {maximum}" if maximum is not None else ""
+            raise ValueError(f"{name}[{key!r}] must be >= 1{limit}, not {number}")
+        numbers[backend] = int.__int__(number)
+    return numbers
 
 
 @cache

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final, overload
 
-from ._catalog import Catalog
+from ._catalog import MAX_WEIGHT, Catalog, backend_numbers
 from ._checks import check_instance, optional
-from ._errors import NoBackendAvailable, PolicyDenied, RoutingError, UnknownBackend
+from ._errors import PolicyDenied, RoutingError, UnknownBackend
 from ._explain import Explanation
 from ._health import (
     FRESH,
@@ -27,11 +27,11 @@ from ._health import (
     observe,
     reported,
     restored,
-    retry_at,
     took_probe,
 )
+from ._holds import NO_HOLDS, Holds, filter_denied
 from ._journal import OUTCOME, Journal
-from ._planner import DONE, STICKY, Planner, RoutePlan, StateOutcome, authorize
+from ._planner import DONE, LEAST_LOADED, STICKY, Planner, RoutePlan, StateOutcome, authorize
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
 from ._request import RequestLimits, RequestNormalizer, RouteRequest, merge_session
 from ._sessions import check_session_id, session_handle
@@ -71,7 +71,17 @@ class RoutingEngine:
     Raises :class:`TypeError` or :class:`ValueError` for a bad option.
     """
 
-    __slots__ = ("_state", "catalog", "health", "limits", "normalizer", "planner")
+    __slots__ = (
+        "_filters",
+        "_state",
+        "catalog",
+        "health",
+        "limits",
+        "limits_of",
+        "normalizer",
+        "planner",
+        "weights",
+    )
 
     def __init__(
         self,
@@ -87,15 +97,21 @@ class RoutingEngine:
         max_list_entries: int = 256,
         max_metadata_bytes: int = 65_536,
         health: HealthPolicy | None = _DEFAULT_HEALTH,
+        limits: Mapping[str, int] | None = None,
+        weights: Mapping[str, int] | None = None,
     ) -> None:
         self.catalog: Catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
+        self.limits_of = backend_numbers("limits", limits, self.catalog)
+        """The most live sessions each limited backend may have."""
+        self.weights = backend_numbers("weights", weights, self.catalog, maximum=MAX_WEIGHT)
+        """Each weighted backend's weight for the ``weighted`` policy (1 when absent)."""
         self.health = optional(check_instance, "health", health, HealthPolicy)
         """How reported outcomes change eligibility (``None``: learning is off)."""
         self.limits = RequestLimits(max_key_length, max_list_entries, max_metadata_bytes)
         """The size limits of requests and sessions."""
         self.normalizer = RequestNormalizer(self.catalog, self.limits)
         """The request normaliser (pure; the router runs the same one on the caller's side)."""
-        self.planner = Planner(self.catalog)
+        self.planner = Planner(self.catalog, self.weights)
         """The stateless planner every store shares."""
         self._state = RoutingState(
             max_counters=max_counters,
@@ -104,7 +120,10 @@ class RoutingEngine:
             journal_size=journal_size,
             clock=clock,
             max_sessions=max_sessions,
+            limits=self.limits_of,
         )
+        self._filters = False
+        """Whether a stored profile filters candidates (so selections check for one)."""
 
     @property
     def state(self) -> RoutingState:
@@ -144,13 +163,8 @@ class RoutingEngine:
     def select_normalized(self, req: RouteRequest) -> RouteDecision:
         """Route an already normalised request (what a store calls); raise its :class:`RoutingError`."""
         state = self._state
-        ledgers = state.ledgers
-        now = 0.0
-        unavailable = _NONE
-        if ledgers:  # something was reported: learned state takes part (else no extra work)
-            now = state.clock()
-            unavailable = self._observe(now)
-        plan = self._plan(req, unavailable, now)
+        holds = self._holds(req, observe=True) if state.ledgers or state.limits or self._filters else NO_HOLDS
+        plan = self.planner.plan_with(req, holds)
         outcome, temporary = self._state_step(plan, advance=True)
         decision, deny = Planner.settle(plan, outcome, self._profile(req), temporary=temporary)
         if deny is not None:
@@ -163,25 +177,54 @@ class RoutingEngine:
                 state.bind(key, state.binding_entry(key)[0] or decision.backend, decision.backend)
             else:
                 state.bind(key, decision.backend)
-        if ledgers:
+        ledgers = state.ledgers
+        if ledgers and self.health is not None:
             ledger = ledgers.get(decision.backend)
-            if ledger is not None and self.health is not None:
-                ledgers[decision.backend] = took_probe(ledger, now, self.health)
+            if ledger is not None:
+                ledgers[decision.backend] = took_probe(ledger, state.clock(), self.health)
         state.journal.record(req, decision, None)
         return decision
 
-    def _plan(self, req: RouteRequest, unavailable: frozenset[str], now: float) -> RoutePlan:
-        """:meth:`Planner.plan`; when held-out backends emptied the set, the error says when one is back."""
-        try:
-            return self.planner.plan(req, unavailable)
-        except NoBackendAvailable as exc:
-            if not unavailable:
-                raise
-            candidates = self.planner.candidate_sets(req)[1]
-            back = retry_at(self._state.ledgers, (b for b in candidates if b in unavailable), now)
-            if back is None:
-                raise
-            raise NoBackendAvailable({**exc.detail, "retry_at": back}) from None
+    def select_and_register(
+        self, req: RouteRequest, session_id: str, metadata: dict[str, Any], *, exclusive: bool = True
+    ) -> RouteDecision:
+        """Select for ``req`` and register session ``session_id`` on the chosen backend, in one step.
+
+        Nothing changes when the session cannot be registered: ``exclusive`` refuses a live
+        id (:class:`~beamrouting.SessionExists`), and :class:`~beamrouting.TooManySessions`
+        past ``max_sessions``. The selection only chooses backends below their limit, so
+        the registration always finds a slot. Otherwise raises what
+        :meth:`select_normalized` raises.
+        """
+        state = self._state
+        state.check_new(session_id, exclusive=exclusive)
+        decision = self.select_normalized(req)
+        state.register(SessionHandle(session_id, decision.backend, metadata))
+        return decision
+
+    def _holds(self, req: RouteRequest, *, observe: bool) -> Holds:
+        """What the state holds out of selecting for ``req`` now (``observe`` journals what time changed)."""
+        state = self._state
+        learned: dict[str, str] = {}
+        back: dict[str, float] = {}
+        policy = self.health
+        if state.ledgers and policy is not None:
+            now = state.clock()
+            if observe:
+                self._observe(now)
+            for backend, ledger in state.ledgers.items():
+                reason = ledger.explain(now, policy)
+                if reason is not None:
+                    learned[backend] = reason
+                    back[backend] = ledger.back_at(now)
+        full = state.full() if state.limits else {}
+        denied: dict[str, str] = {}
+        profile_id = req.policy_profile_id
+        if profile_id is not None and self._filters:
+            profile = state.profiles.get(profile_id)
+            if profile is not None and profile.filters:
+                denied = filter_denied(profile, req, self.planner.eligible(req))
+        return Holds(learned, back, full, denied, profile_id if denied else None)
 
     def _state_step(self, plan: RoutePlan, *, advance: bool) -> tuple[StateOutcome, bool]:
         """The state ``plan`` needs: ``(outcome, temporary)`` (see :data:`~._planner.STICKY`).
@@ -202,6 +245,11 @@ class RoutingEngine:
                 if plan.reusable(meanwhile):
                     return meanwhile, True
                 temporary = True
+        if kind == LEAST_LOADED:
+            tied = plan.least_loaded(state.live)
+            key = plan.tie_key(tied)
+            turn = state.next_counter(key) if advance else state.peek_counter(key) + 1
+            return tied[(turn - 1) % len(tied)], False
         if advance:
             return state.next_counter(plan.counter_key), temporary
         return state.peek_counter(plan.counter_key) + 1, temporary
@@ -242,14 +290,19 @@ class RoutingEngine:
         Raises :class:`~beamrouting.InvalidPolicyProfile` if the profile (or its id) is malformed.
         """
         parsed = parse_profile(profile)
-        self._state.profiles[check_profile_id(profile_id)] = parsed
+        profiles = self._state.profiles
+        profiles[check_profile_id(profile_id)] = parsed
+        self._filters = any(p.filters for p in profiles.values())
 
     def delete_policy_profile(self, profile_id: str) -> bool:
         """Remove a policy profile; return whether it existed.
 
         Raises :class:`~beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
         """
-        return self._state.profiles.pop(check_profile_id(profile_id), None) is not None
+        profiles = self._state.profiles
+        existed = profiles.pop(check_profile_id(profile_id), None) is not None
+        self._filters = any(p.filters for p in profiles.values())
+        return existed
 
     def policy_profiles(self) -> dict[str, PolicyProfile]:
         """The stored profiles by id."""
@@ -407,17 +460,10 @@ class RoutingEngine:
 
     def explain_normalized(self, req: RouteRequest) -> Explanation:
         """:meth:`explain` for an already normalised request."""
-        reasons: dict[str, str] = {}
-        now = 0.0
-        ledgers = self._state.ledgers
-        if ledgers and self.health is not None:
-            now = self._state.clock()
-            for backend, ledger in ledgers.items():
-                reason = ledger.explain(now, self.health)
-                if reason is not None:
-                    reasons[backend] = reason
+        holds = self._holds(req, observe=False)
+        reasons = holds.reasons()
         try:
-            plan = self._plan(req, frozenset(reasons), now)
+            plan = self.planner.plan_with(req, holds)
             outcome, temporary = self._state_step(plan, advance=False)
             decision, deny = Planner.settle(plan, outcome, self._profile(req), temporary=temporary)
             if deny is not None:

@@ -25,7 +25,8 @@ Every exception the library raises on purpose derives from :class:`BeamRoutingEr
     ├── StoreUnavailable                the shared state store cannot be reached
     ├── StoreDataError                  the shared store holds a value it would not have written
     ├── SessionExists                   router.session() was given the id of a live session
-    └── TooManySessions                 one more session would pass max_sessions
+    ├── TooManySessions                 one more session would pass max_sessions
+    └── BackendAtCapacity               a new session would pass its backend's limit
 
 ``RoutingError.detail`` is always JSON-compatible, so errors can be logged, compared and
 sent over the wire as they are.
@@ -37,6 +38,7 @@ from typing import Any, ClassVar, TypeAlias
 
 __all__ = [
     "ActorCrashed",
+    "BackendAtCapacity",
     "BackendNotEligible",
     "BeamRoutingError",
     "CallTimeout",
@@ -279,6 +281,12 @@ class SessionExists(BeamRoutingError):
     code = "session_exists"
 
 
+class BackendAtCapacity(BeamRoutingError):
+    """Registering a new session on a backend would pass its limit of live sessions."""
+
+    code = "backend_at_capacity"
+
+
 class TooManySessions(BeamRoutingError):
     """Registering one more session would pass the store's ``max_sessions`` (live sessions are never evicted)."""
 
@@ -313,6 +321,7 @@ _BY_CODE: dict[str, type[BeamRoutingError]] = {
         InvalidPolicyProfile,
         SessionExists,
         TooManySessions,
+        BackendAtCapacity,
         ActorCrashed,
         RouterUnavailable,
         RouterClosed,

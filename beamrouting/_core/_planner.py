@@ -22,13 +22,25 @@ from ._errors import (
     InvalidRouteRequest,
     NoBackendAvailable,
     NoBackendSupportsCapabilities,
+    PolicyDenied,
 )
 from ._explain import BackendVerdict, Explanation
+from ._holds import Holds
 from ._profiles import PolicyProfile
 from ._request import RouteRequest
 from ._types import FallbackPolicy, Health, Policy, RouteDecision
 
-__all__ = ["DONE", "ROTATE", "STICKY", "Planner", "RoutePlan", "StateOutcome"]
+__all__ = [
+    "DONE",
+    "LEAST_LOADED",
+    "ROTATE",
+    "STICKY",
+    "WEIGHTED",
+    "Planner",
+    "RoutePlan",
+    "StateOutcome",
+    "smooth_weighted",
+]
 
 _EXPLICIT_OVERRIDE: Final = ("selected explicit backend override",)
 _EXPLICIT_FIRST: Final = ("selected first explicit candidate",)
@@ -39,6 +51,9 @@ _ROUND_ROBIN: Final = ("selected by round robin policy",)
 _STICKY_REUSED: Final = ("reused sticky affinity backend",)
 _STICKY_BOUND: Final = ("selected backend and bound sticky affinity",)
 _STICKY_TEMPORARY: Final = ("selected temporary backend while bound backend is out",)
+_LEAST_LOADED: Final = ("selected least loaded backend",)
+_WEIGHTED: Final = ("selected by weighted policy",)
+_SEQUENCE_CACHE_SIZE: Final = 1024
 _FAILOVER_REUSED: Final = ("reused last backend because no failover candidate remained",)
 _FAILOVER_FIRST: Final = ("selected first failover candidate",)
 _FAILOVER_SKIPPED: Final = ("skipped last backend and selected failover candidate",)
@@ -57,6 +72,12 @@ ROTATE: Final = 1
 STICKY: Final = 2
 """The state step returns the backend bound to the affinity key when :meth:`RoutePlan.reusable`,
 else advances ``counter_key`` and returns its new value."""
+LEAST_LOADED: Final = 3
+"""The state step finds the candidates with the fewest live sessions (:meth:`RoutePlan.least_loaded`),
+advances the counter :meth:`RoutePlan.tie_key` names and returns the tied backend it points at."""
+WEIGHTED: Final = 4
+"""The state step advances ``counter_key`` and returns its new value, an index into the plan's
+smooth weighted round-robin ``sequence``."""
 
 StateOutcome = int | str | None
 """What a store's state step found for a plan: a new counter value (``int``, from 1), the
@@ -94,6 +115,7 @@ class RoutePlan:
         "ordered",
         "preferred",
         "request",
+        "sequence",
     )
 
     def __init__(
@@ -107,6 +129,7 @@ class RoutePlan:
         decision: RouteDecision | None = None,
         counter_key: tuple[Any, ...] | None = None,
         held_out: frozenset[str] = frozenset(),
+        sequence: tuple[str, ...] = (),
     ) -> None:
         self.request = request
         self.kind = kind
@@ -119,6 +142,19 @@ class RoutePlan:
         self.held_out = held_out
         """Backends the request would have found eligible but the store holds out (learned
         unavailability, capacity): a sticky key bound to one keeps its binding."""
+        self.sequence = sequence
+        """The smooth weighted round-robin sequence of a ``WEIGHTED`` plan."""
+
+    def least_loaded(self, live: Mapping[str, int]) -> tuple[str, ...]:
+        """The candidates with the fewest ``live`` sessions, in candidate order."""
+        ordered = self.ordered
+        fewest = min(live.get(b, 0) for b in ordered)
+        return tuple(b for b in ordered if live.get(b, 0) == fewest)
+
+    @staticmethod
+    def tie_key(tied: tuple[str, ...]) -> tuple[Any, ...]:
+        """The counter key that rotates among ``tied`` least-loaded backends."""
+        return (Policy.LEAST_LOADED.value, tied)
 
     def reusable(self, bound: str | None) -> bool:
         """Whether a sticky binding to ``bound`` may be reused (the backend is eligible)."""
@@ -130,6 +166,12 @@ class RoutePlan:
         ``temporary``: a sticky key whose bound backend is held out goes to the backend
         ``outcome`` gives until it is back.
         """
+        kind = self.kind
+        if kind == WEIGHTED and type(outcome) is int:
+            sequence = self.sequence
+            return _decision(sequence[(outcome - 1) % len(sequence)], self.ordered, _WEIGHTED, self.request)
+        if kind == LEAST_LOADED and type(outcome) is str:
+            return _decision(outcome, self.ordered, _LEAST_LOADED, self.request)
         if type(outcome) is int:
             ordered = self.ordered
             i = (outcome - 1) % len(ordered)
@@ -168,8 +210,11 @@ class Planner:
     explains a request (:meth:`explanation`). It holds no routing state.
     """
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, weights: Mapping[str, int] | None = None) -> None:
         self.catalog = catalog
+        self.weights: Mapping[str, int] = dict(weights or {})
+        """Each backend's weight for the ``weighted`` policy (1 when absent)."""
+        self._sequences: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._backends = catalog.backends
         full = frozenset(catalog.capabilities)
         self._support = {b: catalog.supported(b) for b in self._backends}
@@ -253,11 +298,21 @@ class Planner:
         kind = DONE
         decision: RouteDecision | None = None
         counter_key: tuple[Any, ...] | None = None
+        sequence: tuple[str, ...] = ()
         if policy is Policy.PREFERRED_THEN_FALLBACK:
             if not ordered:
                 raise self._none_available(req, eligible)
             first = ordered[0]
             decision = _decision(first, ordered, self._selection_reason(first, preferred, fallback), req)
+        elif policy is Policy.LEAST_LOADED or policy is Policy.WEIGHTED:
+            if not ordered:
+                raise self._none_available(req, eligible)
+            if policy is Policy.WEIGHTED:
+                kind = WEIGHTED
+                counter_key = (policy.value, ordered)
+                sequence = self.sequence(ordered)
+            else:
+                kind = LEAST_LOADED
         elif policy is Policy.ROUND_ROBIN or policy is Policy.STICKY:
             sticky = policy is Policy.STICKY
             if sticky and req.affinity_key is None:
@@ -322,7 +377,56 @@ class Planner:
         held_out = _NONE
         if unavailable and kind == STICKY:
             held_out = unavailable.intersection(self.candidate_sets(req)[0])
-        return RoutePlan(req, kind, eligible, ordered, preferred, fallback, decision, counter_key, held_out)
+        return RoutePlan(
+            req, kind, eligible, ordered, preferred, fallback, decision, counter_key, held_out, sequence
+        )
+
+    def plan_with(self, req: RouteRequest, holds: Holds) -> RoutePlan:
+        """:meth:`plan` with what the store holds out; the errors say why and when to retry.
+
+        A selection that only a filtering profile emptied raises
+        :class:`~beamrouting.PolicyDenied` with the first denying rule's reason (an
+        explicit backend it denies, too). One that learned state or capacity emptied raises
+        :class:`~beamrouting.NoBackendAvailable` whose detail adds ``retry_at`` (when a
+        learned-out backend is back) and ``"reason": "at_capacity"`` (when limits took part).
+        """
+        unavailable = holds.unavailable
+        try:
+            return self.plan(req, unavailable)
+        except BackendNotEligible:
+            backend = req.backend
+            if backend is not None and backend in holds.denied:
+                raise PolicyDenied(holds.denied[backend]) from None
+            raise
+        except NoBackendAvailable as exc:
+            if not unavailable:
+                raise
+            if holds.denied:
+                others = frozenset((*holds.learned, *holds.full))
+                before_filter = self.candidate_sets(req, others)[1]
+                if before_filter:
+                    raise PolicyDenied(holds.denied[before_filter[0]]) from None
+            wanted = self.candidate_sets(req)[1]
+            detail = dict(exc.detail)
+            back = holds.retry_at(wanted)
+            if back is not None:
+                detail["retry_at"] = back
+            if any(b in holds.full for b in wanted):
+                detail["reason"] = "at_capacity"
+            raise NoBackendAvailable(detail) from None
+
+    def sequence(self, candidates: tuple[str, ...]) -> tuple[str, ...]:
+        """The smooth weighted round-robin sequence over ``candidates`` (memoised, bounded)."""
+        cache = self._sequences
+        sequence = cache.get(candidates)
+        if sequence is None:
+            order = {b: i for i, b in enumerate(self._backends)}
+            by_catalogue = sorted(candidates, key=order.__getitem__)
+            sequence = smooth_weighted([(b, self.weights.get(b, 1)) for b in by_catalogue])
+            if len(cache) >= _SEQUENCE_CACHE_SIZE:
+                cache.clear()
+            cache[candidates] = sequence
+        return sequence
 
     @staticmethod
     def _selection_reason(
@@ -414,6 +518,28 @@ class Planner:
         )
 
 
+def smooth_weighted(weighted: list[tuple[str, int]]) -> tuple[str, ...]:
+    """One period of smooth weighted round robin (as nginx does it): ``sum(weights)`` picks.
+
+    Each step adds every backend's weight to its current value, picks the highest (ties go
+    to the earlier backend in ``weighted``'s order) and takes the total from it. Over the
+    period each backend is picked exactly its weight times, spread as evenly as can be:
+    weights 3:1 give ``a a b a``, 5:1:1 give ``a a b a c a a``.
+    """
+    total = sum(weight for _, weight in weighted)
+    current = [0] * len(weighted)
+    picks = []
+    for _ in range(total):
+        best = 0
+        for index, (_, weight) in enumerate(weighted):
+            current[index] += weight
+            if current[index] > current[best]:
+                best = index
+        current[best] -= total
+        picks.append(weighted[best][0])
+    return tuple(picks)
+
+
 def authorize(req: RouteRequest, decision: RouteDecision, profile: PolicyProfile | None) -> str | None:
     """Check ``decision`` against the request's policy profile: ``None`` allows, else the deny reason.
 
@@ -424,6 +550,8 @@ def authorize(req: RouteRequest, decision: RouteDecision, profile: PolicyProfile
         return None
     if profile is None:
         return "unknown policy profile"
+    if profile.filters:  # it removed the candidates it denies before selection: nothing to veto
+        return None
 
     def context() -> dict[str, Any]:
         request = req.summary()

@@ -1,4 +1,5 @@
-"""Policy profiles: allow/deny rules checked against a decision after selection (section 6)."""
+"""Policy profiles: allow/deny rules checked against a decision after selection (section 6), or
+against each candidate before it (``mode: "filter"``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ._errors import InvalidPolicyProfile
 
 __all__ = ["PolicyProfile", "ProfileRule", "parse_profile"]
 
-_PROFILE_KEYS: Final = frozenset({"default", "rules"})
+_PROFILE_KEYS: Final = frozenset({"default", "mode", "rules"})
 _RULE_KEYS: Final = frozenset({"action", "decision", "match", "reason"})
 _ROUTING_ACTIONS: Final = frozenset({"backend", "*"})
 _MATCH_OPS: Final = {"exists": 2, "eq": 3, "member": 3, "prefix": 3, "path_prefix": 3}
@@ -31,10 +32,17 @@ class ProfileRule(msgspec.Struct, frozen=True):
 
 
 class PolicyProfile(msgspec.Struct, frozen=True):
-    """A validated policy profile: a default and rules, as stored."""
+    """A validated policy profile: a default, rules and a mode, as stored.
+
+    ``mode`` is ``"veto"`` (the default, the reference behaviour: the profile checks the
+    decision after selection, and a deny fails the request) or ``"filter"`` (the profile
+    checks each candidate before selection and removes the denied ones, so selection goes
+    on among the rest; not in the reference engine).
+    """
 
     default: Literal["allow", "deny"] = "allow"
     rules: tuple[ProfileRule, ...] = ()
+    mode: Literal["veto", "filter"] = "veto"
 
     def evaluate(self, context: Callable[[], Context]) -> str | None:
         """Return ``None`` to allow, or the deny reason.
@@ -56,8 +64,20 @@ class PolicyProfile(msgspec.Struct, frozen=True):
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the profile as plain data (the shape :func:`parse_profile` reads)."""
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+        """Return the profile as plain data (the shape :func:`parse_profile` reads).
+
+        ``mode`` is left out for a veto profile, so that stores shared with processes that
+        predate filtering profiles can read it.
+        """
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        if self.mode == "veto":
+            del data["mode"]
+        return data
+
+    @property
+    def filters(self) -> bool:
+        """Whether the profile filters candidates before selection (``mode == "filter"``)."""
+        return self.mode == "filter"
 
 
 def _walk(context: Context, path: Any) -> Any:
@@ -197,11 +217,16 @@ def _parse_profile(profile: object) -> PolicyProfile:
     default = _plain(profile.get("default", "allow"))
     if not isinstance(default, str) or default not in ("allow", "deny"):
         raise InvalidPolicyProfile("default must be 'allow' or 'deny'")
+    mode = _plain(profile.get("mode", "veto"))
+    if not isinstance(mode, str) or mode not in ("veto", "filter"):
+        raise InvalidPolicyProfile("mode must be 'veto' or 'filter'")
     rules = profile.get("rules", [])
     if not isinstance(rules, (list, tuple)):
         raise InvalidPolicyProfile("rules must be a list")
     parsed = tuple(_parse_rule(rule, i) for i, rule in enumerate(rules))
-    return PolicyProfile("allow" if default == "allow" else "deny", parsed)
+    return PolicyProfile(
+        "allow" if default == "allow" else "deny", parsed, "filter" if mode == "filter" else "veto"
+    )
 
 
 def check_profile_id(profile_id: object) -> str:

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 from ._checks import check_callable, check_count, check_seconds, optional
-from ._errors import SessionExists, TooManySessions
+from ._errors import BackendAtCapacity, SessionExists, TooManySessions
 from ._health import Ledger
 from ._journal import Journal
 from ._profiles import PolicyProfile
@@ -40,6 +40,8 @@ class RoutingState:
         "clock",
         "journal",
         "ledgers",
+        "limits",
+        "live",
         "max_bindings",
         "max_counters",
         "max_sessions",
@@ -56,6 +58,7 @@ class RoutingState:
         journal_size: int = 10_000,
         clock: Callable[[], float] | None = None,
         max_sessions: int = 100_000,
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.max_counters = check_count("max_counters", max_counters, 1)
         self.max_bindings = check_count("max_bindings", max_bindings, 1)
@@ -70,6 +73,10 @@ class RoutingState:
         """What was learned about each backend that is not fresh (none: nothing was reported)."""
         self.sessions: dict[str, SessionHandle] = {}
         """Live sessions by id, in registration order."""
+        self.live: dict[str, int] = {}
+        """Live sessions per backend (backends without any are absent)."""
+        self.limits: dict[str, int] = dict(limits or {})
+        """The most live sessions each limited backend may have (validated by the engine)."""
         self.profiles: dict[str, PolicyProfile] = {}
         self.journal = Journal(journal_size)
 
@@ -121,27 +128,69 @@ class RoutingState:
         """Forget affinity ``key``'s binding (and temporary backend); whether it had one."""
         return self._bindings.pop(key, None) is not None
 
-    def register(self, handle: SessionHandle, *, exclusive: bool = False) -> None:
-        """Register a live session, replacing (and moving to the end) one with its id.
+    def check_new(self, session_id: str, *, exclusive: bool) -> None:
+        """Raise what registering ``session_id`` would raise, before any backend is chosen for it.
 
-        Raises :class:`~beamrouting.SessionExists` when ``exclusive`` and the id is live,
-        and :class:`~beamrouting.TooManySessions` for a new id past ``max_sessions``.
+        :class:`~beamrouting.SessionExists` when ``exclusive`` and the id is live;
+        :class:`~beamrouting.TooManySessions` for a new id past ``max_sessions``.
         """
         sessions = self.sessions
-        session_id = handle.session_id
         if session_id in sessions:
             if exclusive:
                 raise SessionExists(f"session {session_id!r} is live; choose another id")
-            del sessions[session_id]
         elif len(sessions) >= self.max_sessions:
             raise TooManySessions(
                 f"{len(sessions)} live sessions: registering one more would pass max_sessions={self.max_sessions}"
             )
+
+    def register(self, handle: SessionHandle, *, exclusive: bool = False) -> None:
+        """Register a live session, replacing (and moving to the end) one with its id.
+
+        Raises what :meth:`check_new` raises, and :class:`~beamrouting.BackendAtCapacity`
+        when the session would pass its backend's limit. Re-registering a live session on
+        its own backend (a heartbeat) never counts twice and never fails for capacity.
+        """
+        session_id = handle.session_id
+        self.check_new(session_id, exclusive=exclusive)
+        sessions = self.sessions
+        backend = handle.backend
+        old = sessions.get(session_id)
+        if old is None or old.backend != backend:
+            limit = self.limits.get(backend)
+            live = self.live.get(backend, 0)
+            if limit is not None and live >= limit:
+                raise BackendAtCapacity(f"{backend} has {live} of {limit} live sessions")
+            self.live[backend] = live + 1
+            if old is not None:
+                self._leave(old.backend)
+        if old is not None:
+            del sessions[session_id]  # a registration moves the session to the end of the order
         sessions[session_id] = handle
 
-    def unregister(self, session_id: str) -> None:
-        """Forget a session; a no-op for an unknown id."""
-        self.sessions.pop(session_id, None)
+    def unregister(self, session_id: str) -> bool:
+        """Forget a session (a no-op for an unknown id); whether it freed a session slot."""
+        old = self.sessions.pop(session_id, None)
+        if old is None:
+            return False
+        self._leave(old.backend)
+        return True
+
+    def _leave(self, backend: str) -> None:
+        live = self.live
+        left = live.get(backend, 0) - 1
+        if left > 0:
+            live[backend] = left
+        else:
+            live.pop(backend, None)
+
+    def full(self) -> dict[str, str]:
+        """Each backend at its limit, with why (``"at capacity 10/10"``)."""
+        live = self.live
+        return {
+            backend: f"at capacity {live.get(backend, 0)}/{limit}"
+            for backend, limit in self.limits.items()
+            if live.get(backend, 0) >= limit
+        }
 
     def clear(self) -> None:
         """Forget every binding and counter (profiles, sessions and journal stay)."""

@@ -32,6 +32,10 @@ class Policy(enum.StrEnum):
     """First eligible backend that supports every requested capability."""
     PREFERRED_THEN_FALLBACK = "preferred_then_fallback"
     """Preferred backends first, then fallback ones, then (optionally) the rest."""
+    LEAST_LOADED = "least_loaded"
+    """The candidate with the fewest live sessions (ties take turns). Not in the reference engine."""
+    WEIGHTED = "weighted"
+    """Smooth weighted round robin over the candidates, by their weights. Not in the reference engine."""
 
 
 class FallbackPolicy(enum.StrEnum):

@@ -66,9 +66,13 @@ class _Message(msgspec.Struct, frozen=True, array_like=True, tag=True):
 
 
 class Select(_Message, frozen=True, tag="select"):
-    """Route one request (already normalised by the caller)."""
+    """Route one request (already normalised by the caller); with ``session_id``, register that
+    session on the chosen backend in the same step."""
 
     request: RouteRequest
+    session_id: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    exclusive: bool = True
 
 
 class Clear(_Message, frozen=True, tag="clear"):

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import enum
 import functools
-import math
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar, overload
 
@@ -100,15 +99,15 @@ class RouterStatistics(msgspec.Struct, frozen=True):
     """How many times the supervisor restarted each actor."""
 
 
-def _back_at(error: NoBackendAvailable) -> float | None:
-    """When a held-out backend is back (``inf`` for a freed session slot, which only a change tells), or ``None``."""
+def _comes_back(error: NoBackendAvailable) -> tuple[float | None, bool]:
+    """``(when a learned-out backend is back, whether a freed session slot would do)``, from its detail."""
     detail = error.detail
     if not isinstance(detail, dict):
-        return None
+        return None, False
     back = detail.get("retry_at")
-    if isinstance(back, (int, float)) and not isinstance(back, bool):
-        return float(back)
-    return math.inf if detail.get("reason") == "at_capacity" else None
+    if isinstance(back, bool) or not isinstance(back, (int, float)):
+        back = None
+    return back, detail.get("reason") == "at_capacity"
 
 
 def _consequence_of_giving_up(exc: BaseException) -> bool:
@@ -340,12 +339,10 @@ class Router(AsyncContextManagerMixin):
         observer = self._observer
         span = None if observer is None else observer.start()
         try:
-            if wait is not None:
-                decision = await self._select_waiting(self._normalize(await self._request_of(args)), wait)
-            elif len(args) == 1:
+            if wait is None and len(args) == 1:
                 decision = await self._table.select(self._normalize(args[0]))
             else:
-                decision = await self._table.select(self._normalize(await self._request_of(args)))
+                decision = await self._route(self._normalize(await self._request_of(args)), wait, None)
         except BeamRoutingError as exc:
             self._count_error(exc)
             if observer is not None:
@@ -367,16 +364,22 @@ class Router(AsyncContextManagerMixin):
             return await self._merge(args[0], args[1])
         raise TypeError(f"select_backend takes 1 or 2 arguments ({len(args)} given)")
 
-    async def _select_normalized(self, request: RouteRequest, wait: float | None = None) -> RouteDecision:
-        """Route a normalised request as :meth:`select_backend` does: counted, observed, waiting if asked."""
+    async def _select_normalized(
+        self,
+        request: RouteRequest,
+        wait: float | None = None,
+        session: tuple[str, dict[str, Any], bool] | None = None,
+    ) -> RouteDecision:
+        """Route a normalised request as :meth:`select_backend` does: counted, observed, waiting if asked.
+
+        ``session`` is ``(session id, metadata, exclusive)``: register that session on the
+        chosen backend in the same step of the routing-table actor.
+        """
         self._calls += 1
         observer = self._observer
         span = None if observer is None else observer.start()
         try:
-            if wait is None:
-                decision = await self._table.select(request)
-            else:
-                decision = await self._select_waiting(request, wait)
+            decision = await self._route(request, wait, session)
         except BeamRoutingError as exc:
             self._count_error(exc)
             if observer is not None:
@@ -390,14 +393,29 @@ class Router(AsyncContextManagerMixin):
             observer.succeeded(span, decision)
         return decision
 
-    async def _select_waiting(self, request: RouteRequest, wait: float) -> RouteDecision:
-        """Select, waiting up to ``wait`` seconds for a held-out backend to come back (see :meth:`select_backend`)."""
+    def _route(
+        self, request: RouteRequest, wait: float | None, session: tuple[str, dict[str, Any], bool] | None
+    ) -> Awaitable[RouteDecision]:
+        """Route ``request`` (not counted): at once, or waiting up to ``wait`` seconds."""
+        table = self._table
+
+        def attempt() -> Awaitable[RouteDecision]:
+            if session is None:
+                return table.select(request)
+            return table.select_session(request, session[0], session[1], exclusive=session[2])
+
+        return attempt() if wait is None else self._select_waiting(attempt, wait)
+
+    async def _select_waiting(
+        self, attempt: Callable[[], Awaitable[RouteDecision]], wait: float
+    ) -> RouteDecision:
+        """Select, waiting up to ``wait`` seconds for a backend to come back or a slot to free (see :meth:`select_backend`)."""
         wait = check_seconds("wait", wait, finite=True, minimum=0.0)
         clock = self._clock
         deadline = clock() + wait
         give_up = anyio.current_time() + wait  # real time too: a clock that stands still must not hang us
         try:
-            return await self._table.select(request)
+            return await attempt()
         except NoBackendAvailable as exc:
             first = exc
         if self._waiters.waiting >= self._waiters.max_waiters:
@@ -405,15 +423,18 @@ class Router(AsyncContextManagerMixin):
         async with self._waiters.queued() as waiter:
             error = first
             while True:
-                back = _back_at(error)
+                back, for_a_slot = _comes_back(error)
                 now = clock()
-                if back is None or back > deadline or now >= deadline or anyio.current_time() >= give_up:
+                if now >= deadline or anyio.current_time() >= give_up:
                     raise error
-                await self._waiters.pause(
-                    waiter, min(back - now, deadline - now, give_up - anyio.current_time())
-                )
+                if not for_a_slot and (back is None or back > deadline):
+                    raise error  # nothing comes back in time: fail at once
+                pause = min(deadline - now, give_up - anyio.current_time())
+                if back is not None:
+                    pause = min(pause, back - now)
+                await self._waiters.pause(waiter, pause)
                 try:
-                    return await self._table.select(request)
+                    return await attempt()
                 except NoBackendAvailable as exc:
                     error = exc
                 finally:
@@ -589,11 +610,12 @@ class Router(AsyncContextManagerMixin):
 
     @_api
     async def unregister_session(self, session_id: str) -> None:
-        """Forget a session; a no-op for an unknown id.
+        """Forget a session, freeing its slot; a no-op for an unknown id.
 
         Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
         """
         await self._registry.unregister(check_session_id(session_id, self._limits))
+        self._waiters.wake()  # a slot may have freed
 
     @_api
     async def session_backend(self, session_id: str) -> str | None:
@@ -642,8 +664,16 @@ class Router(AsyncContextManagerMixin):
         else:
             args = (request,)
         normalized = self._normalize(await self._request_of(args))
-        decision = await self._select_normalized(normalized, wait)
-        handle = await self._register_new(sid, decision.backend, metadata)
+        try:
+            decision = await self._select_normalized(normalized, wait, (sid, metadata, True))
+        except SessionExists:
+            raise  # the live session with this id is someone else's: leave it alone
+        except BaseException:
+            # The registration may have been applied (its caller cancelled, say): undo it.
+            with anyio.CancelScope(shield=True):
+                await self._forget_session(sid)
+            raise
+        handle = SessionHandle(sid, decision.backend, metadata)
         try:
             yield RouterSession(self, sid, normalized, decision, handle, metadata)
         except BaseException as exc:
@@ -656,34 +686,6 @@ class Router(AsyncContextManagerMixin):
             raise
         with anyio.CancelScope(shield=True):
             await self._forget_session(sid)
-
-    async def _reregister(self, session_id: str, backend: str, metadata: dict[str, Any]) -> SessionHandle:
-        """Register a live session under another backend (a failover), counted as a call of the API."""
-        self._calls += 1
-        try:
-            return await self._registry.register(
-                session_handle(self._catalog, session_id, backend, metadata, self._limits)
-            )
-        except BeamRoutingError as exc:
-            self._count_error(exc)
-            raise
-
-    async def _register_new(self, session_id: str, backend: str, metadata: dict[str, Any]) -> SessionHandle:
-        """Register a new session (not replacing a live one), counted as a call of the API."""
-        self._calls += 1
-        handle = session_handle(self._catalog, session_id, backend, metadata, self._limits)
-        try:
-            return await self._registry.register(handle, exclusive=True)
-        except SessionExists as exc:
-            self._count_error(exc)
-            raise
-        except BaseException as exc:
-            # The registration may have been applied (its caller cancelled, say): undo it.
-            if isinstance(exc, BeamRoutingError):
-                self._count_error(exc)
-            with anyio.CancelScope(shield=True):
-                await self._forget_session(session_id)
-            raise
 
     async def _forget_session(self, session_id: str) -> None:
         for _ in range(2):  # once more if the registry crashed on this very message

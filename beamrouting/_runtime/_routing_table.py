@@ -10,6 +10,7 @@ from .._core._explain import Explanation
 from .._core._health import BackendState, Outcome, check_outcome, check_reset
 from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
 from .._core._request import RequestNormalizer, RouteRequest
+from .._core._sessions import check_metadata, check_session_id
 from .._core._types import JournalEvent, RouteDecision
 from .._store._protocol import (
     ClearOp,
@@ -75,7 +76,16 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
         """The operation ``message`` asks for; requests and profiles validated again."""
         if type(message) is Select:
             self._validate(message.request)
-            return SelectOp(message.request)
+            session_id = message.session_id
+            if session_id is None:
+                return SelectOp(message.request)
+            limits = self._normalizer.limits
+            return SelectOp(
+                message.request,
+                check_session_id(session_id, limits),
+                check_metadata(message.metadata, limits),
+                message.exclusive,
+            )
         match message:
             case Explain(request):
                 self._validate(request)
@@ -142,6 +152,15 @@ class RoutingTableClient(ActorClient):
     async def select(self, request: RouteRequest) -> RouteDecision:
         """Route a normalised request; raise the error the actor answers."""
         answer = await self.call(self.encode(Select(request)))
+        if type(answer) is RouteDecision:
+            return answer
+        raise self.error(answer)
+
+    async def select_session(
+        self, request: RouteRequest, session_id: str, metadata: dict[str, Any], *, exclusive: bool
+    ) -> RouteDecision:
+        """Route a normalised request and register the session on the chosen backend, in one step."""
+        answer = await self.call(self.encode(Select(request, session_id, metadata, exclusive)))
         if type(answer) is RouteDecision:
             return answer
         raise self.error(answer)

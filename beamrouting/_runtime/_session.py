@@ -27,12 +27,13 @@ class SessionOwner(Protocol):
         """Report an outcome for ``backend``."""
         ...
 
-    async def _select_normalized(self, request: RouteRequest, wait: float | None = None) -> RouteDecision:
-        """Route a normalised request."""
-        ...
-
-    async def _reregister(self, session_id: str, backend: str, metadata: dict[str, Any]) -> SessionHandle:
-        """Register a live session under another backend."""
+    async def _select_normalized(
+        self,
+        request: RouteRequest,
+        wait: float | None = None,
+        session: tuple[str, dict[str, Any], bool] | None = None,
+    ) -> RouteDecision:
+        """Route a normalised request (and register ``session`` on the chosen backend)."""
         ...
 
 
@@ -107,7 +108,8 @@ class RouterSession:
         """Report ``outcome`` for the current backend, then move the session to another one.
 
         Routes the session's original request again with every backend in :attr:`tried`
-        excluded, registers the session under the new backend, and updates
+        excluded and moves the session's registration to the new backend in the same step
+        (taking one of its session slots, freeing the old one), and updates
         :attr:`backend`, :attr:`decision`, :attr:`handle` and :attr:`tried`. Returns the
         new decision. Raises :class:`~beamrouting.NoBackendAvailable` when no eligible
         backend is left (the session stays where it was), and what :meth:`report` and
@@ -118,9 +120,8 @@ class RouterSession:
         request = self._request
         excluded = tuple(dict.fromkeys((*request.excluded_backends, *tried)))
         again = msgspec.structs.replace(request, excluded_backends=excluded)
-        router = self._router
-        decision = await router._select_normalized(again)
-        self._handle = await router._reregister(self._id, decision.backend, self._metadata)
+        decision = await self._router._select_normalized(again, None, (self._id, self._metadata, False))
+        self._handle = SessionHandle(self._id, decision.backend, self._metadata)
         self._decision = decision
         self._tried = (*tried, decision.backend)
         return decision

@@ -9,6 +9,7 @@ from .._core._catalog import Catalog
 from .._core._engine import RoutingEngine
 from .._core._journal import Journal
 from .._core._request import RequestLimits
+from .._core._types import RouteDecision
 from ._protocol import (
     ClearOp,
     DeleteProfileOp,
@@ -57,9 +58,8 @@ class MemoryStore:
         self.engine = engine
         """The engine that decides and keeps the state (routing and sessions)."""
         state = engine.state
-        select = engine.select_normalized
         self._routing: dict[type[Any], Callable[[Any], RoutingResult]] = {
-            SelectOp: lambda op: select(op.request),
+            SelectOp: self._select,
             ExplainOp: lambda op: engine.explain_normalized(op.request),
             ClearOp: lambda op: engine.clear(),
             EnsureTablesOp: lambda op: engine.ensure_tables(),
@@ -75,7 +75,7 @@ class MemoryStore:
         }
         self._session_ops: dict[type[Any], Callable[[Any], SessionResult]] = {
             RegisterOp: lambda op: state.register(op.handle, exclusive=op.exclusive),
-            UnregisterOp: lambda op: state.unregister(op.session_id),
+            UnregisterOp: self._unregister,
             LookupOp: self._lookup,
             ListSessionsOp: lambda op: engine.sessions(),
         }
@@ -114,6 +114,14 @@ class MemoryStore:
         """Apply each operation to the dict of sessions, in order (:func:`~beamrouting.store.run_batch`)."""
         handlers = self._session_ops
         return run_batch(ops, lambda op: handlers[type(op)](op))
+
+    def _select(self, op: SelectOp) -> RouteDecision:
+        if op.session_id is None:
+            return self.engine.select_normalized(op.request)
+        return self.engine.select_and_register(op.request, op.session_id, op.metadata, exclusive=op.exclusive)
+
+    def _unregister(self, op: UnregisterOp) -> None:
+        self.engine.state.unregister(op.session_id)
 
     def _lookup(self, op: LookupOp) -> str | None:
         handle = self.engine.state.sessions.get(op.session_id)

@@ -20,7 +20,7 @@ should pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -86,10 +86,22 @@ class SelectOp(msgspec.Struct, frozen=True):
     """Select a backend for ``request``, with every side effect of section 7 of the contract.
 
     Answers the :class:`~beamrouting.RouteDecision`, or the :class:`~beamrouting.RoutingError`
-    the engine raises for the same request and state.
+    the engine raises for the same request and state. Backends held out by learned state,
+    by their limit of live sessions or by a filtering profile are ineligible (see
+    :meth:`RoutingEngine.select_and_register <beamrouting.RoutingEngine.select_and_register>`).
+
+    With ``session_id``, the store registers that session (with ``metadata``) on the chosen
+    backend in the same atomic step, taking one of its session slots; nothing changes when
+    it cannot (``exclusive`` and a live session has the id:
+    :class:`~beamrouting.SessionExists`; past the store's session cap:
+    :class:`~beamrouting.TooManySessions`). Without ``exclusive`` a live session with the id
+    moves to the chosen backend.
     """
 
     request: RouteRequest
+    session_id: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    exclusive: bool = True
 
 
 class ExplainOp(msgspec.Struct, frozen=True):

@@ -32,6 +32,7 @@ def test_public_names_are_exported() -> None:
 
 
 def test_enums_are_str_enums_with_the_contract_values() -> None:
+    # The contract's six policies, then the two this package adds (a deliberate difference).
     assert [p.value for p in Policy] == [
         "explicit",
         "sticky",
@@ -39,6 +40,8 @@ def test_enums_are_str_enums_with_the_contract_values() -> None:
         "failover",
         "capability_first",
         "preferred_then_fallback",
+        "least_loaded",
+        "weighted",
     ]
     assert [p.value for p in FallbackPolicy] == ["none", "available"]
     assert [h.value for h in Health] == ["healthy", "degraded", "unhealthy", "down"]

@@ -144,6 +144,7 @@ class RouterMachine(RuleBasedStateMachine):
         if self.message_to("session_registry"):
             self.sessions.pop(session_id, None)
             self.sessions[session_id] = expected = handle
+            self.model.register_session(session_id, backend, {"by": "machine"})  # live sessions count
         assert self.call(self.router.register_session, session_id, backend, {"by": "machine"}) == expected
 
     @rule(session_id=SESSION_IDS)
@@ -151,6 +152,7 @@ class RouterMachine(RuleBasedStateMachine):
         expected: Any = CRASHED
         if self.message_to("session_registry"):
             self.sessions.pop(session_id, None)
+            self.model.unregister_session(session_id)
             expected = None
         assert self.call(self.router.unregister_session, session_id) == expected
 

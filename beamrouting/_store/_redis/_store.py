@@ -56,13 +56,13 @@ import anyio
 
 from ..._core._catalog import Catalog
 from ..._core._checks import check_count, check_instance, check_seconds, check_text, optional
-from ..._core._errors import PolicyDenied, RoutingError, SessionExists, StoreDataError
+from ..._core._errors import BeamRoutingError, PolicyDenied, RoutingError, SessionExists, StoreDataError
 from ..._core._explain import Explanation
 from ..._core._journal import render_events
 from ..._core._planner import DONE, STICKY, Planner, StateOutcome
 from ..._core._profiles import PolicyProfile
 from ..._core._request import RequestLimits, RouteRequest
-from ..._core._types import JournalEvent, SessionHandle
+from ..._core._types import JournalEvent, RouteDecision, SessionHandle
 from .._protocol import (
     ClearOp,
     DeleteProfileOp,
@@ -315,9 +315,9 @@ class RedisStore:
         count = len(ops)
         while index < count:
             op = ops[index]
-            if type(op) is SelectOp:
+            if type(op) is SelectOp and op.session_id is None:
                 end = index + 1
-                while end < count and type(ops[end]) is SelectOp:
+                while end < count and type(ops[end]) is SelectOp and ops[end].session_id is None:  # type: ignore[union-attr]
                     end += 1
                 run = [select.request for select in ops[index:end]]  # type: ignore[union-attr]
                 answers = await self._select(run)
@@ -326,7 +326,7 @@ class RedisStore:
             else:
                 try:
                     results.append(await self._apply(op))
-                except RoutingError as exc:
+                except BeamRoutingError as exc:
                     results.append(exc)
                 except Exception as exc:
                     results.append(StoreCrash(exc))
@@ -342,6 +342,8 @@ class RedisStore:
 
     async def _apply(self, op: RoutingOp) -> RoutingResult:
         match op:
+            case SelectOp(request, session_id, metadata, exclusive) if session_id is not None:
+                return await self._select_session(request, session_id, metadata, exclusive)
             case ExplainOp(request):
                 return await self._explain(request)
             case ClearOp():
@@ -362,6 +364,26 @@ class RedisStore:
             case _:
                 raise TypeError(f"not a routing operation: {op!r}")
         return None
+
+    async def _select_session(
+        self, request: RouteRequest, session_id: str, metadata: dict[str, Any], exclusive: bool
+    ) -> RouteDecision:
+        """Select for ``request``, then register the session on the chosen backend."""
+        if exclusive:
+            (found,) = await self.session_batch([LookupOp(session_id)])
+            if isinstance(found, BaseException | StoreCrash):
+                raise found if isinstance(found, BaseException) else found.error
+            if found is not None:
+                raise SessionExists(f"session {session_id!r} is live; choose another id")
+        (decision,) = await self._select([request])
+        if not isinstance(decision, RouteDecision):
+            raise decision if isinstance(decision, BaseException) else decision.error
+        (registered,) = await self.session_batch(
+            [RegisterOp(SessionHandle(session_id, decision.backend, metadata))]
+        )
+        if isinstance(registered, BaseException):
+            raise registered
+        return decision
 
     async def _explain(self, request: RouteRequest) -> Explanation:
         """How ``request`` would route now, from the shared state, changing nothing.
