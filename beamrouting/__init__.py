@@ -13,6 +13,7 @@ from ._core._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
 from ._core._engine import RoutePlan, RoutingEngine
 from ._core._errors import (
     ActorCrashed,
+    BackendAtCapacity,
     BackendNotEligible,
     BeamRoutingError,
     CallTimeout,
@@ -55,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "ActorCrashed",
+    "BackendAtCapacity",
     "BackendNotEligible",
     "BackendSpec",
     "BackendState",

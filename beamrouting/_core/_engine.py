@@ -410,8 +410,11 @@ class RoutingEngine:
         policy = self.health or HealthPolicy()
         if state.ledgers:
             self._observe(now)
-        ledgers = state.ledgers
-        return tuple(ledgers.get(b, FRESH).state(b, now, policy) for b in self.catalog.backends)
+        ledgers, live, limits = state.ledgers, state.live, state.limits
+        return tuple(
+            ledgers.get(b, FRESH).state(b, now, policy, live.get(b, 0), limits.get(b))
+            for b in self.catalog.backends
+        )
 
     def release(self, affinity_key: str) -> bool:
         """Forget ``affinity_key``'s sticky binding (and temporary backend); return whether it had one.

@@ -235,10 +235,14 @@ class Ledger(msgspec.Struct, frozen=True, array_like=True):
             return f"{reason} until {format_time(until or now)}"
         return reason
 
-    def state(self, backend: str, now: float, policy: HealthPolicy) -> BackendState:
-        """The public :class:`BackendState` of ``backend`` at ``now``."""
+    def state(
+        self, backend: str, now: float, policy: HealthPolicy, live_sessions: int = 0, limit: int | None = None
+    ) -> BackendState:
+        """The public :class:`BackendState` of ``backend`` at ``now`` (with its live sessions and limit)."""
         status, until, reason = self.status(now, policy)
-        return BackendState(backend, status, until, reason, self.consecutive_failures, self.ejections)
+        return BackendState(
+            backend, status, until, reason, self.consecutive_failures, self.ejections, live_sessions, limit
+        )
 
     # -- transitions -----------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from .._core._errors import (
 )
 from .._core._explain import Explanation
 from .._core._health import BackendState, Outcome, check_outcome, check_reset
-from .._core._journal import Journal, JournalRecord, check_journal_query
+from .._core._journal import check_journal_query
 from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
 from .._core._request import RequestNormalizer, RouteRequest, merge_session
 from .._core._sessions import check_metadata, check_session_id, session_handle
@@ -195,7 +195,6 @@ class Router(AsyncContextManagerMixin):
         self._calls = 0
         self._errors: dict[str, int] = {}
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
-        self._listening: tuple[Journal, Callable[[JournalRecord], None]] | None = None
 
     @property
     def store(self) -> Store:
@@ -253,7 +252,8 @@ class Router(AsyncContextManagerMixin):
                     self._table.connect(children[0].mailbox.call)
                     self._registry.connect(children[1].mailbox.call)
                     self._observer = _obs.select_observer()
-                    self._listen_for_changes()
+                    watching = anyio.CancelScope()
+                    task_group.start_soon(self._watch, watching, name="beamrouting watch")
                     self._state = RouterState.RUNNING
                     try:
                         with body:
@@ -264,6 +264,7 @@ class Router(AsyncContextManagerMixin):
                         error = exc
                     finally:
                         self._state = RouterState.CLOSED
+                        watching.cancel()
                         supervisor.stop()
         except BaseExceptionGroup as group:
             # Only a bug in the supervisor itself gets here; report it unwrapped when it is one.
@@ -272,7 +273,6 @@ class Router(AsyncContextManagerMixin):
             raise
         finally:
             self._state = RouterState.CLOSED
-            self._stop_listening()
             with anyio.CancelScope(shield=True):
                 for subscription in list(self._subscriptions):
                     await subscription.aclose()
@@ -284,24 +284,13 @@ class Router(AsyncContextManagerMixin):
         if error is not None:
             raise error
 
-    def _listen_for_changes(self) -> None:
-        """Wake waiting callers when the store's journal shows a backend's health changed."""
-        source = self._store.journal_source()
-        if isinstance(source, Journal):
-            waiters = self._waiters
-
-            def changed(record: JournalRecord) -> None:
-                if record.decision is None:  # an outcome or backend_health event
-                    waiters.wake()
-
-            source.add_listener(changed)
-            self._listening = (source, changed)
-
-    def _stop_listening(self) -> None:
-        if self._listening is not None:
-            journal, listener = self._listening
-            journal.remove_listener(listener)
-            self._listening = None
+    async def _watch(self, scope: anyio.CancelScope) -> None:
+        """Wake the waiting callers whenever the store says a backend may have come free."""
+        with scope:
+            try:
+                await self._store.watch(self._waiters.wake)
+            except Exception as exc:  # a watch that fails only makes waiters wake at their deadlines
+                _obs.logger.warning("the store stopped telling of freed backends: %r", exc)
 
     # -- routing ----------------------------------------------------------------------------------
 
@@ -615,7 +604,6 @@ class Router(AsyncContextManagerMixin):
         Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
         """
         await self._registry.unregister(check_session_id(session_id, self._limits))
-        self._waiters.wake()  # a slot may have freed
 
     @_api
     async def session_backend(self, session_id: str) -> str | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio
+
 from .._core._catalog import Catalog
 from .._core._engine import RoutingEngine
-from .._core._journal import Journal
+from .._core._journal import Journal, JournalRecord
 from .._core._request import RequestLimits
 from .._core._types import RouteDecision
 from ._protocol import (
@@ -58,6 +60,7 @@ class MemoryStore:
         self.engine = engine
         """The engine that decides and keeps the state (routing and sessions)."""
         state = engine.state
+        self._watchers: list[Callable[[], None]] = []
         self._routing: dict[type[Any], Callable[[Any], RoutingResult]] = {
             SelectOp: self._select,
             ExplainOp: lambda op: engine.explain_normalized(op.request),
@@ -101,6 +104,22 @@ class MemoryStore:
     async def aclose(self) -> None:
         """Nothing to release; the state stays for the next start."""
 
+    async def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed()`` when a session unregisters or a backend's health changes; until cancelled."""
+        journal = self.engine.journal_ring
+        self._watchers.append(changed)
+
+        def health(record: JournalRecord) -> None:
+            if record.decision is None:  # an outcome or backend_health event
+                changed()
+
+        journal.add_listener(health)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            journal.remove_listener(health)
+            self._watchers.remove(changed)
+
     def journal_source(self) -> Journal:
         """The engine's journal (:attr:`RoutingEngine.journal_ring <beamrouting.RoutingEngine.journal_ring>`)."""
         return self.engine.journal_ring
@@ -121,7 +140,9 @@ class MemoryStore:
         return self.engine.select_and_register(op.request, op.session_id, op.metadata, exclusive=op.exclusive)
 
     def _unregister(self, op: UnregisterOp) -> None:
-        self.engine.state.unregister(op.session_id)
+        if self.engine.state.unregister(op.session_id):
+            for changed in self._watchers:  # a session slot freed
+                changed()
 
     def _lookup(self, op: LookupOp) -> str | None:
         handle = self.engine.state.sessions.get(op.session_id)

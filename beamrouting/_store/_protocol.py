@@ -8,7 +8,7 @@ session half through :meth:`Store.session_batch`. Each actor hands the store eve
 drained from its mailbox at once, as typed operations, so a shared store can serve a whole
 batch in one round trip.
 
-A store implements eight members, built from public types only. The operations are frozen
+A store implements nine members, built from public types only. The operations are frozen
 structs; what each one answers is documented on its class. :func:`run_batch` applies a
 batch one operation at a time with the protocol's error rules, for stores that need no
 more. :class:`~beamrouting.MemoryStore` is the embedded default;
@@ -349,6 +349,18 @@ class Store(Protocol):
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
         """Apply a drained batch of session operations in order; one :data:`SessionResult` per operation."""
+        ...
+
+    async def watch(self, changed: Callable[[], None]) -> None:
+        """Call ``changed()`` whenever a backend may have come free; run until cancelled.
+
+        "Free" means a session slot freed (a session unregistered or expired) or a backend's
+        learned status changed, in this process or, for a shared store, anywhere in the
+        fleet. The router runs it for its whole life and wakes its waiting callers on each
+        call (they select again), so it must not poll: it waits for news. ``changed`` is
+        cheap and never raises. A store that cannot tell (or lost its connection) may
+        return early; the waiting callers then wake only at their deadlines.
+        """
         ...
 
     def journal_source(self) -> Journal | JournalFeed | None:

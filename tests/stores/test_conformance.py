@@ -79,6 +79,9 @@ class DictStore:
     def journal_source(self) -> Journal:
         return self.engine.journal_ring
 
+    async def watch(self, changed: Callable[[], None]) -> None:
+        """It cannot tell when a backend comes free: waiting callers wake at their deadlines."""
+
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
         return run_batch(ops, self._route)
 

@@ -240,6 +240,9 @@ class RedisStore:
         """The planner selections share with every other store."""
         return self._planner
 
+    async def watch(self, changed: Callable[[], None]) -> None:
+        """Not yet told of freed backends: waiting callers wake at their deadlines."""
+
     def journal_source(self) -> JournalFeed:
         """A new live read of the whole fleet's journal (a :class:`~beamrouting.store.JournalFeed`).
 
