@@ -102,6 +102,22 @@ CASES: list[tuple[str, Callable[..., object], str, object, type[Exception]]] = [
     ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_list_entries", 0, ValueError),
     ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_metadata_bytes", "1", TypeError),
     ("RedisStore", lambda **kw: RedisStore(URL, **kw), "max_metadata_bytes", -5, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "health", {"failure_threshold": 3}, TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "limits", ["claude"], TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "limits", {"claude": "10"}, TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "limits", {"claude": 0}, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "limits", {"nobody": 3}, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "weights", {"codex": 1.5}, TypeError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "weights", {"codex": -1}, ValueError),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "weights", {"codex": 10_001}, ValueError),
+    (
+        "RedisStore",
+        lambda **kw: RedisStore(URL, **kw),
+        "weights",
+        {"claude": 1, "claude_code": 2},
+        ValueError,
+    ),
+    ("RedisStore", lambda **kw: RedisStore(URL, **kw), "clock", 5, TypeError),
     ("RedisStore", lambda **kw: RedisStore(**{"url": URL, **kw}), "url", "http://host", ValueError),
     ("RedisStore", lambda **kw: RedisStore(**{"url": URL, **kw}), "url", "not a url", ValueError),
     ("RedisStore", lambda **kw: RedisStore(**{"url": URL, **kw}), "url", "redis://host/abc", ValueError),
@@ -159,3 +175,4 @@ def test_good_options_are_accepted() -> None:
     RoutingEngine(Catalog.default(), max_counters=1, binding_ttl=1, journal_size=0, clock=lambda: 0.0)
     Router(max_restarts=0, restart_period=0.5, mailbox_size=1, call_timeout=0.1)
     RedisStore(URL, binding_ttl=None, idle_ttl=None, session_ttl=1, retry_interval=0)
+    RedisStore(URL, health=None, limits={"claude_code": 3}, weights={"codex": 2}, clock=lambda: 0.0)

@@ -28,9 +28,10 @@ from ._health import (
     reported,
     restored,
     took_probe,
+    unlearned,
 )
-from ._holds import NO_HOLDS, Holds, filter_denied
-from ._journal import OUTCOME, Journal
+from ._holds import NO_HOLDS, Holds, collect_holds
+from ._journal import Journal
 from ._planner import DONE, LEAST_LOADED, STICKY, Planner, RoutePlan, StateOutcome, authorize
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
 from ._request import RequestLimits, RequestNormalizer, RouteRequest, merge_session
@@ -205,26 +206,21 @@ class RoutingEngine:
     def _holds(self, req: RouteRequest, *, observe: bool) -> Holds:
         """What the state holds out of selecting for ``req`` now (``observe`` journals what time changed)."""
         state = self._state
-        learned: dict[str, str] = {}
-        back: dict[str, float] = {}
-        policy = self.health
-        if state.ledgers and policy is not None:
-            now = state.clock()
-            if observe:
-                self._observe(now)
-            for backend, ledger in state.ledgers.items():
-                reason = ledger.explain(now, policy)
-                if reason is not None:
-                    learned[backend] = reason
-                    back[backend] = ledger.back_at(now)
-        full = state.full() if state.limits else {}
-        denied: dict[str, str] = {}
+        now = state.clock()
+        if observe and state.ledgers and self.health is not None:
+            self._observe(now)
         profile_id = req.policy_profile_id
-        if profile_id is not None and self._filters:
-            profile = state.profiles.get(profile_id)
-            if profile is not None and profile.filters:
-                denied = filter_denied(profile, req, self.planner.eligible(req))
-        return Holds(learned, back, full, denied, profile_id if denied else None)
+        profile = state.profiles.get(profile_id) if profile_id is not None and self._filters else None
+        return collect_holds(
+            req,
+            self.planner.eligible,
+            ledgers=state.ledgers,
+            now=now,
+            policy=self.health,
+            live=state.live,
+            limits=state.limits,
+            profile=profile,
+        )
 
     def _state_step(self, plan: RoutePlan, *, advance: bool) -> tuple[StateOutcome, bool]:
         """The state ``plan`` needs: ``(outcome, temporary)`` (see :data:`~._planner.STICKY`).
@@ -381,10 +377,7 @@ class RoutingEngine:
         now = state.clock()
         reset_at = check_reset(retry_at, retry_after, now)
         if self.health is None:
-            payload: dict[str, Any] = {"backend": name, "outcome": kind.value}
-            if kind is Outcome.QUOTA and reset_at is not None:
-                payload["retry_at"] = reset_at
-            state.journal.note(OUTCOME, payload, now)
+            state.journal.note(*unlearned(name, kind, reset_at, now))
             return FRESH.state(name, now, HealthPolicy())
         after, events = reported(name, state.ledgers.get(name, FRESH), kind, reset_at, now, self.health)
         self._keep(name, after, events)

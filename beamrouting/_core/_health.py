@@ -50,6 +50,7 @@ __all__ = [
     "restored",
     "retry_at",
     "took_probe",
+    "unlearned",
 ]
 
 
@@ -358,6 +359,14 @@ def restored(
     if ledger.announced is not BackendStatus.HEALTHY:
         events.append(_health_event(backend, FRESH, now, policy, now))
     return FRESH, events
+
+
+def unlearned(backend: str, outcome: Outcome, reset_at: float | None, now: float) -> HealthEvent:
+    """The ``outcome`` event of a report while learning is off (it changes nothing else)."""
+    payload: dict[str, Any] = {"backend": backend, "outcome": outcome.value}
+    if outcome is Outcome.QUOTA and reset_at is not None:
+        payload["retry_at"] = reset_at
+    return OUTCOME, payload, now
 
 
 def took_probe(ledger: Ledger, now: float, policy: HealthPolicy) -> Ledger:

@@ -10,13 +10,14 @@ for explanations and for the errors that say when to retry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
+from ._health import HealthPolicy, Ledger
 from ._profiles import PolicyProfile
 from ._request import RouteRequest
 
-__all__ = ["NO_HOLDS", "Holds", "filter_denied"]
+__all__ = ["NO_HOLDS", "Holds", "at_capacity", "collect_holds", "filter_denied"]
 
 
 class Holds(NamedTuple):
@@ -71,3 +72,45 @@ def filter_denied(profile: PolicyProfile, req: RouteRequest, backends: Iterable[
         if reason is not None:
             denied[backend] = reason
     return denied
+
+
+def at_capacity(live: Mapping[str, int], limits: Mapping[str, int]) -> dict[str, str]:
+    """Each backend of ``limits`` whose ``live`` sessions reached its limit, with why (``"at capacity 10/10"``)."""
+    return {
+        backend: f"at capacity {live.get(backend, 0)}/{limit}"
+        for backend, limit in limits.items()
+        if live.get(backend, 0) >= limit
+    }
+
+
+def collect_holds(
+    req: RouteRequest,
+    eligible: Callable[[RouteRequest], Iterable[str]],
+    *,
+    ledgers: Mapping[str, Ledger],
+    now: float,
+    policy: HealthPolicy | None,
+    live: Mapping[str, int],
+    limits: Mapping[str, int],
+    profile: PolicyProfile | None,
+) -> Holds:
+    """What a store's state holds out of selecting for ``req`` at ``now`` (pure; every store composes it the same way).
+
+    ``ledgers`` are the backends' learned state (ignored when ``policy`` is ``None``),
+    ``live`` and ``limits`` their live sessions and limits, ``profile`` the stored profile
+    the request names (``None`` if it names none or none is stored): a filtering one
+    removes the candidates it denies among ``eligible(req)``.
+    """
+    learned: dict[str, str] = {}
+    back: dict[str, float] = {}
+    if ledgers and policy is not None:
+        for backend, ledger in ledgers.items():
+            reason = ledger.explain(now, policy)
+            if reason is not None:
+                learned[backend] = reason
+                back[backend] = ledger.back_at(now)
+    full = at_capacity(live, limits) if limits else {}
+    denied: dict[str, str] = {}
+    if profile is not None and profile.filters:
+        denied = filter_denied(profile, req, eligible(req))
+    return Holds(learned, back, full, denied, req.policy_profile_id if denied else None)

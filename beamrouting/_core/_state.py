@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable
 from ._checks import check_callable, check_count, check_seconds, optional
 from ._errors import BackendAtCapacity, SessionExists, TooManySessions
 from ._health import Ledger
+from ._holds import at_capacity
 from ._journal import Journal
 from ._profiles import PolicyProfile
 from ._types import SessionHandle
@@ -185,12 +186,7 @@ class RoutingState:
 
     def full(self) -> dict[str, str]:
         """Each backend at its limit, with why (``"at capacity 10/10"``)."""
-        live = self.live
-        return {
-            backend: f"at capacity {live.get(backend, 0)}/{limit}"
-            for backend, limit in self.limits.items()
-            if live.get(backend, 0) >= limit
-        }
+        return at_capacity(self.live, self.limits)
 
     def clear(self) -> None:
         """Forget every binding and counter (profiles, sessions and journal stay)."""

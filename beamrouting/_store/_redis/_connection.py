@@ -124,16 +124,19 @@ def redact(url: str) -> str:
 
 
 def new_client(
-    url: str, *, timeout: float, socket_timeout: float | None = None, **options: Any
+    url: str, *, timeout: float, socket_timeout: float | None = None, blocking: bool = False, **options: Any
 ) -> aioredis.Redis:
-    """A redis-py client that never retries by itself and never pings on its own."""
+    """A redis-py client that never retries by itself and never pings on its own.
+
+    ``blocking``: reads wait as long as it takes (for a subscription), not ``socket_timeout``.
+    """
     redis = import_redis()
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
     client: aioredis.Redis = redis.asyncio.Redis.from_url(
         url,
-        socket_timeout=timeout if socket_timeout is None else socket_timeout,
+        socket_timeout=None if blocking else timeout if socket_timeout is None else socket_timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,

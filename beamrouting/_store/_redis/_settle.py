@@ -1,335 +1,531 @@
 """Selections on Redis: a drained batch settled with two shared round trips.
 
-Planning is pure (the shared :class:`~beamrouting._core._planner.Planner`); then one script
-call (``state.lua``) reads and advances the state every plan needs (counters, bindings,
-the profiles named); then :meth:`Planner.settle` makes each decision and its policy check;
-then one script call (``commit.lua``) binds and journals atomically. A decision is returned
-only after its journal entry is in Redis.
+Planning is pure (the shared :class:`~beamrouting._core._planner.Planner`, with what the
+process's :class:`~._view.View` holds out: learned state, full backends, filtering
+profiles); then one script call (``state.lua``) checks the view was current and reads and
+advances the state every plan needs (counters, bindings, temporary backends); then
+:meth:`Planner.settle` makes each decision and its policy check; then one script call
+(``commit.lua``) binds, registers sessions, takes probe slots and journals, atomically. A
+decision is returned only after its journal entry is in Redis. A batch that needs no state
+(no counters, no bindings) skips the first call and has the second check the view.
+
+If the view was not current, the script changes nothing and answers what changed; the
+batch is planned again (one more round trip). Within one round, a request whose plan could
+depend on what an earlier one of the round does (a session it registers may fill a limited
+backend or change the least loaded one; a probe slot it takes may be the last; a binding it
+makes is the one a later request with the same affinity key reuses) waits for the next
+round, so a batch routes as the same requests would one by one in one process.
 
 Sticky bindings are compare-and-set: a first bind succeeds only if the key is still
 unbound (first writer wins), a re-bind away from an ineligible backend only if the key
-still holds that backend, and a reuse only if the key still holds the reused backend
-(which also slides the binding's time-to-live). A request that loses such a race goes round
-again against what the winner stored: the winner's backend, reused if it is eligible for
-the request (and checked against the request's policy profile). A denied sticky decision
-stores no binding.
+still holds that backend, a reuse only if the key still holds the reused backend (which
+also slides the binding's time-to-live), and a temporary backend only if the binding and the
+temporary key still hold what was read. A request that loses such a race goes round again
+against what the winner stored. A session registration that finds its backend full by
+then, or a probe slot taken by the time the commit runs, goes round again too.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
-import msgspec
-
-from ..._core._errors import PolicyDenied, RoutingError, StoreUnavailable
-from ..._core._planner import DONE, ROTATE, STICKY, Planner, RoutePlan, StateOutcome
-from ..._core._profiles import PolicyProfile
+from ..._core._errors import BeamRoutingError, PolicyDenied, RoutingError, SessionExists, StoreUnavailable
+from ..._core._explain import Explanation
+from ..._core._health import Ledger, took_probe
+from ..._core._holds import Holds
+from ..._core._planner import DONE, LEAST_LOADED, STICKY, Planner, RoutePlan, StateOutcome
 from ..._core._request import RouteRequest
-from ..._core._types import RouteDecision
-from .._protocol import StoreCrash
-from ._codec import RecordCodec
-from ._connection import MalformedReply
-from ._keys import KeyLayout
-from ._profiles import StoredProfiles
+from ..._core._types import Policy, RouteDecision, SessionHandle
+from .._protocol import SelectOp, StoreCrash
+from ._calls import Call, Fleet
+from ._codec import SessionCodec
 
-__all__ = ["Settler"]
-
-logger: Final = logging.getLogger("beamrouting.redis")
+__all__ = ["Settler", "exists"]
 
 _MAX_ROUNDS: Final = 32
-"""Settling rounds of one batch before giving up (each lost race costs one more round)."""
+"""Settling rounds of one batch before giving up, besides one per request."""
+_MAX_ATTEMPTS: Final = 16
+"""Times one round is planned again because the fleet's state changed meanwhile."""
 
-SelectAnswer = RouteDecision | RoutingError | StoreCrash
-Script = Callable[..., Awaitable[Any]]
-_Profiles = dict[str, PolicyProfile | RoutingError | None]
+SelectAnswer = RouteDecision | BeamRoutingError | StoreCrash
+_Hint = tuple[str | None, str | None]
+"""What a sticky key held when last seen: ``(bound backend, temporary backend)``."""
+
+# Binding conditions of commit.lua.
+_REUSE: Final = 1
+_BIND: Final = 2
+_REUSE_TEMPORARY: Final = 3
+_NEW_TEMPORARY: Final = 4
+
+
+def exists(session_id: str) -> SessionExists:
+    """The error of registering ``session_id`` exclusively while a live session has it."""
+    return SessionExists(f"session {session_id!r} is live; choose another id")
 
 
 class _Pending:
-    """One request of a batch on its way through the settling rounds."""
+    """One selection of a batch on its way through the settling rounds."""
 
-    __slots__ = ("binding_key", "hint", "index", "plan")
+    __slots__ = (
+        "binding_key",
+        "error",
+        "hint",
+        "index",
+        "local",
+        "op",
+        "plan",
+        "stamp",
+        "temporary_key",
+        "tied",
+    )
 
-    def __init__(self, index: int, plan: RoutePlan, binding_key: str | None) -> None:
+    def __init__(self, index: int, op: SelectOp, binding_key: str | None, temporary_key: str | None) -> None:
         self.index = index
-        self.plan = plan
+        self.op = op
         self.binding_key = binding_key
-        self.hint: str | None = None
-        """What the binding held when this request lost a race (reused without a state read if eligible)."""
+        self.temporary_key = temporary_key
+        self.hint: _Hint | None = None
+        """What the sticky key held when this request last saw it (reused without a state read if it may)."""
+        self.local: tuple[int, str, str | None] | None = None
+        """The hint resolved for this round: ``(condition, backend, bound)``."""
+        self.plan: RoutePlan | None = None
+        self.error: BeamRoutingError | None = None
+        self.stamp: tuple[int, float] | None = None
+        """The view generation and time ``plan`` was made with."""
+        self.tied: tuple[str, ...] = ()
 
 
 def _index(entry: _Pending) -> int:
     return entry.index
 
 
+class _Batch:
+    """The answers of one batch, and where it crashed (later selections are not applied)."""
+
+    __slots__ = ("crash", "limit", "results")
+
+    def __init__(self, size: int) -> None:
+        self.results: list[SelectAnswer | None] = [None] * size
+        self.limit = size
+        self.crash: StoreCrash | None = None
+
+    def crashed(self, index: int, exc: Exception) -> None:
+        if index < self.limit:
+            self.limit, self.crash = index, StoreCrash(exc)
+
+
 class Settler:
-    """Settles batches of selections for one :class:`RedisStore` (see the module docstring)."""
+    """Settles batches of selections, and explains requests, for one :class:`RedisStore`."""
 
-    def __init__(
-        self,
-        planner: Planner,
-        keys: KeyLayout,
-        profiles: StoredProfiles,
-        codec: RecordCodec,
-        *,
-        counter_ttl_s: int,
-        binding_ttl_ms: int,
-        journal_size: int,
-    ) -> None:
+    def __init__(self, planner: Planner, fleet: Fleet, sessions: SessionCodec) -> None:
         self._planner = planner
-        self._keys = keys
-        self._profiles = profiles
-        self._codec = codec
-        self._counter_ttl_s = counter_ttl_s
-        self._binding_ttl_ms = binding_ttl_ms
-        self._journal_size = journal_size
-        self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.Decoder(tuple[list[Any], list[str]]).decode
-        self._known = self._encode(list(planner.catalog.backends))
-        """The catalogue's backend names: a stored binding that is none of them was not written by a store."""
+        self._fleet = fleet
+        self._view = fleet.view
+        self._sessions = sessions
 
-    async def select(
-        self, requests: Sequence[RouteRequest], state: Script, commit: Script
-    ) -> list[SelectAnswer]:
-        """Select for every request of a run, with the ``state`` and ``commit`` scripts.
+    # -- planning ---------------------------------------------------------------------------
 
-        Answers one entry per request up to the first crash, which ends the answer.
-        """
-        plan = self._planner.plan
-        binding_key = self._keys.binding
-        results: list[SelectAnswer | None] = [None] * len(requests)
+    def _plan_of(self, req: RouteRequest, now: float) -> tuple[RoutePlan, Holds]:
+        holds = self._view.holds(req, now)
+        planner = self._planner
+        return (planner.plan_with(req, holds) if holds.unavailable else planner.plan(req)), holds
+
+    def _plan(self, entry: _Pending, now: float) -> None:
+        stamp = (self._view.generation, now)
+        if entry.stamp == stamp:
+            return
+        entry.stamp = stamp
+        entry.plan = entry.error = None
+        try:
+            entry.plan = self._plan_of(entry.op.request, now)[0]
+        except BeamRoutingError as exc:
+            entry.error = exc
+
+    def _op(
+        self, plan: RoutePlan | None, call: Call, guard: str | bool, *, tied: tuple[str, ...] = ()
+    ) -> list[Any] | None:
+        """The ``state.lua`` operation ``plan`` needs (``None``: none)."""
+        counter = self._fleet.keys.counter
+        kind = DONE if plan is None else plan.kind
+        if kind == DONE:
+            return [0, guard] if guard else None
+        assert plan is not None
+        if kind == LEAST_LOADED:
+            return [3, call.key(counter(plan.tie_key(tied))), list(plan.ordered), list(tied), guard]
+        assert plan.counter_key is not None
+        if kind != STICKY:
+            return [1, call.key(counter(plan.counter_key)), guard]
+        keys = self._fleet.keys
+        key = plan.request.affinity_key
+        assert key is not None
+        return [
+            2,
+            call.key(keys.binding(key)),
+            call.key(keys.temporary(key)),
+            call.key(counter(plan.counter_key)),
+            list(plan.eligible),
+            sorted(plan.held_out),
+            guard,
+        ]
+
+    @staticmethod
+    def _local(plan: RoutePlan, hint: _Hint) -> tuple[int, str, str | None] | None:
+        """What a sticky request does with the binding ``hint`` saw, when that needs no counter."""
+        bound, temporary = hint
+        if bound is not None and plan.reusable(bound):
+            return _REUSE, bound, bound
+        if (
+            bound is not None
+            and bound in plan.held_out
+            and temporary is not None
+            and plan.reusable(temporary)
+        ):
+            return _REUSE_TEMPORARY, temporary, bound
+        return None
+
+    @staticmethod
+    def _outcome(
+        plan: RoutePlan, answer: Any, peek: bool, tied: tuple[str, ...]
+    ) -> tuple[StateOutcome, bool, list[Any]]:
+        """``(outcome, temporary, [condition, bound, temporary backend])`` from a ``state.lua`` answer."""
+        kind = plan.kind
+        step = 1 if peek else 0
+        if kind == DONE:
+            return None, False, [0, False, False]
+        if kind == LEAST_LOADED:
+            return tied[(answer + step - 1) % len(tied)], False, [0, False, False]
+        if kind != STICKY:
+            return answer + step, False, [0, False, False]
+        if answer[0] == 1:
+            return answer[1], False, [_REUSE, answer[1], False]
+        if answer[0] == 2:
+            return answer[1], True, [_REUSE_TEMPORARY, answer[2], answer[1]]
+        bound = answer[2] or None
+        if bound is not None and bound in plan.held_out:  # the bound backend is out: a temporary one
+            return answer[1] + step, True, [_NEW_TEMPORARY, bound, answer[3]]
+        return answer[1] + step, False, [_BIND, answer[2], False]
+
+    # -- selections ---------------------------------------------------------------------------
+
+    async def select(self, ops: Sequence[SelectOp]) -> list[SelectAnswer]:
+        """Select for every operation of a run (registering their sessions); one answer each up to a crash."""
+        batch = _Batch(len(ops))
+        keys = self._fleet.keys
+        now = self._view.now()
         pending: list[_Pending] = []
-        crash: StoreCrash | None = None
-        limit = len(requests)
-        for index, request in enumerate(requests):
+        for index, op in enumerate(ops):
+            key = op.request.affinity_key if op.request.policy is Policy.STICKY else None
+            entry = _Pending(
+                index,
+                op,
+                None if key is None else keys.binding(key),
+                None if key is None else keys.temporary(key),
+            )
             try:
-                route_plan = plan(request)
-                key = request.affinity_key if route_plan.kind == STICKY else None
-                pending.append(_Pending(index, route_plan, None if key is None else binding_key(key)))
-            except RoutingError as exc:
-                results[index] = exc
+                self._plan(entry, now)
             except Exception as exc:
-                crash, limit = StoreCrash(exc), index
+                batch.crashed(index, exc)
                 break
-        if pending:
-            crash_at = await self._settle(pending, results, state, commit)
-            if crash_at is not None and crash_at[0] < limit:
-                limit = crash_at[0]
-                crash = crash_at[1]
-        answer: list[SelectAnswer] = []
-        for result in results[:limit]:
-            assert result is not None
-            answer.append(result)
-        if crash is not None:
-            answer.append(crash)
-        return answer
-
-    async def _settle(
-        self, pending: list[_Pending], results: list[SelectAnswer | None], state: Script, commit: Script
-    ) -> tuple[int, StoreCrash] | None:
-        """Decide and commit every pending request; return the first crash ``(index, marker)``.
-
-        Each round reads the state for its requests, decides and commits. A request that
-        lost a race for its binding goes round again, knowing what the binding now holds.
-        Within a round, at most one request per affinity key that has no binding to reuse
-        reads the state (and may advance the counter); later ones for that key wait for the
-        next round and reuse what it bound, as they would have in one process's memory.
-        """
-        profiles: _Profiles = {}
-        crash: tuple[int, StoreCrash] | None = None
-        rounds = _MAX_ROUNDS + len(pending)  # every round settles at least one request per key
+            pending.append(entry)
+        rounds = _MAX_ROUNDS + len(pending)
         while pending and rounds:
             rounds -= 1
-            current: list[_Pending] = []
-            waiting: list[_Pending] = []
-            claimed: set[str] = set()
-            for entry in pending:
-                key = entry.binding_key
-                if key is not None and not (entry.hint is not None and entry.plan.reusable(entry.hint)):
-                    if key in claimed:
-                        waiting.append(entry)
-                        continue
-                    claimed.add(key)
-                current.append(entry)
-            outcomes = await self._read_state(current, profiles, state)
-            commits: list[list[Any]] = []
-            committed: list[tuple[_Pending, SelectAnswer]] = []
-            binding_keys: dict[str, int] = {}
-            now = time.time()
-            for entry, outcome in zip(current, outcomes, strict=True):
-                if crash is not None and entry.index >= crash[0]:
-                    break
-                profile_id = entry.plan.request.policy_profile_id
-                stored = None if profile_id is None else profiles.get(profile_id)
-                if isinstance(stored, RoutingError):  # a malformed stored profile fails its requests only
-                    results[entry.index] = stored
+            pending = await self._round(batch, pending, now)
+            pending = [entry for entry in pending if entry.index < batch.limit]
+            now = self._view.now()
+        if pending:
+            raise StoreUnavailable(
+                f"the fleet's state kept changing under {len(pending)} selection(s); giving up"
+            )
+        answer: list[SelectAnswer] = []
+        for result in batch.results[: batch.limit]:
+            assert result is not None
+            answer.append(result)
+        if batch.crash is not None:
+            answer.append(batch.crash)
+        return answer
+
+    def _admit(
+        self, batch: _Batch, pending: list[_Pending], now: float
+    ) -> tuple[list[_Pending], list[_Pending]]:
+        """Plan ``pending`` and split it: what goes this round, and what waits for the next one."""
+        view = self._view
+        limits, live = view.limits, view.live
+        probing = view.probing(now)
+        eligible = self._planner.eligible
+        claimed: set[object] = set()
+        possible: dict[str, int] = {}  # backend -> sessions registered this round that may land there
+        moved = False  # a session of this round may move, freeing a slot anywhere
+        touched: set[str] = set()  # probing backends a selection of this round may take a slot of
+        current: list[_Pending] = []
+        waiting: list[_Pending] = []
+        for entry in pending:
+            if entry.index >= batch.limit:
+                break
+            try:
+                self._plan(entry, now)
+            except Exception as exc:
+                batch.crashed(entry.index, exc)
+                break
+            op, plan = entry.op, entry.plan
+            base = eligible(op.request)
+            least = op.request.policy is Policy.LEAST_LOADED
+            session = op.session_id
+            wait = session is not None and ("s", session) in claimed
+            if not wait and (limits or least):
+                if moved:
+                    wait = True
+                elif least:
+                    wait = any(b in possible for b in base)
+                if not wait and limits:
+                    wait = any(
+                        b in limits and live.get(b, 0) < limits[b] <= live.get(b, 0) + possible.get(b, 0)
+                        for b in base
+                    )
+            if not wait and touched:
+                wait = any(b in touched for b in base)
+            entry.local = None
+            claim = None
+            if not wait and plan is not None and plan.kind == STICKY:
+                if entry.hint is not None:
+                    entry.local = self._local(plan, entry.hint)
+                if entry.local is None:
+                    claim = entry.binding_key
+                    wait = claim in claimed
+            if wait:
+                waiting.append(entry)
+                continue
+            current.append(entry)
+            if claim is not None:
+                claimed.add(claim)
+            if session is not None:
+                claimed.add(("s", session))
+            if plan is not None:
+                if session is not None and op.exclusive:
+                    for b in plan.eligible:
+                        possible[b] = possible.get(b, 0) + 1
+                elif session is not None:
+                    moved = True
+                if probing:
+                    touched.update(b for b in plan.eligible if b in probing)
+        return current, waiting
+
+    async def _round(self, batch: _Batch, pending: list[_Pending], now: float) -> list[_Pending]:
+        """Settle what may go this round; return what goes round again or waits."""
+        view, fleet = self._view, self._fleet
+        for attempt in range(_MAX_ATTEMPTS):
+            if attempt:
+                now = view.now()
+            writes, events = view.observations(now)
+            current, waiting = self._admit(batch, pending, now)
+            call = fleet.state_call()
+            ops: list[list[Any]] = []
+            op_of: dict[int, int] = {}
+            least = False
+            for entry in current:
+                plan = entry.plan
+                guard: str | bool = (
+                    entry.op.session_id if entry.op.exclusive and entry.op.session_id else False
+                )
+                if plan is not None and plan.kind == LEAST_LOADED:
+                    entry.tied = plan.least_loaded(view.live)
+                    least = True
+                op = self._op(None if entry.local is not None else plan, call, guard, tied=entry.tied)
+                if op is not None:
+                    op_of[entry.index] = len(ops)
+                    ops.append(op)
+            counts = bool(view.limits) or least
+            answers: list[Any] = []
+            if ops:
+                reply = await fleet.state(call, ops, now, peek=False, counts=counts)
+                if not reply.fresh:
                     continue
-                try:
-                    record, result = self._decide(entry, outcome, stored, binding_keys, now)
-                except Exception as exc:
-                    crash = (entry.index, StoreCrash(exc))
-                    break
-                commits.append(record)
-                committed.append((entry, result))
-            answers = await self._commit(commits, binding_keys, commit) if commits else []
-            again: list[_Pending] = []
-            seen: dict[str, str | None] = {}
-            for (entry, result), answer, record in zip(committed, answers, commits, strict=True):
-                key = entry.binding_key
-                if answer == 1:
-                    results[entry.index] = result
-                    if key is not None and record[0]:
-                        seen[key] = record[3]  # it reused or bound this backend
-                else:  # only a sticky request (it has a binding key) can lose a race
-                    assert key is not None
-                    entry.hint = seen[key] = answer[0] or None
-                    again.append(entry)
-            for entry in waiting:
+                answers = reply.answers
+            committed = await self._commit(
+                batch, current, answers, op_of, writes, events, now, strict=not ops, counts=counts
+            )
+            if committed is None:
+                continue
+            again, seen = committed
+            later = sorted(again + waiting, key=_index)
+            for entry in later:
                 key = entry.binding_key
                 if key is not None and key in seen:
                     entry.hint = seen[key]
-            pending = sorted(again + waiting, key=_index)
-            if crash is not None:
-                pending = [entry for entry in pending if entry.index < crash[0]]
-        if pending:
-            raise StoreUnavailable(
-                f"sticky bindings kept changing under {len(pending)} request(s); giving up"
-            )
-        return crash
-
-    async def _read_state(self, pending: list[_Pending], profiles: _Profiles, state: Script) -> list[Any]:
-        """One script call: advance counters, read bindings, fetch profiles. One outcome per entry.
-
-        An outcome is the counter value (``ROTATE``), ``(True, backend)`` to reuse a binding
-        or ``(False, counter, current binding or None)`` to bind anew (``STICKY``), or
-        ``None`` (``DONE``, or a request whose profile is already known to be malformed).
-        Each fetched profile lands in ``profiles``: parsed, ``None`` when there is no such
-        profile, or the :class:`~beamrouting.InvalidPolicyProfile` its requests fail with.
-        """
-        keys: list[str] = [self._keys.profiles]
-        key_index: dict[str, int] = {}
-
-        def index_of(key: str) -> int:
-            position = key_index.get(key)
-            if position is None:
-                keys.append(key)
-                position = key_index[key] = len(keys)
-            return position
-
-        counter_key = self._keys.counter
-        ops: list[list[Any]] = []
-        rotations: dict[str, tuple[int, list[int]]] = {}
-        outcomes: list[Any] = [None] * len(pending)
-        positions: list[int] = []
-        wanted: list[str] = []
-        for position, entry in enumerate(pending):
-            plan = entry.plan
-            profile_id = plan.request.policy_profile_id
-            if profile_id is not None:
-                if isinstance(profiles.get(profile_id), RoutingError):
-                    continue  # it fails anyway: advance nothing for it
-                if profile_id not in profiles and profile_id not in wanted:
-                    wanted.append(profile_id)
-            kind = plan.kind
-            if kind == DONE:
-                continue
-            counter = counter_key(plan.counter_key)
-            if kind == ROTATE:
-                group = rotations.get(counter)
-                if group is None:
-                    ops.append([1, index_of(counter), 0])
-                    rotations[counter] = group = (len(ops) - 1, [])
-                group[1].append(position)
-                continue
-            if entry.hint is not None and plan.reusable(entry.hint):
-                outcomes[position] = (True, entry.hint)
-                continue
-            assert entry.binding_key is not None
-            ops.append([2, index_of(entry.binding_key), index_of(counter), *plan.eligible])
-            positions.append(position)
-        for op_index, members in rotations.values():
-            ops[op_index][2] = len(members)
-        if not ops and not wanted:
-            return outcomes
-        reply = await state(keys=keys, args=[self._counter_ttl_s, self._encode(ops), self._known, *wanted])
-        if type(reply) is not list or len(reply) != 1 + len(wanted):
-            raise MalformedReply("state.lua")
-        answers = self._answers(reply[0], len(ops))
-        fetched = reply[1:]
-        for op_index, members in rotations.values():
-            last = answers[op_index]
-            first = last - len(members) + 1
-            for offset, position in enumerate(members):
-                outcomes[position] = first + offset
-        sticky_answers = [a for a in answers if type(a) is list]
-        for position, answer in zip(positions, sticky_answers, strict=True):
-            if answer[0] == 1:
-                outcomes[position] = (True, answer[1])
-            else:
-                outcomes[position] = (False, answer[1], answer[2] or None)
-        for profile_id, text in zip(wanted, fetched, strict=True):
-            profiles[profile_id] = None if text is None else self._profiles.parse(profile_id, text)
-        return outcomes
-
-    def _answers(self, packed: object, count: int) -> list[Any]:
-        """A script's msgpack answer, one entry per operation; the keys it repaired are logged."""
-        if type(packed) is not bytes:
-            raise MalformedReply("a script answer that is not msgpack")
-        answers, repaired = self._decode(packed)
-        if len(answers) != count:
-            raise MalformedReply(f"{len(answers)} answers for {count} operations")
-        if repaired:
-            logger.warning(
-                "replaced %d Redis value(s) the store would not have written: %s",
-                len(repaired),
-                ", ".join(repaired),
-            )
-        return answers
-
-    def _decide(
-        self,
-        entry: _Pending,
-        outcome: Any,
-        profile: PolicyProfile | None,
-        binding_keys: dict[str, int],
-        now: float,
-    ) -> tuple[list[Any], SelectAnswer]:
-        """The commit record and the answer of one request, from its plan and state outcome."""
-        plan = entry.plan
-        condition, expected = 0, False
-        state_outcome: StateOutcome
-        if plan.kind == DONE:
-            state_outcome = None
-        elif plan.kind == ROTATE:
-            state_outcome = outcome
-        elif outcome[0]:  # reuse the bound backend
-            state_outcome = outcome[1]
-            condition, expected = 1, outcome[1]
-        else:  # bind anew, if the binding still holds what was read
-            state_outcome = outcome[1]
-            condition, expected = 2, outcome[2] or False
-        decision, deny = Planner.settle(plan, state_outcome, profile)
-        result: SelectAnswer = decision
-        if deny is not None:
-            condition = 0  # a denied sticky decision stores (and refreshes) no binding
-            result = PolicyDenied(deny)
-        binding = 0
-        if condition:
-            assert entry.binding_key is not None
-            binding = binding_keys.setdefault(entry.binding_key, len(binding_keys) + 3)
-        payload = self._codec.payload(now, plan.request, decision, deny)
-        return [condition, binding, expected, decision.backend, 1 if deny is not None else 2, payload], result
+            return later
+        raise StoreUnavailable("the fleet's state kept changing under a batch of selections; giving up")
 
     async def _commit(
-        self, records: list[list[Any]], binding_keys: dict[str, int], commit: Script
-    ) -> list[Any]:
-        keys = [self._keys.journal, self._keys.journal_seq, *binding_keys]
-        payloads = [record.pop() for record in records]
-        raw = await commit(
-            keys=keys,
-            args=[self._binding_ttl_ms, self._journal_size, self._encode(records), self._known, *payloads],
-        )
-        answers = self._answers(raw, len(records))
-        return answers
+        self,
+        batch: _Batch,
+        current: list[_Pending],
+        answers: list[Any],
+        op_of: dict[int, int],
+        writes: dict[str, Ledger | None],
+        events: list[Any],
+        now: float,
+        *,
+        strict: bool,
+        counts: bool,
+    ) -> tuple[list[_Pending], dict[str, _Hint]] | None:
+        """Decide ``current`` from the state ``answers`` and commit; ``None`` when the plan was stale.
+
+        Answers what goes round again, and what each sticky key it touched holds now.
+        """
+        view, fleet = self._view, self._fleet
+        policy = view.policy
+        ledgers = {**view.ledgers, **{b: ledger for b, ledger in writes.items() if ledger is not None}}
+        call = fleet.commit_call()
+        records: list[list[Any]] = []
+        probes: list[Ledger | None] = []
+        decided: list[tuple[_Pending, SelectAnswer]] = []
+        finals: list[tuple[_Pending, SelectAnswer]] = []
+        codec = fleet.codec
+        for entry in current:
+            if entry.index >= batch.limit:
+                break
+            op = entry.op
+            position = op_of.get(entry.index)
+            answer = None if position is None else answers[position]
+            if answer is False:  # the state read found the session live
+                assert op.session_id is not None
+                finals.append((entry, exists(op.session_id)))
+                continue
+            if entry.error is not None or entry.plan is None:
+                finals.append((entry, entry.error or StoreUnavailable("a selection without a plan")))
+                continue
+            try:
+                plan = entry.plan
+                if entry.local is not None:
+                    condition, backend, bound = entry.local
+                    outcome: StateOutcome = backend
+                    temporary = condition == _REUSE_TEMPORARY
+                    binding = [condition, bound, backend if temporary else False]
+                else:
+                    outcome, temporary, binding = self._outcome(plan, answer, False, entry.tied)
+                request = op.request
+                decision, deny = Planner.settle(
+                    plan, outcome, view.profile(request.policy_profile_id), temporary=temporary
+                )
+                result: SelectAnswer = decision if deny is None else PolicyDenied(deny)
+                session: list[Any] | bool = False
+                probe: Ledger | None = None
+                if deny is not None:
+                    binding = [0, False, False]
+                else:
+                    if op.session_id is not None:
+                        handle = SessionHandle(op.session_id, decision.backend, op.metadata)
+                        session = [op.session_id, call.value(self._sessions.encode(handle)), op.exclusive]
+                    ledger = ledgers.get(decision.backend)
+                    if policy is not None and ledger is not None:
+                        after = took_probe(ledger, now, policy)
+                        if after != ledger:
+                            probe = after
+                key = request.affinity_key
+                cond = binding[0]
+                records.append(
+                    [
+                        cond,
+                        call.key(fleet.keys.binding(key)) if cond and key is not None else 0,
+                        call.key(fleet.keys.temporary(key)) if cond and key is not None else 0,
+                        binding[1],
+                        binding[2],
+                        decision.backend,
+                        1 if deny is not None else 2,
+                        call.value(codec.payload(time.time(), request, decision, deny)),
+                        session,
+                        0 if probe is None else call.value(view.encode_ledger(probe)),
+                    ]
+                )
+                probes.append(probe)
+                decided.append((entry, result))
+            except Exception as exc:
+                batch.crashed(entry.index, exc)
+                break
+        if records or writes or events or strict:
+            reply = await fleet.commit(
+                call,
+                now,
+                records=records,
+                probes=probes,
+                writes=writes,
+                events=events,
+                strict=strict,
+                counts=counts,
+            )
+            if not reply.applied:
+                return None
+            outcomes = reply.answers
+        else:
+            outcomes = []
+        for entry, result in finals:
+            batch.results[entry.index] = result
+        again: list[_Pending] = []
+        seen: dict[str, _Hint] = {}
+        for (entry, result), record, settled in zip(decided, records, outcomes, strict=True):
+            key = entry.binding_key
+            if settled == 1:
+                batch.results[entry.index] = result
+                if key is not None and record[0]:
+                    cond, bound, temporary, backend = record[0], record[3], record[4], record[5]
+                    if cond in (_REUSE, _BIND):
+                        seen[key] = (backend, None)
+                    else:
+                        seen[key] = (bound or None, backend if cond == _NEW_TEMPORARY else temporary or None)
+                continue
+            code = settled[0] if type(settled) is list and settled else None
+            if code == 1 and key is not None:  # a binding changed under it
+                entry.hint = seen[key] = (settled[1] or None, settled[2] or None)
+            elif code == 2:  # the session became live meanwhile
+                assert entry.op.session_id is not None
+                batch.results[entry.index] = exists(entry.op.session_id)
+                continue
+            elif code not in (3, 4):  # 3: the backend filled up, 4: the learned state changed
+                raise StoreUnavailable(f"commit.lua answered {settled!r} for a selection")
+            again.append(entry)
+        return again, seen
+
+    # -- explaining ---------------------------------------------------------------------------
+
+    async def explain(self, req: RouteRequest) -> Explanation:
+        """How ``req`` would route now, from the fleet's state, changing nothing (one round trip).
+
+        The decision is the one a selection would make if nobody else routed first.
+        """
+        view, fleet, planner = self._view, self._fleet, self._planner
+        for _ in range(_MAX_ATTEMPTS):
+            now = view.now()
+            reasons: dict[str, str] = {}
+            plan: RoutePlan | None = None
+            error: RoutingError | None = None
+            tied: tuple[str, ...] = ()
+            try:
+                holds = view.holds(req, now)
+                reasons = holds.reasons()
+                plan = planner.plan_with(req, holds) if holds.unavailable else planner.plan(req)
+            except RoutingError as exc:
+                error = exc
+            if plan is not None and plan.kind == LEAST_LOADED:
+                tied = plan.least_loaded(view.live)
+            call = fleet.state_call()
+            op = self._op(plan, call, False, tied=tied)
+            ops = [] if op is None else [op]
+            reply = await fleet.state(call, ops, now, peek=True, counts=bool(view.limits) or bool(tied))
+            if not reply.fresh:
+                continue
+            if plan is None:
+                assert error is not None
+                return planner.explanation(req, None, error.to_dict(), reasons)
+            try:
+                outcome, temporary, _ = self._outcome(plan, reply.answers[0] if ops else None, True, tied)
+                decision, deny = Planner.settle(
+                    plan, outcome, view.profile(req.policy_profile_id), temporary=temporary
+                )
+                if deny is not None:
+                    raise PolicyDenied(deny)
+            except RoutingError as exc:
+                return planner.explanation(req, None, exc.to_dict(), reasons)
+            return planner.explanation(req, decision, None, reasons)
+        raise StoreUnavailable("the fleet's state kept changing under an explanation; giving up")

@@ -6,33 +6,56 @@ across processes Redis does, with scripts that run atomically. This module holds
 itself; its concerns live beside it:
 
 - :mod:`._keys`: the key layout of a deployment (one prefix);
-- :mod:`._settle`: selections, a drained batch settled in two round trips;
+- :mod:`._view`, :mod:`._calls`: what a process caches of the fleet's state (learned state,
+  profiles, live counts) and the script calls that check and refresh it;
+- :mod:`._settle`: selections, a drained batch settled in two round trips, and explanations;
+- :mod:`._learning`: reports, restores and backend states;
+- :mod:`._sessions`: the session registry, with live counts and limits;
+- :mod:`._watch`: waking waiting callers when a backend may have come free;
 - :mod:`._connection`: deadlines, the outage policy and reconnection;
 - :mod:`._feed`: the live journal feed behind ``Router.subscribe()``;
-- ``*.lua``: the scripts, shipped as package data.
+- ``*.lua``: the scripts, shipped as package data (``lib.lua`` is what they share).
 
-- **Round-robin counters** are ``INCRBY`` on a key derived from the contract's counter key
+- **Round-robin counters** are ``INCR`` on a key derived from the contract's counter key
   with a stable digest, so every process finds the same counter. Each counter has a
-  time-to-live (``idle_ttl``), refreshed on use, so forgotten counters do not pile up.
-- **Sticky bindings** are compare-and-set in Lua, first writer wins (see :mod:`._settle`).
-- **Policy profiles** are a hash of JSON documents. What is read back is validated again;
-  a malformed stored profile fails only the requests that name it, with
+  time-to-live (``idle_ttl``), refreshed on use, so forgotten counters do not pile up. The
+  ``least_loaded`` and ``weighted`` policies use such counters too (keyed by the tied set,
+  or by the candidates whose smooth weighted sequence they index).
+- **Sticky bindings** are compare-and-set in Lua, first writer wins (see :mod:`._settle`),
+  and so is a key's temporary backend while its bound backend is held out.
+- **Policy profiles** are a hash of JSON documents with a version; each process caches them
+  (a filtering profile must be known before planning). What is read back is validated
+  again; a malformed stored profile fails only the requests that name it, with
   :class:`~beamrouting.InvalidPolicyProfile` (they journal and bind nothing).
-- **Sessions** are a hash plus a sorted set for registration order. A drained batch of
-  session operations is one script call, applied atomically in order. With
+- **Learned state** (quota cooldowns, ejections, probe slots) is a hash of each backend's
+  ledger with a version (:mod:`._learning`): a report in one process changes the next
+  selection in every process; a probe slot is taken in the atomic step that commits the
+  selection returning it.
+- **Sessions** are a hash plus a sorted set for registration order, and a count of live
+  sessions per backend; a drained batch of session operations is one script call, applied
+  atomically in order. A backend at its limit is held out of selections, and a selection
+  with a session id registers it in the same atomic step (:mod:`._sessions`). With
   ``session_ttl`` (off by default), a session expires ``session_ttl`` seconds after it was
-  last registered, judged by Redis's clock, so a worker that dies without unregistering
-  (SIGKILL, host lost) does not leave its sessions listed forever. Re-registering a session
-  is its heartbeat: it sets a new deadline (and, like any registration, moves the session to
-  the end of the order). Nothing else extends it: lookups, listings and
-  ``select_backend(session_id, ...)`` read a session, never keep it alive. An expired
-  session is absent for every lookup and listing at once, and each session call purges a
-  bounded number of them (100, plus one per registration it makes). Each session has the
-  deadline its last registration gave it, so give every worker of a deployment the same
+  last registered, judged by the store's clock, so a worker that dies without unregistering
+  (SIGKILL, host lost) does not leave its sessions listed (and counted) forever.
+  Re-registering a session is its heartbeat: it sets a new deadline (and, like any
+  registration, moves the session to the end of the order). Nothing else extends it:
+  lookups, listings and ``select_backend(session_id, ...)`` read a session, never keep it
+  alive. An expired session is absent for every lookup and listing at once, and each
+  session call purges a bounded number of them (100, plus one per registration it makes);
+  with ``limits``, every expired session is purged before a count is read. Each session has
+  the deadline its last registration gave it, so give every worker of a deployment the same
   ``session_ttl``.
 - **The journal** is a capped stream (``XADD MAXLEN ~ journal_size``) with one fleet-wide,
-  strictly increasing event sequence. ``Router.journal()`` reads its newest events;
-  ``Router.subscribe()`` follows it live (:mod:`._feed`).
+  strictly increasing event sequence; decisions, reported outcomes and health changes all
+  go there. ``Router.journal()`` reads its newest events; ``Router.subscribe()`` follows it
+  live (:mod:`._feed`).
+
+Round trips: a batch of selections costs two (one when no policy needs a counter or a
+binding), and one more when the fleet's learned state, profiles or the fullness of a
+limited backend changed since the process last saw them; an explanation, a report, a
+restore, a release and a read of the backend states cost one (one more after such a
+change); a batch of session operations costs one.
 
 Bounds: counters expire after ``idle_ttl`` (default 7 days) unused, bindings after
 ``binding_ttl`` unused, or ``idle_ttl`` when it is not set, so every routing key expires.
@@ -48,47 +71,51 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 
-from ..._core._catalog import Catalog
-from ..._core._checks import check_count, check_instance, check_seconds, check_text, optional
-from ..._core._errors import BeamRoutingError, PolicyDenied, RoutingError, SessionExists, StoreDataError
-from ..._core._explain import Explanation
+from ..._core._catalog import MAX_WEIGHT, Catalog, backend_numbers
+from ..._core._checks import check_callable, check_count, check_instance, check_seconds, check_text, optional
+from ..._core._errors import BeamRoutingError
+from ..._core._health import HealthPolicy
 from ..._core._journal import render_events
-from ..._core._planner import DONE, STICKY, Planner, StateOutcome
+from ..._core._planner import Planner
 from ..._core._profiles import PolicyProfile
-from ..._core._request import RequestLimits, RouteRequest
-from ..._core._types import JournalEvent, RouteDecision, SessionHandle
+from ..._core._request import RequestLimits
+from ..._core._types import JournalEvent
 from .._protocol import (
     ClearOp,
     DeleteProfileOp,
     EnsureTablesOp,
     ExplainOp,
     JournalFeed,
-    ListSessionsOp,
-    LookupOp,
     PutProfileOp,
     ReadJournalOp,
-    RegisterOp,
+    ReadStatesOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
     RoutingOp,
     RoutingResult,
     SelectOp,
     SessionOp,
     SessionResult,
     StoreCrash,
-    UnregisterOp,
 )
 from . import _scripts
-from ._codec import RecordCodec, SessionCodec, UnreadableValue, journal_base, stored_backend, stored_int
+from ._calls import Fleet
+from ._codec import RecordCodec, SessionCodec, UnreadableValue, journal_base
 from ._connection import Connection, MalformedReply, check_asyncio, check_url, import_redis, redact
 from ._feed import RedisJournalFeed
 from ._keys import KeyLayout
+from ._learning import Learning
 from ._profiles import StoredProfiles
+from ._sessions import Sessions
 from ._settle import Settler
+from ._view import View
+from ._watch import watch
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -106,6 +133,7 @@ DEFAULT_OPERATION_TIMEOUT: Final = 1.0
 SESSION_PURGE: Final = 100
 """Expired sessions one session call purges, besides one per registration it makes (so they cannot pile up)."""
 _CLEAR_BATCH: Final = 1000
+_DEFAULT_HEALTH: Final = HealthPolicy()
 
 
 class RedisStore:
@@ -113,27 +141,29 @@ class RedisStore:
 
     ``RedisStore(url, *, prefix="beamrouting:", binding_ttl=None, catalog=None,
     journal_size=10_000, idle_ttl=DEFAULT_IDLE_TTL, session_ttl=None,
-    operation_timeout=1.0, retry_interval=None)``:
+    operation_timeout=1.0, retry_interval=None, max_key_length=1024,
+    max_list_entries=256, max_metadata_bytes=65_536, health=HealthPolicy(), limits=None,
+    weights=None, clock=None)``:
 
     - ``url``: a redis-py URL (``redis://host:port/db``, ``rediss://`` for TLS,
       ``unix://`` for a socket).
     - ``prefix``: every key this store touches starts with it; one prefix per deployment.
       Prefixes of different deployments on one Redis must not be prefixes of each other.
     - ``binding_ttl``: seconds a sticky binding lives after its last use (a reuse slides
-      it); ``None`` gives bindings the ``idle_ttl`` instead.
+      it), judged by Redis's own clock; ``None`` gives bindings the ``idle_ttl`` instead.
     - ``catalog``: the catalogue requests are validated against (the default one if
-      ``None``); every process of a deployment should use the same.
+      ``None``).
     - ``journal_size``: roughly how many journal records the stream keeps (``MAXLEN ~``).
     - ``idle_ttl``: seconds an unused round-robin counter (and a binding, when
       ``binding_ttl`` is ``None``) lives, so Redis keys stay bounded (``None``: forever).
     - ``session_ttl``: seconds a registered session lives after its last registration,
-      judged by Redis's clock (``None``, the default: until it is unregistered).
+      judged by the store's clock (``None``, the default: until it is unregistered).
       ``router.session()`` registers once, on entry: a session that runs longer must
       re-register (``router.register_session(session.id, session.backend, metadata)``)
       more often than that, say every ``session_ttl / 3``; that is its heartbeat. Lookups
       and listings never extend it. Set it so a dead worker's sessions drop out of
-      ``router.sessions()`` for the rest of the fleet; give every process of a deployment
-      the same. A non-number raises :class:`TypeError`, a value that is not positive and
+      ``router.sessions()`` (and stop counting against ``limits``) for the rest of the
+      fleet. A non-number raises :class:`TypeError`, a value that is not positive and
       finite :class:`ValueError`.
     - ``operation_timeout``: seconds one store operation (one batch of selections, one
       journal read, ...) may take before it fails with
@@ -141,6 +171,28 @@ class RedisStore:
     - ``retry_interval``: after a failure, operations fail at once for this many seconds
       (default: ``operation_timeout``), so callers queued behind a hung Redis do not each
       wait a timeout; the first operation after it tries Redis again.
+    - ``max_key_length``, ``max_list_entries``, ``max_metadata_bytes``: the size limits of
+      :class:`~beamrouting.RequestLimits`.
+    - ``health``: how reported outcomes change eligibility (a
+      :class:`~beamrouting.HealthPolicy`; ``None`` turns learning off: reports are
+      journaled and change nothing).
+    - ``limits``: the most live sessions each backend may have, a mapping of any accepted
+      backend spelling to a positive int (absent backends are unlimited). A backend at its
+      limit is held out of selections; a registration past it raises
+      :class:`~beamrouting.BackendAtCapacity`.
+    - ``weights``: each backend's weight for the ``weighted`` policy, a mapping of any
+      accepted spelling to an int from 1 to 10,000 (1 when absent).
+    - ``clock``: the wall clock deadlines are judged by (a callable answering UNIX
+      seconds). By default it is Redis's own clock, so a fleet compares deadlines on one
+      clock: the scripts read ``TIME``, and :attr:`clock` is this process's estimate of it,
+      kept from their answers. With a clock, its value is passed to the scripts instead
+      (tests drive an injected clock rather than sleep).
+
+    Every process of a deployment must use the same ``catalog``, ``health``, ``limits``,
+    ``weights`` and ``session_ttl``: they decide what the shared state means (a limit is
+    checked by whichever process registers, a ledger is judged by the policy of whichever
+    process reads it). Bad options raise :class:`TypeError` (wrong type) or
+    :class:`ValueError` (out of range).
 
     Use it as ``Router(store=RedisStore(url))``; the router starts and closes it. Raises
     :class:`ImportError` without the ``redis`` extra and :class:`RuntimeError` under trio.
@@ -161,6 +213,10 @@ class RedisStore:
         max_key_length: int = 1024,
         max_list_entries: int = 256,
         max_metadata_bytes: int = 65_536,
+        health: HealthPolicy | None = _DEFAULT_HEALTH,
+        limits: Mapping[str, int] | None = None,
+        weights: Mapping[str, int] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         import_redis()
         check_asyncio(running=False)
@@ -174,29 +230,51 @@ class RedisStore:
         timeout = check_seconds("operation_timeout", operation_timeout)
         retry = optional(check_seconds, "retry_interval", retry_interval, minimum=0.0)
         catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
+        self.health: HealthPolicy | None = optional(check_instance, "health", health, HealthPolicy)
+        """How reported outcomes change eligibility (``None``: learning is off)."""
+        self.limits_of = backend_numbers("limits", limits, catalog)
+        """The most live sessions each limited backend may have."""
+        self.weights = backend_numbers("weights", weights, catalog, maximum=MAX_WEIGHT)
+        """Each weighted backend's weight for the ``weighted`` policy (1 when absent)."""
+        injected: Callable[[], float] | None = optional(check_callable, "clock", clock)
         self._limits = RequestLimits(max_key_length, max_list_entries, max_metadata_bytes)
         self._connection = Connection(
             url, operation_timeout=timeout, retry_interval=timeout if retry is None else retry
         )
-        self._planner = Planner(catalog)
+        self._planner = Planner(catalog, self.weights)
         self._keys = KeyLayout(self.prefix)
         self._codec = RecordCodec()
         self._profiles = StoredProfiles()
+        self._view = View(
+            self._planner, self._profiles, policy=self.health, limits=self.limits_of, clock=injected
+        )
+        self._clock: Callable[[], float] = self._view.now
         binding_lifetime = self.idle_ttl if self.binding_ttl is None else self.binding_ttl
-        self._settler = Settler(
-            self._planner,
+        session_ttl_ms = 0 if self.session_ttl is None else max(1, math.ceil(self.session_ttl * 1000))
+        self._fleet = Fleet(
+            self._view,
             self._keys,
-            self._profiles,
             self._codec,
             counter_ttl_s=0 if self.idle_ttl is None else max(1, math.ceil(self.idle_ttl)),
             binding_ttl_ms=0 if binding_lifetime is None else max(1, math.ceil(binding_lifetime * 1000)),
             journal_size=self.journal_size,
+            session_ttl_ms=session_ttl_ms,
+            purge=SESSION_PURGE,
         )
-        self._session_ttl_ms = 0 if self.session_ttl is None else max(1, math.ceil(self.session_ttl * 1000))
+        self._sessions = SessionCodec(catalog)
+        self._settler = Settler(self._planner, self._fleet, self._sessions)
+        self._learning = Learning(self._fleet)
+        self._registry = Sessions(
+            self._view,
+            self._keys,
+            self._sessions,
+            session_ttl_ms=session_ttl_ms,
+            purge=SESSION_PURGE,
+            limits=self.limits_of,
+        )
         self._scripts: dict[str, AsyncScript] = {}
         self._journal_base: int | None = None
         self._users = 0
-        self._sessions = SessionCodec(catalog)
         self.unreadable_entries = 0
         """Journal entries :meth:`Router.journal` skipped because they could not be read."""
 
@@ -232,8 +310,8 @@ class RedisStore:
 
     @property
     def clock(self) -> Callable[[], float]:
-        """The wall clock (UNIX seconds) deadlines are measured on."""
-        return time.time
+        """The wall clock (UNIX seconds) deadlines are measured on: the injected one, or Redis's as estimated."""
+        return self._clock
 
     @property
     def planner(self) -> Planner:
@@ -241,7 +319,18 @@ class RedisStore:
         return self._planner
 
     async def watch(self, changed: Callable[[], None]) -> None:
-        """Not yet told of freed backends: waiting callers wake at their deadlines."""
+        """Call ``changed()`` whenever a session slot frees or a backend's learned state changes, fleet-wide.
+
+        Holds a ``SUBSCRIBE`` to ``<prefix>changes`` on a connection of its own (see
+        :mod:`._watch`); runs until cancelled, and keeps trying quietly while Redis is lost.
+        """
+        await watch(
+            self.url,
+            self._keys.changes,
+            changed,
+            timeout=self.operation_timeout,
+            retry_interval=self.retry_interval,
+        )
 
     def journal_source(self) -> JournalFeed:
         """A new live read of the whole fleet's journal (a :class:`~beamrouting.store.JournalFeed`).
@@ -255,7 +344,7 @@ class RedisStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to Redis and check it answers.
+        """Connect to Redis, check it answers, and read the fleet's state.
 
         Raises :class:`~beamrouting.StoreUnavailable` when it does not, and
         :class:`RuntimeError` when not running on asyncio (for example under trio).
@@ -266,10 +355,9 @@ class RedisStore:
             return
         client = self._connection.open()
         self._users = 1
-        self._scripts = {
-            name: client.register_script(_scripts.source(name))
-            for name in (_scripts.STATE, _scripts.COMMIT, _scripts.SESSIONS)
-        }
+        self._scripts = {name: client.register_script(_scripts.source(name)) for name in _scripts.SCRIPTS}
+        self._fleet.state_script = self._scripts[_scripts.STATE]
+        self._fleet.commit_script = self._scripts[_scripts.COMMIT]
         try:
             await self._prepare("start")
         except BaseException:
@@ -288,6 +376,8 @@ class RedisStore:
         async with self._connection.operation(what, check_idle=False, probe=True) as client:
             await client.ping()
             self._journal_base = await journal_base(client, self._keys.journal_base)
+            fleet = self._fleet
+            await fleet.state(fleet.state_call(), [], self._view.now(), peek=True, counts=False)
 
     async def _tolerant(self, client: aioredis.Redis, key: str, command: Callable[[], Awaitable[_T]]) -> _T:
         """``command()``; if ``key`` holds a value of the wrong type, replace it and run ``command()`` again.
@@ -318,13 +408,13 @@ class RedisStore:
         count = len(ops)
         while index < count:
             op = ops[index]
-            if type(op) is SelectOp and op.session_id is None:
+            if type(op) is SelectOp:
                 end = index + 1
-                while end < count and type(ops[end]) is SelectOp and ops[end].session_id is None:  # type: ignore[union-attr]
+                while end < count and type(ops[end]) is SelectOp:
                     end += 1
-                run = [select.request for select in ops[index:end]]  # type: ignore[union-attr]
-                answers = await self._select(run)
-                results.extend(answers)
+                selections: list[SelectOp] = ops[index:end]  # type: ignore[assignment]
+                async with self._connection.operation("select"):
+                    results.extend(await self._settler.select(selections))
                 index = end
             else:
                 try:
@@ -338,102 +428,61 @@ class RedisStore:
                 break
         return results
 
-    async def _select(self, requests: list[RouteRequest]) -> list[Any]:
-        scripts = self._scripts
-        async with self._connection.operation("select"):
-            return await self._settler.select(requests, scripts[_scripts.STATE], scripts[_scripts.COMMIT])
-
     async def _apply(self, op: RoutingOp) -> RoutingResult:
         match op:
-            case SelectOp(request, session_id, metadata, exclusive) if session_id is not None:
-                return await self._select_session(request, session_id, metadata, exclusive)
             case ExplainOp(request):
-                return await self._explain(request)
+                async with self._connection.operation("explain"):
+                    return await self._settler.explain(request)
             case ClearOp():
                 await self._clear()
             case EnsureTablesOp():
                 await self._prepare("ensure_tables")
             case PutProfileOp(profile_id, profile):
-                text = self._profiles.encode(profile)
-                key = self._keys.profiles
-                async with self._connection.operation("put_policy_profile") as client:
-                    await self._tolerant(client, key, lambda: client.hset(key, profile_id, text))
+                await self._write_profile(profile_id, profile)
             case DeleteProfileOp(profile_id):
-                key = self._keys.profiles
-                async with self._connection.operation("delete_policy_profile") as client:
-                    return bool(await self._tolerant(client, key, lambda: client.hdel(key, profile_id)))
+                return await self._write_profile(profile_id, None)
             case ReadJournalOp(event_type, limit):
                 return await self._journal(event_type, limit)
+            case ReportOp(backend, outcome, retry_at, retry_after):
+                async with self._connection.operation("report"):
+                    return await self._learning.report(backend, outcome, retry_at, retry_after)
+            case RestoreOp(backend):
+                async with self._connection.operation("restore"):
+                    return await self._learning.restore(backend)
+            case ReadStatesOp():
+                async with self._connection.operation("backend_states"):
+                    return await self._learning.states()
+            case ReleaseOp(affinity_key):
+                keys = self._keys
+                async with self._connection.operation("release") as client:
+                    released = await client.delete(keys.binding(affinity_key))
+                    await client.delete(keys.temporary(affinity_key))
+                return bool(released)
             case _:
                 raise TypeError(f"not a routing operation: {op!r}")
         return None
 
-    async def _select_session(
-        self, request: RouteRequest, session_id: str, metadata: dict[str, Any], exclusive: bool
-    ) -> RouteDecision:
-        """Select for ``request``, then register the session on the chosen backend."""
-        if exclusive:
-            (found,) = await self.session_batch([LookupOp(session_id)])
-            if isinstance(found, BaseException | StoreCrash):
-                raise found if isinstance(found, BaseException) else found.error
-            if found is not None:
-                raise SessionExists(f"session {session_id!r} is live; choose another id")
-        (decision,) = await self._select([request])
-        if not isinstance(decision, RouteDecision):
-            raise decision if isinstance(decision, BaseException) else decision.error
-        (registered,) = await self.session_batch(
-            [RegisterOp(SessionHandle(session_id, decision.backend, metadata))]
+    async def _write_profile(self, profile_id: str, profile: PolicyProfile | None) -> bool:
+        """Store (or, for ``None``, delete) a profile; whether it existed (deleting) or ``True``."""
+        keys = [self._keys.profiles, self._keys.profiles_version]
+        args: list[Any] = (
+            [b"d", profile_id] if profile is None else [b"p", profile_id, self._profiles.encode(profile)]
         )
-        if isinstance(registered, BaseException):
-            raise registered
-        return decision
-
-    async def _explain(self, request: RouteRequest) -> Explanation:
-        """How ``request`` would route now, from the shared state, changing nothing.
-
-        Reads the binding, the counter and the profile the request needs in one round trip;
-        the decision is the one a selection would make if nobody else routed first. A
-        stored value the store would not have written reads as absent (as a selection would
-        repair it), except a malformed profile, which fails the request as it would.
-        """
-        planner = self._planner
-        try:
-            plan = planner.plan(request)
-        except RoutingError as exc:
-            return planner.explanation(request, None, exc.to_dict())
-        kind = plan.kind
-        replies: list[Any] = []
-        profile_id = request.policy_profile_id
-        if kind != DONE or profile_id is not None:
-            async with self._connection.operation("explain") as client:
-                pipe = client.pipeline(transaction=False)
-                if kind == STICKY:
-                    assert request.affinity_key is not None
-                    pipe.get(self._keys.binding(request.affinity_key))
-                if kind != DONE:
-                    pipe.get(self._keys.counter(plan.counter_key))
-                if profile_id is not None:
-                    pipe.hget(self._keys.profiles, profile_id)
-                replies = list(await pipe.execute(raise_on_error=False))
-        # What the pipeline read; a key of the wrong type answered an error: nothing usable.
-        values = [None if isinstance(reply, Exception) else reply for reply in replies]
-        bound = values.pop(0) if kind == STICKY else None
-        counter = stored_int(values.pop(0)) if kind != DONE else None
-        stored = values.pop(0) if profile_id is not None else None
-        try:
-            backend = stored_backend(self.catalog, bound)
-            outcome: StateOutcome = None
-            if kind == STICKY and plan.reusable(backend):
-                outcome = backend
-            elif kind != DONE:
-                outcome = (counter or 0) + 1
-            profile = None if stored is None else self._profiles.load(profile_id or "", stored)
-            decision, deny = Planner.settle(plan, outcome, profile)
-            if deny is not None:
-                raise PolicyDenied(deny)
-        except RoutingError as exc:
-            return planner.explanation(request, None, exc.to_dict())
-        return planner.explanation(request, decision, None)
+        async with self._connection.operation(
+            "delete_policy_profile" if profile is None else "put_policy_profile"
+        ):
+            reply: Any = await self._scripts[_scripts.PROFILES](keys=keys, args=args)
+        if (
+            type(reply) is not list
+            or len(reply) != 4
+            or not all(type(value) is int for value in (reply[0], *reply[2:]))
+        ):
+            raise MalformedReply("profiles.lua")
+        done, repaired, before, after = reply
+        if repaired:
+            logger.warning("replaced %s, which held a value of the wrong type", self._keys.profiles)
+        self._view.profile_written(profile_id, profile, before, after)
+        return bool(done)
 
     async def _clear(self) -> None:
         """Forget every sticky binding and round-robin counter of this prefix (SCAN + UNLINK).
@@ -516,68 +565,17 @@ class RedisStore:
 
         A stored session that is not one this store wrote answers
         :class:`~beamrouting.StoreDataError` for the lookup or listing that read it only; a
-        session key of the wrong type is replaced. Redis unreachable or too slow raises
-        :class:`~beamrouting.StoreUnavailable` for the whole batch.
+        session key of the wrong type is replaced. A registration that would take a slot
+        past its backend's limit answers :class:`~beamrouting.BackendAtCapacity` (a live
+        session re-registered on its own backend, its heartbeat, takes none). Redis
+        unreachable or too slow raises :class:`~beamrouting.StoreUnavailable` for the whole
+        batch.
 
-        With ``session_ttl``, a registration sets the session's deadline (Redis's clock, now
-        plus ``session_ttl``); a session past it is absent for every lookup and listing, and
+        With ``session_ttl``, a registration sets the session's deadline (now plus
+        ``session_ttl``); a session past it is absent for every lookup and listing, and
         each call purges a bounded number of such sessions.
         """
-        args: list[Any] = [self._session_ttl_ms, SESSION_PURGE]
-        encode = self._sessions.encode
-        for op in ops:
-            match op:
-                case RegisterOp(handle, exclusive):
-                    args += (b"n" if exclusive else b"r", handle.session_id, encode(handle))
-                case UnregisterOp(session_id):
-                    args += (b"u", session_id)
-                case LookupOp(session_id):
-                    args += (b"g", session_id)
-                case ListSessionsOp():
-                    args.append(b"l")
-                case _:
-                    raise TypeError(f"not a session operation: {op!r}")
         if not ops:
             return []
-        script = self._scripts[_scripts.SESSIONS]
         async with self._connection.operation("session operations"):
-            answers: Any = await script(keys=self._keys.session_keys, args=args)
-            if type(answers) is not list or len(answers) != len(ops) + 1:
-                raise MalformedReply("sessions.lua")
-        repaired = answers.pop()
-        if repaired:
-            logger.warning(
-                "replaced session keys of the wrong type: %s", b", ".join(repaired).decode(errors="replace")
-            )
-        results: list[SessionResult] = []
-        for op, answer in zip(ops, answers, strict=True):
-            try:
-                results.append(self._session_result(op, answer))
-            except UnreadableValue as exc:
-                results.append(
-                    StoreDataError(f"{self._keys.sessions} holds {exc}; not a session this store wrote")
-                )
-        return results
-
-    def _session_result(self, op: SessionOp, answer: Any) -> SessionResult:
-        """What one operation of :meth:`session_batch` answers, from the script's reply."""
-        handle = self._sessions.handle
-        if type(op) is LookupOp:
-            return None if answer is None else handle(op.session_id, answer).backend
-        if type(op) is ListSessionsOp:
-            if type(answer) is not list or len(answer) < 2:
-                raise MalformedReply("a session listing")
-            order, flat, *expired = answer
-            stored: dict[bytes, Any] = dict(zip(flat[::2], flat[1::2], strict=True))
-            for session_id in expired[0] if expired else ():
-                stored.pop(session_id, None)  # past its deadline, not yet purged
-            handles: list[SessionHandle] = []
-            for session_id in order:
-                data = stored.pop(session_id, None)
-                if data is not None:
-                    handles.append(handle(session_id, data))
-            handles.extend(handle(session_id, data) for session_id, data in stored.items())
-            return handles
-        if type(op) is RegisterOp and answer == 0:
-            return SessionExists(f"session {op.handle.session_id!r} is live; choose another id")
-        return None
+            return await self._registry.batch(ops, self._scripts[_scripts.SESSIONS])

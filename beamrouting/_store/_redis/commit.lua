@@ -1,102 +1,143 @@
--- Bind (compare-and-set) and journal a batch of decisions, atomically.
--- KEYS[1] = journal stream, KEYS[2] = journal sequence, KEYS[3..] = binding keys.
--- ARGV[1] = binding ttl (ms, 0 = none), ARGV[2] = journal maxlen (0 = no journal),
--- ARGV[3] = msgpack list of records {condition, binding, expected, backend, events},
--- ARGV[4] = msgpack list of the catalogue's backend names, ARGV[4 + i] = the journal payload of
--- record i (binary, so not inside the msgpack: cmsgpack has no bin type).
--- condition 0: none; 1 (reuse): the binding must hold `expected`, its ttl slides;
--- 2 (bind): the binding must hold `expected` (false = unbound), then it is set to `backend`.
--- A record whose condition holds is journaled (fields s: its first event sequence, e: its
--- number of events, r: the payload) and answered 1; one whose condition fails changes nothing
--- and is answered {current binding or false}.
--- Values the store would not have written are repaired and reported: a binding that names no
--- backend of the catalogue is unbound; a journal sequence that is not an integer is rebuilt
--- from the newest readable stream entry; a stream of the wrong type is replaced.
--- Answer: msgpack {answers, repaired keys}.
-local ttl = tonumber(ARGV[1])
-local maxlen = tonumber(ARGV[2])
-local records = cmsgpack.unpack(ARGV[3])
-local known = {}
-for _, name in ipairs(cmsgpack.unpack(ARGV[4])) do known[name] = true end
-local repaired = {}
+-- commit.lua: apply what a batch decided, atomically: learned-state writes, then each decision's
+-- binding, session and probe slot, and the journal.
+-- KEYS[1] = journal stream, KEYS[2] = journal sequence, KEYS[3] = learned-state version,
+-- KEYS[4] = profiles version, KEYS[5] = learned-state hash, KEYS[6] = profiles hash,
+-- KEYS[7..12] = the session keys (sessions, order, seq, expiry, live, of: see lib.lua),
+-- KEYS[13..] = binding and temporary-backend keys.
+-- ARGV[1] = msgpack {bttl = binding ttl (ms, 0 = none), maxlen = journal maxlen (0 = no
+-- journal), hv, pv = the versions the caller planned with, strict = apply nothing unless both
+-- versions and the fullness of limited backends are as planned (`full`), known, limits, full,
+-- clock, counts (as in state.lua), ttl = session ttl (ms), purge (as in sessions.lua), channel,
+-- writes = {{backend, ledger index or 0 to delete}}, events = {record index} (one-event journal
+-- records of those writes), records = {{cond, binding, temporary, bound, temporary backend,
+-- backend, events, record index, session, probe}}}; ARGV[2..] = binary values (ledgers,
+-- journal records, handles), each named by its index in ARGV.
+-- The writes and their events are applied only if the learned-state version is `hv`; events
+-- without writes are always journaled.
+-- A record's conditions, all checked before anything of it is applied:
+--   cond 0: none; 1 (reuse the bound backend): the binding holds `bound`; its ttl slides and the
+--   temporary backend is forgotten; 2 (bind): the binding holds `bound` (false: unbound), then
+--   it is set to `backend` and the temporary backend forgotten; 3 (reuse the temporary backend):
+--   the binding holds `bound` and the temporary key `temporary`, both slide; 4 (a new temporary
+--   backend): as 3, then the temporary key is set to `backend`.
+--   session {id, handle index, exclusive}: register it on `backend` (see lib.lua may_register);
+--   probe (a ledger index, 0 = none): the learned-state version must be `hv`; the ledger is then
+--   written (the selection took a probe slot).
+-- A record whose conditions hold is applied and journaled (fields s: its first event sequence,
+-- e: its number of events, r: the record) and answered 1; otherwise nothing of it changes and it
+-- is answered {1, binding, temporary} (a binding changed), {2} (the session is live), {3, live,
+-- limit} (the backend is full) or {4} (the learned state changed).
+-- A learned-state write bumps the version and publishes 'health' on the channel; a freed session
+-- slot publishes 'slot'. Values the store would not have written are repaired and reported: a
+-- binding naming no backend is unbound, a journal sequence that is not an integer is rebuilt from
+-- the newest readable entry, a key of the wrong type is replaced.
+-- Answer: {msgpack {applied (1/0: strict and stale), fresh (1/0: the learned-state version was
+-- `hv`), answers, repaired keys, hv, pv, live counts, Redis's clock (ms, 0 with an injected
+-- clock), ledger pairs sent, profile pairs sent}, then those pairs (as state.lua)}.
+local m = cmsgpack.unpack(ARGV[1])
+SK = {sessions = KEYS[7], order = KEYS[8], seq = KEYS[9], expiry = KEYS[10], live = KEYS[11], of = KEYS[12]}
+S.clock = m.clock or false
+S.limits = m.limits or {}
+S.known = set_of(m.known)
+S.ttl = m.ttl or 0
+S.purge = m.purge or 0
+S.channel = m.channel or false
+J.stream, J.seq, J.maxlen = KEYS[1], KEYS[2], m.maxlen
+local bttl = m.bttl
 
-local function binding(key)
-  local current = redis.pcall('GET', key)
-  if type(current) == 'table' or (current and not known[current]) then
-    redis.call('DEL', key)
-    repaired[#repaired + 1] = key
-    return false
+local sessions = m.counts
+for _, r in ipairs(m.records) do
+  if r[9] then sessions = true end
+end
+if sessions then
+  sessions_begin()
+  if m.counts or next(S.limits) ~= nil then purge(-1) end
+end
+
+local hv = read_version(KEYS[3])
+local pv = read_version(KEYS[4])
+local fresh = hv == m.hv
+local applied = true
+if m.strict then
+  applied = fresh and pv == m.pv and (next(S.limits) == nil or same_full(m.full))
+end
+
+local function put(key, value)
+  if bttl > 0 then
+    redis.call('SET', key, value, 'PX', bttl)
+  else
+    redis.call('SET', key, value)
   end
-  return current
 end
 
-local function is_sequence(value)
-  return value and value >= 0 and value == math.floor(value) and value < 9007199254740992
+local function slide(key)
+  if bttl > 0 then redis.call('PEXPIRE', key, bttl) end
 end
 
-local function last_sequence()
-  local raw = redis.pcall('GET', KEYS[2])
-  local seq = type(raw) == 'string' and tonumber(raw)
-  if is_sequence(seq) then return seq end
-  local newest = redis.pcall('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 100)
-  local rebuilt = 0
-  if type(newest) == 'table' and not newest.err then
-    for _, entry in ipairs(newest) do
-      local fields, first, count = entry[2], nil, 2
-      for k = 1, #fields - 1, 2 do
-        if fields[k] == 's' then first = tonumber(fields[k + 1])
-        elseif fields[k] == 'e' then count = tonumber(fields[k + 1]) or 2 end
-      end
-      if is_sequence(first) then
-        rebuilt = first + count - 1
-        break
-      end
-    end
-  end
-  if raw ~= false then repaired[#repaired + 1] = KEYS[2] end
-  return rebuilt
-end
-
-local function append(fields)
-  local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  if type(added) == 'table' and added.err then
-    redis.call('DEL', KEYS[1])
-    repaired[#repaired + 1] = KEYS[1]
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  end
-end
-
-local seq = nil
-local start = nil
 local out = {}
-for i, r in ipairs(records) do
-  local cond = r[1]
-  local ok = true
-  if cond ~= 0 then
-    local key = KEYS[r[2]]
-    local current = binding(key)
-    if current ~= r[3] then
-      ok = false
-      out[i] = {current}
-    elseif cond == 1 then
-      if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-    elseif ttl > 0 then
-      redis.call('SET', key, r[4], 'PX', ttl)
-    else
-      redis.call('SET', key, r[4])
+local wrote = false
+if applied then
+  if #m.writes == 0 or fresh then
+    for _, w in ipairs(m.writes) do
+      if w[2] > 0 then
+        redis.call('HSET', KEYS[5], w[1], ARGV[w[2]])
+      else
+        redis.call('HDEL', KEYS[5], w[1])
+      end
+      wrote = true
     end
+    for _, index in ipairs(m.events) do journal(1, ARGV[index]) end
   end
-  if ok then
-    if seq == nil then
-      seq = last_sequence()
-      start = seq
+  for i, r in ipairs(m.records) do
+    local cond, backend, session, probe = r[1], r[6], r[9], r[10]
+    local bkey, tkey = KEYS[r[2]], KEYS[r[3]]
+    local answer = 1
+    if cond ~= 0 then
+      local bound, temporary = backend_at(bkey), backend_at(tkey)
+      if bound ~= r[4] or ((cond == 3 or cond == 4) and temporary ~= r[5]) then
+        answer = {1, bound, temporary}
+      end
     end
-    if maxlen > 0 then
-      append({'s', string.format('%d', seq + 1), 'e', string.format('%d', r[5]), 'r', ARGV[4 + i]})
+    if answer == 1 and probe > 0 and not fresh then answer = {4} end
+    if answer == 1 and session then
+      answer = may_register(session[1], backend, session[3])
+      if answer == 0 then answer = {2} end
     end
-    seq = seq + r[5]
-    out[i] = 1
+    if answer == 1 then
+      if cond == 1 then
+        slide(bkey)
+        redis.call('DEL', tkey)
+      elseif cond == 2 then
+        put(bkey, backend)
+        redis.call('DEL', tkey)
+      elseif cond == 3 then
+        slide(bkey)
+        slide(tkey)
+      elseif cond == 4 then
+        slide(bkey)
+        put(tkey, backend)
+      end
+      if session then register(session[1], ARGV[session[2]], backend) end
+      if probe > 0 then
+        redis.call('HSET', KEYS[5], backend, ARGV[probe])
+        wrote = true
+      end
+      journal(r[7], ARGV[r[8]])
+    end
+    out[i] = answer
   end
 end
-if seq ~= nil and seq ~= start then redis.call('SET', KEYS[2], string.format('%d', seq)) end
-return cmsgpack.pack({out, repaired})
+if wrote then
+  hv = bump(KEYS[3], hv)
+  if S.channel then redis.call('PUBLISH', S.channel, 'health') end
+end
+if sessions then sessions_end() end
+journal_end()
+local raw = {}
+local ledgers, documents = view(KEYS[5], KEYS[6], hv, fresh and hv or m.hv, pv, m.pv, raw)
+local clock = 0
+if not S.clock then clock = time_ms() end
+local meta = {applied and 1 or 0, fresh and 1 or 0, out, repaired, hv, pv, flat_counts(), clock, ledgers, documents}
+local reply = {cmsgpack.pack(meta)}
+for j = 1, #raw do reply[j + 1] = raw[j] end
+return reply

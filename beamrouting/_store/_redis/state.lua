@@ -1,71 +1,102 @@
--- Advance the counters and read the bindings and profiles a batch of selections needs.
--- KEYS[1] = the profiles hash, KEYS[2..] = counter and binding keys.
--- ARGV[1] = counter ttl (seconds, 0 = none), ARGV[2] = msgpack list of ops,
--- ARGV[3] = msgpack list of the catalogue's backend names, ARGV[4..] = the profile ids to fetch.
--- op {1, counter, n}: INCRBY the counter by n, answer its new value.
--- op {2, binding, counter, eligible...}: if the binding holds an eligible backend answer
---   {1, backend}; else INCR the counter and answer {0, value, current binding or false}.
--- Values the store would not have written are repaired where that loses nothing, and each
--- repaired key is reported: a counter that is not an integer (or would overflow) starts
--- again, a binding that names no backend of the catalogue is removed (the key is unbound),
--- a key of the wrong type is replaced.
--- Answer: {msgpack {answers, repaired keys}, each profile document (raw bytes, or nil)}.
-local ttl = tonumber(ARGV[1])
-local ops = cmsgpack.unpack(ARGV[2])
-local known = {}
-for _, name in ipairs(cmsgpack.unpack(ARGV[3])) do known[name] = true end
-local repaired = {}
+-- state.lua: check what a batch of selections was planned with, then advance the counters and
+-- read the bindings it needs.
+-- KEYS[1] = learned-state version, KEYS[2] = profiles version, KEYS[3] = learned-state hash
+-- (backend -> ledger), KEYS[4] = profiles hash, KEYS[5..10] = the session keys (sessions, order,
+-- seq, expiry, live, of: see lib.lua), KEYS[11..] = counter, binding and temporary-backend keys.
+-- ARGV[1] = msgpack {ttl = counter ttl (s, 0 = none), hv, pv = the versions the caller planned
+-- with, known = the catalogue's backend names, limits = backend -> limit, full = the limited
+-- backends planned as full, clock = injected clock (ms) or absent, counts = whether live counts
+-- took part (every expired session is then purged first), peek = read without changing anything,
+-- ops = one per selection}:
+--   {1, counter, guard}: INCR the counter (GET with peek) and answer its value;
+--   {2, binding, temporary, counter, eligible, held_out, guard}: a sticky key: answer {1, bound}
+--     when the bound backend is eligible, else {2, temporary, bound} when the bound backend is
+--     held out and its temporary backend is eligible, else INCR the counter and answer
+--     {3, value, bound or false, temporary or false};
+--   {3, counter, ordered, tied, guard}: least loaded among `ordered`, planned as `tied`: INCR;
+--   {0, guard}: nothing but the guard.
+--   guard: a session id that must not be live (false: none); if it is, the op answers false and
+--   changes nothing.
+-- Stale: when a version differs, a limited backend's fullness differs from `full`, or a least
+-- loaded op's tied set differs, nothing is advanced and every op is unanswered.
+-- Values the store would not have written are repaired where that loses nothing and reported:
+-- a counter that is not an integer starts again, a binding that names no backend of the
+-- catalogue is removed, a key of the wrong type is replaced.
+-- Answer: {msgpack {fresh (1/0), answers, repaired keys, hv, pv, live counts (backend, n, ...),
+-- Redis's clock (ms, 0 with an injected clock), ledger pairs sent (-1: none), profile pairs sent
+-- (-1: none)}, then those pairs: backend, ledger, ..., profile id, document, ...}.
+local m = cmsgpack.unpack(ARGV[1])
+SK = {sessions = KEYS[5], order = KEYS[6], seq = KEYS[7], expiry = KEYS[8], live = KEYS[9], of = KEYS[10]}
+S.clock = m.clock or false
+S.limits = m.limits or {}
+S.known = set_of(m.known)
+local ttl = m.ttl
+local peek = m.peek
 
-local function advance(key, by)
-  local value = redis.pcall('INCRBY', key, by)
-  if type(value) == 'table' then
+local guards = false
+for _, op in ipairs(m.ops) do
+  if op[#op] then guards = true end
+end
+local sessions = guards or m.counts
+if sessions then
+  sessions_begin()
+  if m.counts then purge(-1) end
+end
+
+local hv = read_version(KEYS[1])
+local pv = read_version(KEYS[2])
+local fresh = hv == m.hv and pv == m.pv
+if fresh and m.counts then
+  if not same_full(m.full) then fresh = false end
+  for _, op in ipairs(m.ops) do
+    if op[1] == 3 and not same_list(least_loaded(op[3]), op[4]) then fresh = false end
+  end
+end
+
+local function counter(key)
+  if peek then
+    local value = redis.pcall('GET', key)
+    return is_count(value) and tonumber(value) or 0
+  end
+  local value = redis.pcall('INCR', key)
+  if type(value) == 'table' then  -- not an integer, or it would overflow: it starts again
     redis.call('DEL', key)
-    repaired[#repaired + 1] = key
-    value = redis.call('INCRBY', key, by)
+    note(key)
+    value = redis.call('INCR', key)
   end
   if ttl > 0 then redis.call('EXPIRE', key, ttl) end
   return value
 end
 
-local function binding(key)
-  local bound = redis.pcall('GET', key)
-  if type(bound) == 'table' or (bound and not known[bound]) then
-    redis.call('DEL', key)
-    repaired[#repaired + 1] = key
-    return false
-  end
-  return bound
-end
-
 local out = {}
-for i, op in ipairs(ops) do
-  if op[1] == 1 then
-    out[i] = advance(KEYS[op[2]], op[3])
-  else
-    local bound = binding(KEYS[op[2]])
-    local reuse = false
-    if bound then
-      for j = 4, #op do
-        if op[j] == bound then reuse = true break end
+if fresh then
+  for i, op in ipairs(m.ops) do
+    local kind, guard = op[1], op[#op]
+    if guard and is_live(guard) then
+      out[i] = false
+    elseif kind == 0 then
+      out[i] = 1
+    elseif kind == 2 then
+      local bound, temporary = backend_at(KEYS[op[2]]), backend_at(KEYS[op[3]])
+      local eligible, held = set_of(op[5]), set_of(op[6])
+      if bound and eligible[bound] then
+        out[i] = {1, bound}
+      elseif bound and held[bound] and temporary and eligible[temporary] then
+        out[i] = {2, temporary, bound}
+      else
+        out[i] = {3, counter(KEYS[op[4]]), bound, temporary}
       end
-    end
-    if reuse then
-      out[i] = {1, bound}
     else
-      out[i] = {0, advance(KEYS[op[3]], 1), bound}
+      out[i] = counter(KEYS[op[2]])
     end
   end
 end
-local wanted = #ARGV - 3
-local profiles = {}
-if wanted > 0 then
-  profiles = redis.pcall('HMGET', KEYS[1], unpack(ARGV, 4, 3 + wanted))
-  if profiles.err then
-    redis.call('DEL', KEYS[1])
-    repaired[#repaired + 1] = KEYS[1]
-    profiles = {}
-  end
-end
-local reply = {cmsgpack.pack({out, repaired})}
-for j = 1, wanted do reply[j + 1] = profiles[j] or false end
+if sessions then sessions_end() end
+local raw = {}
+local ledgers, documents = view(KEYS[3], KEYS[4], hv, m.hv, pv, m.pv, raw)
+local clock = 0
+if not S.clock then clock = time_ms() end
+local meta = {fresh and 1 or 0, out, repaired, hv, pv, flat_counts(), clock, ledgers, documents}
+local reply = {cmsgpack.pack(meta)}
+for j = 1, #raw do reply[j + 1] = raw[j] end
 return reply

@@ -263,17 +263,17 @@ def _race(
     monkeypatch: pytest.MonkeyPatch, store: RedisStore, rival: Router, request: dict[str, Any]
 ) -> list[RouteDecision]:
     """Make ``rival`` route ``request`` between ``store``'s state read and its commit, once."""
-    settler = store._settler
-    original = settler._read_state
+    fleet = store._fleet
+    original = fleet.state
     rival_decisions: list[RouteDecision] = []
 
-    async def read_then_rival(*args: Any) -> Any:
-        outcome = await original(*args)
+    async def read_then_rival(*args: Any, **options: Any) -> Any:
+        outcome = await original(*args, **options)
         if not rival_decisions:
             rival_decisions.append(await rival.select_backend(request))
         return outcome
 
-    monkeypatch.setattr(settler, "_read_state", read_then_rival)
+    monkeypatch.setattr(fleet, "state", read_then_rival)
     return rival_decisions
 
 
@@ -394,10 +394,10 @@ async def test_a_batch_shares_its_round_trips(
     async with Router(store=store) as router:
         original = store._settler._commit
 
-        async def counted(*args: Any) -> Any:
+        async def counted(*args: Any, **options: Any) -> Any:
             nonlocal commits
             commits += 1
-            return await original(*args)
+            return await original(*args, **options)
 
         monkeypatch.setattr(store._settler, "_commit", counted)
         backends: list[str] = []
