@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal
+
+import msgspec
 
 from ._core._catalog import Catalog
 from ._core._engine import RoutingEngine
-from ._core._errors import RouterClosed, RoutingError
+from ._core._errors import BeamRoutingError, RouterClosed, RoutingError
 from ._core._explain import Explanation
+from ._core._health import BackendState, Outcome
 from ._core._journal import Journal
 from ._core._profiles import parse_profile
 from ._core._request import RouteRequest
 from ._core._types import JournalEvent, RouteDecision, SessionHandle
 from ._runtime._router import Router
+from ._store._memory import MemoryStore
 from ._store._protocol import (
     ClearOp,
     DeleteProfileOp,
@@ -32,10 +36,16 @@ from ._store._protocol import (
     LookupOp,
     PutProfileOp,
     ReadJournalOp,
+    ReadStatesOp,
     RegisterOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
     RoutingOp,
+    RoutingResult,
     SelectOp,
     SessionOp,
+    SessionResult,
     Store,
     UnregisterOp,
 )
@@ -60,7 +70,7 @@ def crash_actor(router: Router, actor: Literal["routing_table", "session_registr
 
 # --------------------------------------------------------------------------- store conformance
 
-_StoreMaker = Callable[[], Store | Awaitable[Store]]
+_StoreMaker = Callable[..., Store | Awaitable[Store]]
 
 _CHECK_REQUESTS: Final[tuple[dict[str, Any], ...]] = (
     {"policy": "round_robin"},
@@ -91,36 +101,72 @@ _DENY_CLAUDE: Final = {
 }
 
 
-async def check_store(make_store: _StoreMaker) -> None:
+async def check_store(make_store: _StoreMaker) -> list[str]:
     """Check that the stores ``make_store`` builds implement :class:`beamrouting.store.Store`.
 
-    ``make_store()`` (a function or a coroutine function) must return a new, empty store on
-    the default catalogue each time it is called, with no state shared with earlier ones
-    (for a shared store: a fresh key prefix). Each check starts its own store, applies
-    operations through :meth:`~beamrouting.store.Store.routing_batch` and
-    :meth:`~beamrouting.store.Store.session_batch` as the actors would, compares the
-    answers with what a :class:`~beamrouting.RoutingEngine` answers, and closes the store.
-    Run it on asyncio (a store may refuse trio). Raises :class:`AssertionError` naming the
-    first rule a store breaks.
+    ``make_store(**options)`` (a function or a coroutine function, or a store class) must
+    return a new, empty store on the default catalogue each time it is called, with no
+    state shared with earlier ones (for a shared store: a fresh key prefix). The first
+    checks call it without arguments. The others pass keyword arguments, the options of
+    :class:`~beamrouting.RoutingEngine` of the same names, which the store must honour:
+
+    - ``clock``: a callable answering UNIX seconds, which the store must measure every
+      deadline on (quota cooldowns, ejections, probe slots); the check moves it by hand.
+      It checks reports, restores, backend states, probe slots, temporary sticky backends
+      and the ``outcome`` and ``backend_health`` journal events.
+    - ``limits``: the most live sessions per backend (a mapping of backend to int). It
+      checks capacity: full backends held out, :class:`~beamrouting.BackendAtCapacity`,
+      live counts.
+    - ``weights``: each backend's weight for the ``weighted`` policy.
+
+    A check runs only if ``make_store`` accepts every keyword it needs (by name, or
+    ``**options``); the names of the checks it skipped are returned, so a caller can
+    insist on none (``assert not await check_store(...)``). Selections that register their
+    session, ``least_loaded``, filtering profiles and releases need no option.
+
+    Each check starts its own store, applies operations through
+    :meth:`~beamrouting.store.Store.routing_batch` and
+    :meth:`~beamrouting.store.Store.session_batch` as the actors would, compares every
+    answer with what a :class:`~beamrouting.MemoryStore` built with the same options (a
+    :class:`~beamrouting.RoutingEngine`) answers, and closes the store. Run it on asyncio
+    (a store may refuse trio). Raises :class:`AssertionError` naming the first rule a store
+    breaks.
     """
-    for check in (
-        _check_surface,
-        _check_selections,
-        _check_batches,
-        _check_profiles_and_journal,
-        _check_clear_and_restart,
-        _check_sessions,
-    ):
-        store = make_store()
+    accepted = _accepted(make_store)
+    skipped: list[str] = []
+    for check, needs in _CHECKS:
+        if not needs <= accepted:
+            skipped.append(check.__name__.removeprefix("_check_"))
+            continue
+        options: dict[str, Any] = {}
+        if "clock" in needs:
+            options["clock"] = _Clock()
+        if "limits" in needs:
+            options["limits"] = dict(_LIMITS)
+        if "weights" in needs:
+            options["weights"] = dict(_WEIGHTS)
+        store = make_store(**options)
         if inspect.isawaitable(store):
             store = await store
         if not isinstance(store, Store):
             raise AssertionError(f"make_store() returned {type(store).__name__}, which is not a Store")
         await store.start()
         try:
-            await check(store)
+            await check(store, options)
         finally:
             await store.aclose()
+    return skipped
+
+
+def _accepted(make_store: object) -> frozenset[str]:
+    """The option names ``make_store`` accepts (every one of them for ``**options``)."""
+    try:
+        parameters = inspect.signature(make_store).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return frozenset()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return _OPTIONS
+    return frozenset(p.name for p in parameters if p.kind is not p.VAR_POSITIONAL) & _OPTIONS
 
 
 def _expect(condition: bool, rule: str) -> None:
@@ -129,15 +175,27 @@ def _expect(condition: bool, rule: str) -> None:
 
 
 def _outcome(result: object) -> object:
-    """An answer as comparable data: a decision's dict, an error's (code, detail), or as it is."""
-    if isinstance(result, RouteDecision):
+    """An answer as comparable data: a decision's dict, an error's (code, detail), or as it is.
+
+    Errors that are no routing errors compare by code only (their messages may differ);
+    journal events by type and payload (ids and times are the store's own).
+    """
+    if isinstance(result, RouteDecision | Explanation):
         return result.to_dict()
     if isinstance(result, RoutingError):
         return (result.code, result.detail)
+    if isinstance(result, BeamRoutingError):
+        return (result.code,)
+    if isinstance(result, BackendState):
+        return msgspec.to_builtins(result)
+    if isinstance(result, JournalEvent):
+        return (result.event_type, result.payload)
+    if isinstance(result, list):
+        return [_outcome(item) for item in result]
     return result
 
 
-async def _check_surface(store: Store) -> None:
+async def _check_surface(store: Store, options: dict[str, Any]) -> None:
     _expect(store.catalog == Catalog.default(), "catalog is the catalogue the store was built with")
     source = store.journal_source()
     _expect(
@@ -155,7 +213,7 @@ async def _setup_profiles(store: Store, engine: RoutingEngine) -> None:
     _expect(answer == [None], f"PutProfileOp answers None, not {answer!r}")
 
 
-async def _check_selections(store: Store) -> None:
+async def _check_selections(store: Store, options: dict[str, Any]) -> None:
     engine = RoutingEngine()
     await _setup_profiles(store, engine)
     for request in _CHECK_REQUESTS:
@@ -184,7 +242,7 @@ async def _check_selections(store: Store) -> None:
             )
 
 
-async def _check_batches(store: Store) -> None:
+async def _check_batches(store: Store, options: dict[str, Any]) -> None:
     engine = RoutingEngine()
     ops: list[RoutingOp] = []
     expected: list[object] = []
@@ -208,7 +266,7 @@ async def _check_batches(store: Store) -> None:
         )
 
 
-async def _check_profiles_and_journal(store: Store) -> None:
+async def _check_profiles_and_journal(store: Store, options: dict[str, Any]) -> None:
     engine = RoutingEngine()
     await _setup_profiles(store, engine)
     for request in _CHECK_REQUESTS[12:16]:
@@ -238,7 +296,7 @@ async def _check_profiles_and_journal(store: Store) -> None:
     )
 
 
-async def _check_clear_and_restart(store: Store) -> None:
+async def _check_clear_and_restart(store: Store, options: dict[str, Any]) -> None:
     engine = RoutingEngine()
     rr = engine.normalize({"policy": "round_robin"})
     sticky = engine.normalize({"policy": "sticky", "affinity_key": "kept", "preferred_backends": ["gemini"]})
@@ -259,7 +317,7 @@ async def _check_clear_and_restart(store: Store) -> None:
     await select(rr, sticky, rr)  # counters and bindings forgotten
 
 
-async def _check_sessions(store: Store) -> None:
+async def _check_sessions(store: Store, options: dict[str, Any]) -> None:
     one = SessionHandle("s-1", "codex", {"k": "v"})
     two = SessionHandle("s-2", "claude", {})
     ops: list[SessionOp] = [
@@ -279,3 +337,241 @@ async def _check_sessions(store: Store) -> None:
     await store.routing_batch([ClearOp(), SelectOp(rr)])
     kept = await store.session_batch([ListSessionsOp()])
     _expect(kept == [[two, one]], "ClearOp keeps the sessions")
+
+
+# --------------------------------------------------------------------------- what a store learns and holds
+
+_OPTIONS: Final = frozenset({"clock", "limits", "weights"})
+_LIMITS: Final[Mapping[str, int]] = {"claude": 1, "codex": 2}
+_WEIGHTS: Final[Mapping[str, int]] = {"claude": 3, "codex": 1, "gemini": 2}
+_RR: Final[dict[str, Any]] = {"policy": "round_robin"}
+_LEAST: Final[dict[str, Any]] = {"policy": "least_loaded"}
+
+
+class _Clock:
+    """A wall clock a check moves by hand (UNIX seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _describe(op: object) -> str:
+    """An operation, briefly, for a failed rule."""
+    if isinstance(op, SelectOp | ExplainOp):
+        request = op.request.summary()
+        if op.request.policy_profile_id is not None:
+            request["policy_profile_id"] = op.request.policy_profile_id
+        if isinstance(op, SelectOp) and op.session_id is not None:
+            return f"{type(op).__name__}({request}, session_id={op.session_id!r}, exclusive={op.exclusive})"
+        return f"{type(op).__name__}({request})"
+    if isinstance(op, RegisterOp):
+        return f"RegisterOp({op.handle.session_id!r} on {op.handle.backend!r}, exclusive={op.exclusive})"
+    return repr(op)
+
+
+class _Lockstep:
+    """The store under test and a :class:`~beamrouting.MemoryStore` with its options, fed the same batches."""
+
+    def __init__(self, store: Store, options: Mapping[str, Any]) -> None:
+        self.store = store
+        self.reference = MemoryStore(**options)
+        self.engine = self.reference.engine
+
+    def normalize(self, request: Mapping[str, Any]) -> RouteRequest:
+        return self.engine.normalize(request)
+
+    def select(self, request: Mapping[str, Any], session_id: str | None = None, **options: Any) -> SelectOp:
+        return SelectOp(self.normalize(request), session_id, **options)
+
+    async def route(self, *ops: RoutingOp) -> list[RoutingResult]:
+        wanted = await self.reference.routing_batch(ops)
+        return self._same(ops, await self.store.routing_batch(ops), wanted)
+
+    async def sessions(self, *ops: SessionOp) -> list[SessionResult]:
+        wanted = await self.reference.session_batch(ops)
+        return self._same(ops, await self.store.session_batch(ops), wanted)
+
+    def _same(self, ops: tuple[Any, ...], answers: list[Any], wanted: list[Any]) -> list[Any]:
+        _expect(len(answers) == len(ops), f"a batch of {len(ops)} operations answers {len(answers)} entries")
+        for op, answer, expected in zip(ops, answers, wanted, strict=True):
+            got, want = _outcome(answer), _outcome(expected)
+            if type(got) is list and type(want) is list and got != want:  # name the first difference
+                at = next(
+                    (i for i, (g, w) in enumerate(zip(got, want, strict=False)) if g != w),
+                    min(len(got), len(want)),
+                )
+                _expect(
+                    False,
+                    f"{_describe(op)} answers {len(want)} entries, as the engine does, entry {at} being "
+                    f"{want[at] if at < len(want) else 'absent'}, not {len(got)} with "
+                    f"{got[at] if at < len(got) else 'none'}",
+                )
+            _expect(got == want, f"{_describe(op)} answers {want}, as the engine does, not {got}")
+        return answers
+
+    async def journal(self) -> None:
+        """The whole journal is the engine's, event for event (types and payloads)."""
+        await self.route(ReadJournalOp())
+
+
+async def _check_learning(store: Store, options: dict[str, Any]) -> None:
+    """Reports, restores, backend states and time-driven changes, on an injected clock."""
+    pair = _Lockstep(store, options)
+    clock: _Clock = options["clock"]
+    rr = pair.select(_RR)
+    await pair.route(ReadStatesOp(), ReportOp("codex", Outcome.QUOTA, retry_after=60.0))
+    await pair.route(rr, rr, rr, ExplainOp(rr.request), ReadStatesOp())
+    await pair.route(
+        pair.select({"backend": "codex"}),
+        pair.select({"policy": "round_robin", "preferred_backends": ["codex"], "fallback_policy": "none"}),
+        ReportOp("codex", Outcome.QUOTA, retry_at=clock.now + 90.0),  # only extends the cooldown
+        ReportOp("claude", Outcome.REJECTED),
+    )
+    clock.now += 91.0
+    await pair.route(rr, ReadStatesOp())  # the cooldown's end is journaled once, dated at its deadline
+    for _ in range(5):
+        await pair.route(ReportOp("gemini", Outcome.FAILURE))
+    await pair.route(rr, rr, ExplainOp(pair.normalize({"backend": "gemini"})), ReadStatesOp())
+    clock.now += 31.0  # the ejection ends: probing, one slot
+    gemini = pair.select({"backend": "gemini"})
+    await pair.route(gemini, gemini, pair.select({"policy": "round_robin", "excluded_backends": ["claude"]}))
+    await pair.route(
+        ReadStatesOp(), ReportOp("gemini", Outcome.FAILURE), ReadStatesOp()
+    )  # ejected again, longer
+    clock.now += 61.0
+    await pair.route(gemini, ReportOp("gemini", Outcome.SUCCESS), gemini, ReadStatesOp())
+    await pair.route(
+        ReportOp("opencode", Outcome.QUOTA), RestoreOp("opencode"), RestoreOp("copilot"), ReadStatesOp()
+    )
+    await pair.journal()
+
+
+async def _check_temporary_backends(store: Store, options: dict[str, Any]) -> None:
+    """A sticky key whose bound backend is held out goes to a temporary backend, then back."""
+    pair = _Lockstep(store, options)
+    clock: _Clock = options["clock"]
+    repo = pair.select({"policy": "sticky", "affinity_key": "repo"})
+    other = pair.select({"policy": "sticky", "affinity_key": "other"})
+    await pair.route(repo, other, ReportOp("claude", Outcome.QUOTA, retry_after=100.0))
+    await pair.route(repo, repo, other, ExplainOp(repo.request))
+    await pair.route(
+        ReportOp("codex", Outcome.QUOTA, retry_after=50.0), repo, repo
+    )  # the temporary one is out too
+    clock.now += 101.0
+    await pair.route(repo, ExplainOp(repo.request), repo)  # back to the bound backend
+    await pair.route(ReleaseOp("repo"), ReleaseOp("repo"), repo, ReleaseOp("never-bound"))
+    await pair.journal()
+
+
+async def _check_session_selections(store: Store, options: dict[str, Any]) -> None:
+    """A selection with a session id registers it on the chosen backend, in the same step."""
+    pair = _Lockstep(store, options)
+    await pair.route(pair.select(_RR, "s-1", metadata={"k": "v"}), pair.select(_RR, "s-2"))
+    await pair.route(pair.select(_RR, "s-1"), ReadStatesOp())  # live: SessionExists
+    await pair.sessions(LookupOp("s-1"), LookupOp("s-2"), ListSessionsOp())
+    await pair.route(
+        pair.select({"policy": "round_robin", "excluded_backends": ["claude"]}, "s-1", exclusive=False)
+    )
+    await pair.route(ReadStatesOp(), pair.select({"backend": "codex", "excluded_backends": ["codex"]}, "s-3"))
+    await pair.sessions(ListSessionsOp(), UnregisterOp("s-1"), RegisterOp(SessionHandle("s-4", "gemini", {})))
+    await pair.route(
+        pair.select(_RR, "s-5"),
+        pair.select(_RR, "s-5"),
+        pair.select(_RR, "s-6"),
+        pair.select(_RR, "s-4"),
+        ReadStatesOp(),
+    )
+    await pair.sessions(ListSessionsOp())
+    await pair.journal()
+
+
+async def _check_least_loaded(store: Store, options: dict[str, Any]) -> None:
+    """``least_loaded`` takes the candidates with the fewest live sessions, ties in turn."""
+    pair = _Lockstep(store, options)
+    least = pair.select(_LEAST)
+    await pair.route(least, least, ExplainOp(least.request))
+    await pair.sessions(
+        *(RegisterOp(SessionHandle(f"s-{i}", b, {})) for i, b in enumerate(("claude", "codex", "codex")))
+    )
+    await pair.route(least, least, least, ExplainOp(least.request))
+    await pair.route(
+        *(pair.select(_LEAST, f"n-{i}") for i in range(8)), ReadStatesOp()
+    )  # each counts for the next
+    await pair.sessions(UnregisterOp("s-1"), UnregisterOp("n-0"))
+    await pair.route(
+        least, pair.select({**_LEAST, "preferred_backends": ["gemini"], "fallback_policy": "none"})
+    )
+    await pair.journal()
+
+
+async def _check_capacity(store: Store, options: dict[str, Any]) -> None:
+    """A backend at its limit is held out; a registration past it is refused."""
+    pair = _Lockstep(store, options)
+    await pair.sessions(
+        RegisterOp(SessionHandle("a", "claude", {})),
+        RegisterOp(SessionHandle("b", "claude", {})),  # BackendAtCapacity
+        RegisterOp(SessionHandle("a", "claude", {"beat": 1})),  # a heartbeat takes no new slot
+        RegisterOp(SessionHandle("a", "claude", {}), exclusive=True),  # SessionExists
+    )
+    claude_only = {"policy": "round_robin", "preferred_backends": ["claude"], "fallback_policy": "none"}
+    await pair.route(
+        pair.select({"backend": "claude"}), pair.select(claude_only), ExplainOp(pair.normalize(_RR))
+    )
+    await pair.route(*(pair.select(_RR, f"r-{i}") for i in range(6)), ReadStatesOp())
+    await pair.route(pair.select({**claude_only, "preferred_backends": ["claude", "codex"]}, "r-9"))
+    await pair.sessions(UnregisterOp("a"), RegisterOp(SessionHandle("r-0", "claude", {})))
+    await pair.route(pair.select(claude_only, "r-10"), pair.select(_RR), ReadStatesOp())
+    await pair.journal()
+
+
+async def _check_weighted(store: Store, options: dict[str, Any]) -> None:
+    """``weighted`` follows the smooth weighted round-robin sequence of the candidates."""
+    pair = _Lockstep(store, options)
+    weighted = pair.select({"policy": "weighted"})
+    await pair.route(*([weighted] * 7), ExplainOp(weighted.request))
+    await pair.route(weighted, pair.select({"policy": "weighted", "excluded_backends": ["claude"]}), weighted)
+    await pair.journal()
+
+
+async def _check_filtering_profiles(store: Store, options: dict[str, Any]) -> None:
+    """A filtering profile removes the candidates it denies before selection."""
+    pair = _Lockstep(store, options)
+    rule = {
+        "action": "backend",
+        "decision": "deny",
+        "match": ["member", "backend", ["claude", "codex"]],
+        "reason": "no",
+    }
+    profile = parse_profile({"mode": "filter", "rules": [rule]})
+    await pair.route(PutProfileOp("filter", profile))
+    filtered = {"policy": "round_robin", "policy_profile_id": "filter"}
+    await pair.route(pair.select(filtered), pair.select(filtered), ExplainOp(pair.normalize(filtered)))
+    await pair.route(
+        pair.select({"backend": "claude", "policy_profile_id": "filter"}),
+        pair.select({**filtered, "preferred_backends": ["codex"], "fallback_policy": "none"}),
+        pair.select({"policy": "sticky", "affinity_key": "k", "policy_profile_id": "filter"}),
+        pair.select(_RR),
+    )
+    await pair.route(DeleteProfileOp("filter"), pair.select(filtered))
+    await pair.journal()
+
+
+_CHECKS: Final[tuple[tuple[Callable[[Store, dict[str, Any]], Awaitable[None]], frozenset[str]], ...]] = (
+    (_check_surface, frozenset()),
+    (_check_selections, frozenset()),
+    (_check_batches, frozenset()),
+    (_check_profiles_and_journal, frozenset()),
+    (_check_clear_and_restart, frozenset()),
+    (_check_sessions, frozenset()),
+    (_check_session_selections, frozenset()),
+    (_check_least_loaded, frozenset()),
+    (_check_filtering_profiles, frozenset()),
+    (_check_learning, frozenset({"clock"})),
+    (_check_temporary_backends, frozenset({"clock"})),
+    (_check_capacity, frozenset({"limits"})),
+    (_check_weighted, frozenset({"weights"})),
+)
+"""Every check, with the options ``make_store`` must accept for it."""

@@ -14,7 +14,8 @@ batch is planned again (one more round trip). Within one round, a request whose 
 depend on what an earlier one of the round does (a session it registers may fill a limited
 backend or change the least loaded one; a probe slot it takes may be the last; a binding it
 makes is the one a later request with the same affinity key reuses) waits for the next
-round, so a batch routes as the same requests would one by one in one process.
+round, and so does every request after it, so a batch routes, and is journaled, as the same
+requests would be one by one in one process.
 
 Sticky bindings are compare-and-set: a first bind succeeds only if the key is still
 unbound (first writer wins), a re-bind away from an ineligible backend only if the key
@@ -269,6 +270,9 @@ class Settler:
             except Exception as exc:
                 batch.crashed(entry.index, exc)
                 break
+            if waiting:  # what follows a request that waits waits too: decisions are journaled in order
+                waiting.append(entry)
+                continue
             op, plan = entry.op, entry.plan
             base = eligible(op.request)
             least = op.request.policy is Policy.LEAST_LOADED
@@ -289,11 +293,11 @@ class Settler:
             entry.local = None
             claim = None
             if not wait and plan is not None and plan.kind == STICKY:
-                if entry.hint is not None:
+                wait = entry.binding_key in claimed  # an earlier request of the round may rebind it
+                if not wait and entry.hint is not None:
                     entry.local = self._local(plan, entry.hint)
-                if entry.local is None:
-                    claim = entry.binding_key
-                    wait = claim in claimed
+                if not wait and entry.local is None:
+                    claim = entry.binding_key  # it reads the state (a reuse from the hint changes nothing)
             if wait:
                 waiting.append(entry)
                 continue
