@@ -426,7 +426,9 @@ async def _check_learning(store: Store, options: dict[str, Any]) -> None:
     await pair.route(rr, rr, rr, ExplainOp(rr.request), ReadStatesOp())
     await pair.route(
         pair.select({"backend": "codex"}),
-        pair.select({"policy": "round_robin", "preferred_backends": ["codex"], "fallback_policy": "none"}),
+        pair.select(
+            {"policy": "round_robin", "excluded_backends": ["claude", "copilot", "gemini", "opencode"]}
+        ),
         ReportOp("codex", Outcome.QUOTA, retry_at=clock.now + 90.0),  # only extends the cooldown
         ReportOp("claude", Outcome.REJECTED),
     )
@@ -516,14 +518,14 @@ async def _check_capacity(store: Store, options: dict[str, Any]) -> None:
         RegisterOp(SessionHandle("a", "claude", {"beat": 1})),  # a heartbeat takes no new slot
         RegisterOp(SessionHandle("a", "claude", {}), exclusive=True),  # SessionExists
     )
-    claude_only = {"policy": "round_robin", "preferred_backends": ["claude"], "fallback_policy": "none"}
+    claude_only = {"policy": "round_robin", "excluded_backends": ["copilot", "gemini", "opencode"]}
     await pair.route(
         pair.select({"backend": "claude"}), pair.select(claude_only), ExplainOp(pair.normalize(_RR))
     )
     await pair.route(*(pair.select(_RR, f"r-{i}") for i in range(6)), ReadStatesOp())
-    await pair.route(pair.select({**claude_only, "preferred_backends": ["claude", "codex"]}, "r-9"))
+    await pair.route(pair.select(claude_only, "r-9"), pair.select({"backend": "codex"}, "r-10"))
     await pair.sessions(UnregisterOp("a"), RegisterOp(SessionHandle("r-0", "claude", {})))
-    await pair.route(pair.select(claude_only, "r-10"), pair.select(_RR), ReadStatesOp())
+    await pair.route(pair.select(claude_only, "r-11"), pair.select(_RR), ReadStatesOp())
     await pair.journal()
 
 

@@ -8,13 +8,13 @@ selection, learning and session code deal in plain values.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
 
 from ..._core._health import HealthEvent, Ledger
+from . import _view
 from ._codec import RecordCodec
 from ._connection import MalformedReply
 from ._keys import KeyLayout
@@ -137,7 +137,7 @@ class Fleet:
         assert self.state_script is not None
         meta = self._common(now, counts)
         meta.update(ttl=self.counter_ttl_s, peek=peek, ops=ops)
-        started = time.time()
+        started = _view.wall()
         reply = await self.state_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "state.lua", 9)
         fresh, answers, repaired = fields[:3]
@@ -179,7 +179,7 @@ class Fleet:
             events=self.events(call, events),
             records=list(records),
         )
-        started = time.time()
+        started = _view.wall()
         reply = await self.commit_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "commit.lua", 10)
         applied, fresh, answers, repaired = fields[:4]

@@ -13,8 +13,8 @@ If the view was not current, the script changes nothing and answers what changed
 batch is planned again (one more round trip). Within one round, a request whose plan could
 depend on what an earlier one of the round does (a session it registers may fill a limited
 backend or change the least loaded one; a probe slot it takes may be the last; a binding it
-makes is the one a later request with the same affinity key reuses) waits for the next
-round, and so does every request after it, so a batch routes, and is journaled, as the same
+makes is the one a later request with the same affinity key reuses: ``state.lua`` tells)
+waits for the next round, and so does every request after it, so a batch routes, and is journaled, as the same
 requests would be one by one in one process.
 
 Sticky bindings are compare-and-set: a first bind succeeds only if the key is still
@@ -293,11 +293,12 @@ class Settler:
             entry.local = None
             claim = None
             if not wait and plan is not None and plan.kind == STICKY:
-                wait = entry.binding_key in claimed  # an earlier request of the round may rebind it
-                if not wait and entry.hint is not None:
+                if entry.hint is not None:
                     entry.local = self._local(plan, entry.hint)
-                if not wait and entry.local is None:
-                    claim = entry.binding_key  # it reads the state (a reuse from the hint changes nothing)
+                if entry.local is not None:  # no state read: wait if an earlier one of the round may rebind
+                    wait = entry.binding_key in claimed
+                else:  # state.lua defers it if an earlier one of the round may rebind
+                    claim = entry.binding_key
             if wait:
                 waiting.append(entry)
                 continue
@@ -347,6 +348,10 @@ class Settler:
                 if not reply.fresh:
                     continue
                 answers = reply.answers
+                if "later" in answers:  # deferred by state.lua, with what follows
+                    first = answers.index("later")
+                    at = next(i for i, entry in enumerate(current) if op_of.get(entry.index) == first)
+                    current, waiting = current[:at], current[at:] + waiting
             committed = await self._commit(
                 batch, current, answers, op_of, writes, events, now, strict=not ops, counts=counts
             )

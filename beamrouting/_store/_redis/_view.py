@@ -41,6 +41,9 @@ from ._profiles import StoredProfiles
 
 __all__ = ["Reply", "View"]
 
+wall: Callable[[], float] = time.time
+"""This host's wall clock, from which Redis's is estimated (a module attribute, so tests can skew it)."""
+
 _UNKNOWN: Final = -1
 """The version of what a process has not read yet (Redis's versions are never negative)."""
 _MAX_COUNT: Final = 2**53
@@ -131,7 +134,7 @@ class View:
     def now(self) -> float:
         """The time deadlines are judged by: the injected clock's, or Redis's as estimated."""
         clock = self.clock
-        return clock() if clock is not None else time.time() + self.offset
+        return clock() if clock is not None else wall() + self.offset
 
     def encode_ledger(self, ledger: Ledger) -> bytes:
         return self._encode_ledger(ledger)
@@ -258,7 +261,7 @@ class View:
             raise MalformedReply("a reply with a wrong number of stored values")
         self.take_live(live)
         if clock and self.clock is None:
-            self.offset = clock / 1000 - (started + time.time()) / 2
+            self.offset = clock / 1000 - (started + wall()) / 2
         if ledgers >= 0:
             self._read_ledgers(raw[: 2 * ledgers])
             self.hv = hv

@@ -17,6 +17,8 @@
 --   {0, guard}: nothing but the guard.
 --   guard: a session id that must not be live (false: none); if it is, the op answers false and
 --   changes nothing.
+--   A sticky op whose binding an earlier op of the call may rebind (it took the counter) answers
+--   'later', and so does every op after it: nothing of them is read or advanced.
 -- Stale: when a version differs, a limited backend's fullness differs from `full`, or a least
 -- loaded op's tied set differs, nothing is advanced and every op is unanswered.
 -- Values the store would not have written are repaired where that loses nothing and reported:
@@ -70,9 +72,13 @@ end
 
 local out = {}
 if fresh then
+  local rebinding, cut = {}, false
   for i, op in ipairs(m.ops) do
     local kind, guard = op[1], op[#op]
-    if guard and is_live(guard) then
+    if cut or (kind == 2 and rebinding[op[2]]) then
+      cut = true
+      out[i] = 'later'
+    elseif guard and is_live(guard) then
       out[i] = false
     elseif kind == 0 then
       out[i] = 1
@@ -85,6 +91,7 @@ if fresh then
         out[i] = {2, temporary, bound}
       else
         out[i] = {3, counter(KEYS[op[4]]), bound, temporary}
+        rebinding[op[2]] = true
       end
     else
       out[i] = counter(KEYS[op[2]])
