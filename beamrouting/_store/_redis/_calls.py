@@ -185,11 +185,11 @@ class Fleet:
         applied, fresh, answers, repaired = fields[:4]
         self._repaired(repaired)
         view = self.view
-        before = view.hv
+        sent = meta["hv"]
         hv = view.update(fields[4:], raw, started)
         if type(answers) is not list or (applied and len(answers) != len(records)):
             raise MalformedReply(f"commit.lua answered {answers!r} for {len(records)} records")
-        if applied and fresh:  # what it wrote is what the view has, plus these writes
+        if applied and fresh:  # what it wrote is what the view had, plus these writes
             taken = {
                 record[5]: ledger
                 for record, answer, ledger in zip(
@@ -197,10 +197,10 @@ class Fleet:
                 )
                 if answer == 1 and ledger is not None
             }
-            if writes or taken:
+            if (writes or taken) and view.hv == sent:
                 view.learned({**writes, **taken}, hv)
-            elif hv != before:
-                raise MalformedReply("commit.lua changed the learned state's version without a write")
+            elif writes or taken:  # another batch on this view refreshed it meanwhile: read it again
+                view.forget()
         return Reply(applied == 1, fresh == 1, answers, hv)
 
     # -- replies ------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Learning:
     ) -> BackendState:
         """Learn ``outcome`` for ``backend`` (canonical) fleet-wide; its state after (one round trip)."""
         view, fleet = self._view, self._fleet
+        checked = False
         for _ in range(_MAX_ATTEMPTS):
             now = view.now()
             reset_at = check_reset(retry_at, retry_after, now)
@@ -59,6 +60,10 @@ class Learning:
                     fleet.commit_call(), now, events=[unlearned(backend, outcome, reset_at, now)]
                 )
                 return FRESH.state(backend, now, _DEFAULT_POLICY)
+            if backend in view.corrupt and not checked:  # is it still unreadable?
+                await fleet.commit(fleet.commit_call(), now)
+                checked = True
+                continue
             after, events = reported(backend, view.ledger(backend), outcome, reset_at, now, policy)
             writes = {backend: None if after.is_fresh else after}
             reply = await fleet.commit(fleet.commit_call(), now, writes=writes, events=events)

@@ -385,7 +385,7 @@ class Settler:
         """
         view, fleet = self._view, self._fleet
         policy = view.policy
-        ledgers = {**view.ledgers, **{b: ledger for b, ledger in writes.items() if ledger is not None}}
+        ledgers = {**view.ledgers, **writes}  # as observed: a ledger that became fresh is gone
         call = fleet.commit_call()
         records: list[list[Any]] = []
         probes: list[Ledger | None] = []
@@ -453,6 +453,8 @@ class Settler:
             except Exception as exc:
                 batch.crashed(entry.index, exc)
                 break
+        if len(finals) == len(current) and all(isinstance(result, SessionExists) for _, result in finals):
+            writes, events = {}, []  # refused before selecting, as the engine does: nothing observed
         if records or writes or events or strict:
             reply = await fleet.commit(
                 call,
@@ -508,13 +510,13 @@ class Settler:
             now = view.now()
             reasons: dict[str, str] = {}
             plan: RoutePlan | None = None
-            error: RoutingError | None = None
+            error: BeamRoutingError | None = None
             tied: tuple[str, ...] = ()
             try:
                 holds = view.holds(req, now)
                 reasons = holds.reasons()
                 plan = planner.plan_with(req, holds) if holds.unavailable else planner.plan(req)
-            except RoutingError as exc:
+            except BeamRoutingError as exc:  # answered once the view is known to be current
                 error = exc
             if plan is not None and plan.kind == LEAST_LOADED:
                 tied = plan.least_loaded(view.live)
@@ -525,7 +527,8 @@ class Settler:
             if not reply.fresh:
                 continue
             if plan is None:
-                assert error is not None
+                if not isinstance(error, RoutingError):
+                    raise error or StoreUnavailable("an explanation without a plan")
                 return planner.explanation(req, None, error.to_dict(), reasons)
             try:
                 outcome, temporary, _ = self._outcome(plan, reply.answers[0] if ops else None, True, tied)

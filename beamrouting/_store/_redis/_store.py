@@ -455,8 +455,10 @@ class RedisStore:
             case ReleaseOp(affinity_key):
                 keys = self._keys
                 async with self._connection.operation("release") as client:
-                    released = await client.delete(keys.binding(affinity_key))
-                    await client.delete(keys.temporary(affinity_key))
+                    pipe = client.pipeline(transaction=True)
+                    pipe.delete(keys.binding(affinity_key))
+                    pipe.delete(keys.temporary(affinity_key))
+                    released, _ = await pipe.execute()
                 return bool(released)
             case _:
                 raise TypeError(f"not a routing operation: {op!r}")

@@ -234,6 +234,10 @@ class View:
 
     # -- keeping it current -------------------------------------------------------------------
 
+    def forget(self) -> None:
+        """Take the learned state as unknown: the next script call answers it afresh."""
+        self.hv = _UNKNOWN
+
     def learned(self, writes: Mapping[str, Ledger | None], hv: int) -> None:
         """Apply the ledger writes this process made (Redis's version is now ``hv``)."""
         for backend, ledger in writes.items():

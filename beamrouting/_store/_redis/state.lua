@@ -17,8 +17,9 @@
 --   {0, guard}: nothing but the guard.
 --   guard: a session id that must not be live (false: none); if it is, the op answers false and
 --   changes nothing.
---   A sticky op whose binding an earlier op of the call may rebind (it took the counter) answers
---   'later', and so does every op after it: nothing of them is read or advanced.
+--   A sticky op whose binding an earlier op of the call may change (it took the counter, or it
+--   reuses the bound backend and so forgets a temporary one) answers 'later', and so does every
+--   op after it: nothing of them is read or advanced.
 -- Stale: when a version differs, a limited backend's fullness differs from `full`, or a least
 -- loaded op's tied set differs, nothing is advanced and every op is unanswered.
 -- Values the store would not have written are repaired where that loses nothing and reported:
@@ -87,6 +88,7 @@ if fresh then
       local eligible, held = set_of(op[5]), set_of(op[6])
       if bound and eligible[bound] then
         out[i] = {1, bound}
+        if temporary then rebinding[op[2]] = true end  -- its commit forgets the temporary backend
       elseif bound and held[bound] and temporary and eligible[temporary] then
         out[i] = {2, temporary, bound}
       else

@@ -1,0 +1,177 @@
+"""RedisStore against the engine: random batches of every operation, answer for answer.
+
+One process, one store: each batch goes to a RedisStore and to a MemoryStore built with the
+same options (limits, weights, a health policy, an injected clock moved between batches),
+and every answer, the journal and the backend states must be the same. Seeded, so a failure
+replays.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import msgspec
+import pytest
+
+from beamrouting import (
+    BeamRoutingError,
+    Explanation,
+    HealthPolicy,
+    JournalEvent,
+    MemoryStore,
+    Outcome,
+    RedisStore,
+    RouteDecision,
+    RoutingError,
+    SessionHandle,
+)
+from beamrouting._core._profiles import parse_profile
+from beamrouting.store import (
+    ClearOp,
+    ExplainOp,
+    ListSessionsOp,
+    LookupOp,
+    PutProfileOp,
+    ReadJournalOp,
+    ReadStatesOp,
+    RegisterOp,
+    ReleaseOp,
+    ReportOp,
+    RestoreOp,
+    RoutingOp,
+    SelectOp,
+    SessionOp,
+    UnregisterOp,
+)
+from tests._helpers import BACKENDS
+from tests._redis import import_redis_or_skip
+from tests.stores.redis._fleet import Clock
+
+import_redis_or_skip()
+
+pytestmark = pytest.mark.anyio
+
+OPTIONS: dict[str, Any] = {
+    "limits": {"claude": 2, "codex": 3, "gemini": 1},
+    "weights": {"claude": 3, "copilot": 2},
+    "health": HealthPolicy(failure_threshold=2, base_ejection=10.0, max_ejection=40.0, probe_sessions=2),
+}
+FILTER = {
+    "mode": "filter",
+    "rules": [
+        {"action": "backend", "decision": "deny", "match": ["eq", "backend", "codex"], "reason": "no codex"}
+    ],
+}
+VETO = {"rules": [{"action": "backend", "match": ["eq", "backend", "copilot"], "reason": "no copilot"}]}
+
+
+def comparable(answer: object) -> object:
+    """An answer as plain data: errors by code (and a routing error's detail), events by type and payload."""
+    if isinstance(answer, RouteDecision | Explanation):
+        return answer.to_dict()
+    if isinstance(answer, RoutingError):
+        return (answer.code, answer.detail)
+    if isinstance(answer, BeamRoutingError):
+        return answer.code
+    if isinstance(answer, JournalEvent):
+        return (answer.event_type, answer.payload)
+    if isinstance(answer, list):
+        return [comparable(item) for item in answer]
+    return msgspec.to_builtins(answer)
+
+
+def requests(rng: random.Random) -> dict[str, Any]:
+    """One random request."""
+    kind = rng.choice(("rr", "sticky", "least", "weighted", "explicit", "preferred", "failover"))
+    request: dict[str, Any]
+    if kind == "rr":
+        request = {"policy": "round_robin"}
+    elif kind == "sticky":
+        request = {"policy": "sticky", "affinity_key": rng.choice("abc")}
+    elif kind == "least":
+        request = {"policy": "least_loaded"}
+    elif kind == "weighted":
+        request = {"policy": "weighted"}
+    elif kind == "explicit":
+        request = {"backend": rng.choice(BACKENDS)}
+    elif kind == "preferred":
+        request = {
+            "preferred_backends": rng.sample(BACKENDS, 2),
+            "fallback_policy": rng.choice(("none", "available")),
+        }
+    else:
+        request = {"policy": "failover", "last_backend": rng.choice(BACKENDS)}
+    if rng.random() < 0.2:
+        request["excluded_backends"] = [rng.choice(BACKENDS)]
+    if rng.random() < 0.15:
+        request["policy_profile_id"] = rng.choice(("filter", "veto", "missing"))
+    return request
+
+
+def routing_op(rng: random.Random, normalize: Any) -> RoutingOp:
+    roll = rng.random()
+    if roll < 0.55:
+        session = f"s-{rng.randrange(8)}" if rng.random() < 0.4 else None
+        return SelectOp(normalize(requests(rng)), session, {}, rng.random() < 0.7)
+    if roll < 0.7:
+        outcome = rng.choice(
+            (Outcome.FAILURE, Outcome.FAILURE, Outcome.SUCCESS, Outcome.QUOTA, Outcome.REJECTED)
+        )
+        retry_after = rng.choice((None, 5.0, 25.0)) if outcome is Outcome.QUOTA else None
+        return ReportOp(rng.choice(BACKENDS), outcome, None, retry_after)
+    if roll < 0.76:
+        return ExplainOp(normalize(requests(rng)))
+    if roll < 0.82:
+        return ReadStatesOp()
+    if roll < 0.86:
+        return RestoreOp(rng.choice(BACKENDS))
+    if roll < 0.9:
+        return ReleaseOp(rng.choice("abc"))
+    if roll < 0.92:
+        return ClearOp()
+    return ReadJournalOp(None, 6)
+
+
+def session_op(rng: random.Random) -> SessionOp:
+    roll = rng.random()
+    session = f"s-{rng.randrange(8)}"
+    if roll < 0.45:
+        return RegisterOp(SessionHandle(session, rng.choice(BACKENDS), {}), rng.random() < 0.3)
+    if roll < 0.85:
+        return UnregisterOp(session)
+    if roll < 0.95:
+        return LookupOp(session)
+    return ListSessionsOp()
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_random_batches_answer_as_the_engine_does(redis_url: str, prefix: str, seed: int) -> None:
+    rng = random.Random(seed)
+    clock = Clock()
+    store = RedisStore(redis_url, prefix=prefix, clock=clock, **OPTIONS)
+    reference = MemoryStore(clock=clock, **OPTIONS)
+    normalize = reference.engine.normalize
+    await store.start()
+    try:
+        setup = [PutProfileOp("filter", parse_profile(FILTER)), PutProfileOp("veto", parse_profile(VETO))]
+        assert await store.routing_batch(setup) == await reference.routing_batch(setup)
+        for step in range(150):
+            got: list[Any]
+            want: list[Any]
+            ops: list[Any]
+            if rng.random() < 0.25:
+                ops = [session_op(rng) for _ in range(rng.randint(1, 4))]
+                got, want = await store.session_batch(ops), await reference.session_batch(ops)
+            else:
+                ops = [routing_op(rng, normalize) for _ in range(rng.randint(1, 12))]
+                got, want = await store.routing_batch(ops), await reference.routing_batch(ops)
+            for index, (op, answer, expected) in enumerate(zip(ops, got, want, strict=True)):
+                assert comparable(answer) == comparable(expected), (seed, step, index, op)
+            if rng.random() < 0.3:
+                clock.advance(rng.choice((1.0, 6.0, 11.0, 30.0)))
+        final: list[RoutingOp] = [ReadStatesOp(), ReadJournalOp()]
+        got, want = await store.routing_batch(final), await reference.routing_batch(final)
+        assert comparable(got) == comparable(want)
+    finally:
+        await store.aclose()
