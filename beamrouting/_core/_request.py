@@ -283,6 +283,30 @@ class RequestNormalizer:
         except Exception:  # a mapping whose own methods fail is a malformed request
             raise InvalidRouteRequest("request") from None
 
+    def request_key(self, request: dict[Any, Any]) -> bytes | None:
+        """A key equal requests share: the request's msgpack encoding, or ``None`` when it has none.
+
+        Requests without an affinity key repeat, so each distinct one need be normalised
+        once. The encoding is made in C, and taken only when every value is of an exact
+        plain type (no subclass with methods of its own) and no list or mapping is longer
+        than allowed, so that it costs nothing proportional to abuse. A request with an
+        affinity key (unique per session, as a rule) has none.
+        """
+        if "affinity_key" in request or len(request) > 11:
+            return None
+        max_entries = self._max_entries
+        for value in request.values():
+            kind = type(value)
+            if kind is list or kind is dict:
+                if len(value) > max_entries:
+                    return None
+            elif kind not in _PLAIN_TYPES:
+                return None
+        try:
+            return _encode_plain(request)
+        except Exception:  # a str subclass inside (the encoder's hook refuses it)
+            return None
+
     def normalize_fields(self, request: dict[Any, Any]) -> RouteRequest:
         """:meth:`normalize` of a plain dict field by field (lists and health cached by content)."""
         try:
