@@ -129,6 +129,15 @@ def _first_unknown_key(request: Mapping[Any, Any]) -> object:
     return min(unknown, key=_str_sort_key)
 
 
+def _subclass_size(value: object) -> int | None:
+    """The raw length of a ``list`` or ``tuple`` subclass (by the base type, never its own methods), else ``None``."""
+    if isinstance(value, list):
+        return list.__len__(value)
+    if isinstance(value, tuple):
+        return tuple.__len__(value)
+    return None
+
+
 def _str_sort_key(key: object) -> str:
     try:
         return str(key)
@@ -171,6 +180,9 @@ class RequestNormalizer:
 
     def _backends(self, value: object, field: str) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
+            size = _subclass_size(value)
+            if size is not None and size > self._max_entries:  # sized before anything reads it
+                raise self._too_many(field, size)
             value = (value,)
         elif not value:
             return _EMPTY
@@ -336,6 +348,9 @@ class RequestNormalizer:
 
     def _capability_list(self, value: object) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
+            size = _subclass_size(value)
+            if size is not None and size > self._max_entries:
+                raise self._too_many("capabilities", size)
             raise InvalidRouteRequest("capabilities")
         if len(value) > self._max_entries:
             raise self._too_many("capabilities", len(value))
