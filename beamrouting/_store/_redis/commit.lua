@@ -11,7 +11,8 @@
 -- and is answered {current binding or false}.
 -- Values the store would not have written are repaired and reported: a binding that names no
 -- backend of the catalogue is unbound; a journal sequence that is not an integer is rebuilt
--- from the newest readable stream entry; a stream of the wrong type is replaced.
+-- from the newest readable stream entry (a sequence and 1 or 2 events, as `append` writes);
+-- a stream of the wrong type is replaced.
 -- Answer: msgpack {answers, repaired keys}.
 local ttl = tonumber(ARGV[1])
 local maxlen = tonumber(ARGV[2])
@@ -47,7 +48,7 @@ local function last_sequence()
         if fields[k] == 's' then first = tonumber(fields[k + 1])
         elseif fields[k] == 'e' then count = tonumber(fields[k + 1]) or 2 end
       end
-      if is_sequence(first) then
+      if is_sequence(first) and (count == 1 or count == 2) and is_sequence(first + count) then
         rebuilt = first + count - 1
         break
       end

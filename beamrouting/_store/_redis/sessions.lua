@@ -126,8 +126,12 @@ if timed then
       redis.call('DEL', KEYS[3])
     elseif redis.call('ZCARD', KEYS[4]) == live then
       local last = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
-      local at = string.format('%d', tonumber(last[2]))
-      for k = 1, 4 do redis.call('PEXPIREAT', KEYS[k], at) end
+      local at = tonumber(last[2])
+      if at >= 0 and at < 9007199254740992 then
+        for k = 1, 4 do redis.call('PEXPIREAT', KEYS[k], string.format('%d', at)) end
+      else  -- no deadline this script sets (inf, or past what '%d' formats): keep the keys
+        for k = 1, 4 do redis.call('PERSIST', KEYS[k]) end
+      end
     else
       for k = 1, 4 do redis.call('PERSIST', KEYS[k]) end
     end

@@ -6,9 +6,10 @@
 -- op {2, binding, counter, eligible...}: if the binding holds an eligible backend answer
 --   {1, backend}; else INCR the counter and answer {0, value, current binding or false}.
 -- Values the store would not have written are repaired where that loses nothing, and each
--- repaired key is reported: a counter that is not an integer (or would overflow) starts
--- again, a binding that names no backend of the catalogue is removed (the key is unbound),
--- a key of the wrong type is replaced.
+-- repaired key is reported: a counter that is not an integer from 0 to below 2^53, or
+-- would overflow, starts again (Lua's numbers are exact only below 2^53); a binding that
+-- names no backend of the catalogue is removed (the key is unbound); a key of the wrong type
+-- is replaced.
 -- Answer: {msgpack {answers, repaired keys}, each profile document (raw bytes, or nil)}.
 local ttl = tonumber(ARGV[1])
 local ops = cmsgpack.unpack(ARGV[2])
@@ -18,7 +19,7 @@ local repaired = {}
 
 local function advance(key, by)
   local value = redis.pcall('INCRBY', key, by)
-  if type(value) == 'table' then
+  if type(value) == 'table' or value < by or value >= 9007199254740992 then
     redis.call('DEL', key)
     repaired[#repaired + 1] = key
     value = redis.call('INCRBY', key, by)
