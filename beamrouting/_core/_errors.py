@@ -34,6 +34,7 @@ sent over the wire as they are.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, ClassVar, TypeAlias
 
 __all__ = [
@@ -117,6 +118,19 @@ def json_detail(value: object, _depth: int = 0) -> JSONValue:
         return f"<unrepresentable {type(value).__name__}>"
 
 
+def _message_repr() -> reprlib.Repr:
+    """A ``repr()`` for messages that shows at most the first characters and entries of a detail."""
+    bounded = reprlib.Repr()
+    bounded.maxstring = bounded.maxother = 1024
+    bounded.maxlist = bounded.maxtuple = bounded.maxdict = bounded.maxset = bounded.maxfrozenset = 64
+    bounded.maxlevel = _MAX_DEPTH
+    return bounded
+
+
+_MESSAGE_REPR = _message_repr()
+"""How a detail is shown in an error's message: a huge detail costs no more than a small one."""
+
+
 def _base_len(value: object) -> int:
     """The length of a built-in container by its base type's own method (a subclass may override ``__len__``)."""
     if isinstance(value, list):
@@ -154,7 +168,7 @@ class RoutingError(BeamRoutingError):
 
     def __init__(self, detail: object = None) -> None:
         self.detail: JSONValue = json_detail(detail)
-        super().__init__(f"{self.code}: {self._summary} ({self.detail!r})")
+        super().__init__(f"{self.code}: {self._summary} ({_MESSAGE_REPR.repr(self.detail)})")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.detail,))

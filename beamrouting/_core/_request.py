@@ -254,39 +254,28 @@ class RequestNormalizer:
         immutable (its ``health`` mapping included: never change it).
         """
         if type(request) is dict:
-            if "affinity_key" not in request and len(request) <= 11:
-                # Requests without an affinity key repeat: normalise each distinct one once.
-                # The key is the request's msgpack encoding (made in C), taken only when every
-                # value is of an exact plain type (no subclass with methods of its own) and no
-                # list is longer than allowed (so encoding costs nothing proportional to abuse).
-                max_entries = self._max_entries
-                for value in request.values():
-                    kind = type(value)
-                    if kind is list or kind is dict:
-                        if len(value) > max_entries:
-                            break
-                    elif kind not in _PLAIN_TYPES:
-                        break
-                else:
-                    try:
-                        key = _encode_plain(request)
-                    except Exception:  # a str subclass inside (the encoder's hook refuses it)
-                        key = None
-                    if key is not None:
-                        known = self._requests.get(key)
-                        if known is not None:
-                            return known
-                        normalized = self.normalize_fields(request)
-                        requests = self._requests
-                        if (
-                            len(requests) >= _NORMALISED_CACHE_SIZE
-                            or self._request_bytes > _REQUEST_CACHE_BYTES
-                        ):
-                            requests.clear()
-                            self._request_bytes = 0
-                        requests[key] = normalized
-                        self._request_bytes += len(key)
-                        return normalized
+            # Requests without an affinity key repeat: normalise each distinct one once. The
+            # key is the request's msgpack encoding (made in C), taken only when every value is
+            # of an exact plain type (no subclass with methods of its own), no list is longer
+            # than allowed and no string longer than a key may be, nested ones included (so
+            # encoding costs nothing proportional to abuse).
+            if "affinity_key" not in request and len(request) <= 11 and self._small_and_plain(request):
+                try:
+                    key = _encode_plain(request)
+                except Exception:  # a str subclass inside (the encoder's hook refuses it)
+                    key = None
+                if key is not None:
+                    known = self._requests.get(key)
+                    if known is not None:
+                        return known
+                    normalized = self.normalize_fields(request)
+                    requests = self._requests
+                    if len(requests) >= _NORMALISED_CACHE_SIZE or self._request_bytes > _REQUEST_CACHE_BYTES:
+                        requests.clear()
+                        self._request_bytes = 0
+                    requests[key] = normalized
+                    self._request_bytes += len(key)
+                    return normalized
             return self.normalize_fields(request)
         try:
             return self._normalize(request)
@@ -294,6 +283,34 @@ class RequestNormalizer:
             raise
         except Exception:  # a mapping whose own methods fail is a malformed request
             raise InvalidRouteRequest("request") from None
+
+    def _small_and_plain(self, request: dict[Any, Any]) -> bool:
+        """Whether every value of ``request`` is of an exact plain type and within the limits,
+        down to the entries of its lists and mappings (which are one level deep in a valid request)."""
+        max_entries = self._max_entries
+        max_key = self._max_key
+        for value in request.values():
+            kind = type(value)
+            if kind is str:
+                if len(value) > max_key:
+                    return False
+            elif kind is list:
+                if len(value) > max_entries:
+                    return False
+                for item in value:
+                    if type(item) is not str or len(item) > max_key:
+                        return False
+            elif kind is dict:
+                if len(value) > max_entries:
+                    return False
+                for name, status in value.items():
+                    if type(name) is not str or len(name) > max_key:
+                        return False
+                    if (type(status) is not str and type(status) is not Health) or len(status) > max_key:
+                        return False
+            elif kind not in _PLAIN_TYPES:
+                return False
+        return True
 
     def normalize_fields(self, request: dict[Any, Any]) -> RouteRequest:
         """:meth:`normalize` of a plain dict field by field (lists and health cached by content)."""

@@ -8,6 +8,7 @@ The router gives the same errors (tests/runtime/test_hardening.py).
 
 from __future__ import annotations
 
+import tracemalloc
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,9 @@ from beamrouting import (
     InvalidPolicy,
     InvalidRouteRequest,
     RoutingEngine,
+    RoutingError,
     TooManySessions,
+    UnknownBackend,
 )
 from tests._edges import UntouchableDict, UntouchableList, UntouchableStr, engine_error
 
@@ -345,6 +348,44 @@ def test_a_huge_list_where_a_name_belongs_is_rejected_without_copying_it(
     assert error == (code, f"<UntouchableList of {HUGE} entries>")
     plain = [None] * 2000
     assert engine_error(lambda: engine.select_backend(request_of(plain))) == (code, "<list of 2000 entries>")
+
+
+@pytest.mark.parametrize(
+    "request_of",
+    [
+        lambda big: {"preferred_backends": [big]},
+        lambda big: {"capabilities": [big]},
+        lambda big: {"health": {"claude": big}},
+        lambda big: {"excluded_backends": ["claude", big]},
+        lambda big: {"backend": big},
+        lambda big: {"policy_profile_id": "x" * HUGE},
+        lambda big: {"preferred_backends": ["x" * HUGE]},
+    ],
+    ids=["in-list", "capability", "health-value", "second-entry", "backend", "long-profile-id", "long-name"],
+)
+def test_rejecting_a_huge_value_allocates_nothing_in_proportion(request_of: Any) -> None:
+    engine = RoutingEngine()
+    engine.select_backend({})  # warm up
+    request = request_of([None] * HUGE)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RoutingError):
+            engine.select_backend(request)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak:,} bytes allocated to reject it"
+
+
+def test_an_error_message_shows_a_huge_detail_in_short() -> None:
+    name = "x" * HUGE
+    error = UnknownBackend(name)
+    assert error.detail is name  # the detail is the value as given
+    assert len(str(error)) < 2_000
+    assert (
+        str(UnknownBackend("claude"))
+        == "unknown_backend: no backend of the catalogue has this name ('claude')"
+    )
 
 
 def test_error_details_keep_lists_of_up_to_1024_entries() -> None:
