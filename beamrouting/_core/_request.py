@@ -254,28 +254,19 @@ class RequestNormalizer:
         immutable (its ``health`` mapping included: never change it).
         """
         if type(request) is dict:
-            # Requests without an affinity key repeat: normalise each distinct one once. The
-            # key is the request's msgpack encoding (made in C), taken only when every value is
-            # of an exact plain type (no subclass with methods of its own), no list is longer
-            # than allowed and no string longer than a key may be, nested ones included (so
-            # encoding costs nothing proportional to abuse).
-            if "affinity_key" not in request and len(request) <= 11 and self._small_and_plain(request):
-                try:
-                    key = _encode_plain(request)
-                except Exception:  # a str subclass inside (the encoder's hook refuses it)
-                    key = None
-                if key is not None:
-                    known = self._requests.get(key)
-                    if known is not None:
-                        return known
-                    normalized = self.normalize_fields(request)
-                    requests = self._requests
-                    if len(requests) >= _NORMALISED_CACHE_SIZE or self._request_bytes > _REQUEST_CACHE_BYTES:
-                        requests.clear()
-                        self._request_bytes = 0
-                    requests[key] = normalized
-                    self._request_bytes += len(key)
-                    return normalized
+            key = self.request_key(request)  # equal requests are normalised once
+            if key is not None:
+                known = self._requests.get(key)
+                if known is not None:
+                    return known
+                normalized = self.normalize_fields(request)
+                requests = self._requests
+                if len(requests) >= _NORMALISED_CACHE_SIZE or self._request_bytes > _REQUEST_CACHE_BYTES:
+                    requests.clear()
+                    self._request_bytes = 0
+                requests[key] = normalized
+                self._request_bytes += len(key)
+                return normalized
             return self.normalize_fields(request)
         try:
             return self._normalize(request)
@@ -283,6 +274,23 @@ class RequestNormalizer:
             raise
         except Exception:  # a mapping whose own methods fail is a malformed request
             raise InvalidRouteRequest("request") from None
+
+    def request_key(self, request: dict[Any, Any]) -> bytes | None:
+        """A key equal requests share: the request's msgpack encoding, or ``None`` when it has none.
+
+        Requests without an affinity key repeat, so each distinct one need be normalised
+        once. The encoding is made in C, and taken only when every value is of an exact
+        plain type (no subclass with methods of its own), no list or mapping is longer than
+        allowed and no string longer than a key may be, nested ones included, so that it
+        costs nothing proportional to abuse. A request with an affinity key (unique per
+        session, as a rule) has none.
+        """
+        if "affinity_key" in request or len(request) > 11 or not self._small_and_plain(request):
+            return None
+        try:
+            return _encode_plain(request)
+        except Exception:  # a str subclass inside (the encoder's hook refuses it)
+            return None
 
     def _small_and_plain(self, request: dict[Any, Any]) -> bool:
         """Whether every value of ``request`` is of an exact plain type and within the limits,

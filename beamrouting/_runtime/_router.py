@@ -22,7 +22,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar, overload
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
 import anyio
 import msgspec
@@ -62,6 +62,9 @@ from ._waiting import Waiters
 __all__ = ["Router", "RouterSession", "RouterState", "RouterStatistics"]
 
 _P = ParamSpec("_P")
+_MESSAGES_KEPT: Final = 1024
+_MESSAGE_BYTES: Final = 1 << 21
+"""Bytes of requests and their encoded messages a router keeps (2 MiB)."""
 _R = TypeVar("_R")
 
 
@@ -184,6 +187,10 @@ class Router(AsyncContextManagerMixin):
         self._clock = store.clock
         normalizer = RequestNormalizer(self._catalog, self._limits)
         self._normalize = normalizer.normalize
+        self._request_key = normalizer.request_key
+        self._messages: dict[bytes, bytes] = {}
+        """Encoded select messages by the request's key: equal requests are encoded once."""
+        self._message_bytes = 0
         self._affinity_key = normalizer.affinity_key
         self._waiters = Waiters(check_count("max_waiters", max_waiters, 1))
         self._table = RoutingTableClient()
@@ -329,7 +336,17 @@ class Router(AsyncContextManagerMixin):
         span = None if observer is None else observer.start()
         try:
             if wait is None and len(args) == 1:
-                decision = await self._table.select(self._normalize(args[0]))
+                request = args[0]
+                key = self._request_key(request) if type(request) is dict else None
+                message = None if key is None else self._messages.get(key)
+                if message is None:
+                    message = self._table.select_message(self._normalize(request))
+                    if key is not None:
+                        self._remember(key, message)
+                answer = await self._table.call(message)
+                if type(answer) is not RouteDecision:
+                    raise self._table.error(answer)
+                decision = answer
             else:
                 decision = await self._route(self._normalize(await self._request_of(args)), wait, None)
         except BeamRoutingError as exc:
@@ -344,6 +361,14 @@ class Router(AsyncContextManagerMixin):
         if observer is not None:
             observer.succeeded(span, decision)
         return decision
+
+    def _remember(self, key: bytes, message: bytes) -> None:
+        messages = self._messages
+        if len(messages) >= _MESSAGES_KEPT or self._message_bytes > _MESSAGE_BYTES:
+            messages.clear()
+            self._message_bytes = 0
+        messages[key] = message
+        self._message_bytes += len(key) + len(message)
 
     async def _request_of(self, args: tuple[Any, ...]) -> Any:
         """The request ``select_backend(*args)`` routes (section 8 for two arguments)."""
