@@ -7,6 +7,7 @@ Every test runs on asyncio, uvloop and trio.
 from __future__ import annotations
 
 import logging
+import tracemalloc
 from typing import Any
 
 import anyio
@@ -78,6 +79,29 @@ OVERSIZED: list[Any] = [
     pytest.param(lambda: {"policy": "bogus", "preferred_backends": ["claude"] * 1000}, id="policy-first"),
     pytest.param(lambda: {"backend": UntouchableList([None] * HUGE)}, id="backend-5M"),
 ]
+
+
+@pytest.mark.parametrize(
+    "make_request",
+    [
+        lambda: {"preferred_backends": [[None] * HUGE]},
+        lambda: {"health": {"claude": [None] * HUGE}},
+        lambda: {"backend": "x" * HUGE},
+    ],
+    ids=["in-list", "health-value", "long-name"],
+)
+async def test_router_rejects_a_huge_nested_value_without_encoding_it(make_request: Any) -> None:
+    async with Router() as router:
+        await router.select_backend({})  # warm up
+        request = make_request()
+        tracemalloc.start()
+        try:
+            with pytest.raises(RoutingError):
+                await router.select_backend(request)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4_000_000, f"{peak:,} bytes allocated to reject it"
 
 
 @pytest.mark.parametrize("make_request", OVERSIZED)
