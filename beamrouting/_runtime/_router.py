@@ -430,13 +430,14 @@ class Router(AsyncContextManagerMixin):
         clock = self._clock
         deadline = clock() + wait
         give_up = anyio.current_time() + wait  # real time too: a clock that stands still must not hang us
+        changes = self._waiters.changes
         try:
             return await attempt()
         except NoBackendAvailable as exc:
             first = exc
         if self._waiters.waiting >= self._waiters.max_waiters:
             raise first  # as many callers wait as may: the error, at once
-        async with self._waiters.queued() as waiter:
+        async with self._waiters.queued(changes) as waiter:  # woken at once if a change came meanwhile
             error = first
             while True:
                 back, for_a_slot = _comes_back(error)
