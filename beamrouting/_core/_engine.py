@@ -30,9 +30,9 @@ from ._health import (
     took_probe,
     unlearned,
 )
-from ._holds import NO_HOLDS, Holds, collect_holds
+from ._holds import Holds, collect_holds
 from ._journal import Journal
-from ._planner import DONE, LEAST_LOADED, STICKY, Planner, RoutePlan, StateOutcome, authorize
+from ._planner import DONE, LEAST_LOADED, ROTATE, STICKY, Planner, RoutePlan, StateOutcome, authorize
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
 from ._request import RequestLimits, RequestNormalizer, RouteRequest, merge_session
 from ._sessions import check_session_id, session_handle
@@ -164,20 +164,33 @@ class RoutingEngine:
     def select_normalized(self, req: RouteRequest) -> RouteDecision:
         """Route an already normalised request (what a store calls); raise its :class:`RoutingError`."""
         state = self._state
-        holds = self._holds(req, observe=True) if state.ledgers or state.limits or self._filters else NO_HOLDS
-        plan = self.planner.plan_with(req, holds)
-        outcome, temporary = self._state_step(plan, advance=True)
-        decision, deny = Planner.settle(plan, outcome, self._profile(req), temporary=temporary)
-        if deny is not None:
-            state.journal.record(req, decision, deny)
-            raise PolicyDenied(deny)
-        if plan.kind == STICKY:
-            key = req.affinity_key
-            assert key is not None
-            if temporary:  # the bound backend is held out: keep the binding, note where it goes meanwhile
-                state.bind(key, state.binding_entry(key)[0] or decision.backend, decision.backend)
-            else:
-                state.bind(key, decision.backend)
+        if state.ledgers or state.limits or self._filters:
+            routed = self.planner.route_with(req, self._holds(req, observe=True))
+        else:  # nothing reported, nothing limited, no filtering profile: no extra work
+            routed = self.planner.route(req)
+        if type(routed) is RouteDecision:  # final without any state
+            decision = routed
+            if req.policy_profile_id is not None:
+                deny = authorize(req, decision, self._profile(req))
+                if deny is not None:
+                    state.journal.record(req, decision, deny)
+                    raise PolicyDenied(deny)
+        elif routed.kind == ROTATE and req.policy_profile_id is None and req.affinity_key is None:  # type: ignore[union-attr]
+            decision = routed.rotation(state.next_counter(routed.counter_id), self.planner.rotations)  # type: ignore[union-attr]
+        else:
+            plan: RoutePlan = routed  # type: ignore[assignment]
+            outcome, temporary = self._state_step(plan, advance=True)
+            decision, deny = Planner.settle(plan, outcome, self._profile(req), temporary=temporary)
+            if deny is not None:
+                state.journal.record(req, decision, deny)
+                raise PolicyDenied(deny)
+            if plan.kind == STICKY:
+                key = req.affinity_key
+                assert key is not None
+                if temporary:  # the bound backend is held out: keep the binding, note where it goes meanwhile
+                    state.bind(key, state.binding_entry(key)[0] or decision.backend, decision.backend)
+                else:
+                    state.bind(key, decision.backend)
         ledgers = state.ledgers
         if ledgers and self.health is not None:
             ledger = ledgers.get(decision.backend)
@@ -247,8 +260,8 @@ class RoutingEngine:
             turn = state.next_counter(key) if advance else state.peek_counter(key) + 1
             return tied[(turn - 1) % len(tied)], False
         if advance:
-            return state.next_counter(plan.counter_key), temporary
-        return state.peek_counter(plan.counter_key) + 1, temporary
+            return state.next_counter(plan.counter_id), temporary
+        return state.peek_counter(plan.counter_id) + 1, temporary
 
     def _profile(self, req: RouteRequest) -> PolicyProfile | None:
         profile_id = req.policy_profile_id

@@ -69,6 +69,10 @@ class JournalRecord(NamedTuple):
         return (AUDIT,) if self.deny_reason is not None else (ROUTING_SELECTED, AUDIT)
 
 
+_new_record: Final = tuple.__new__
+"""Builds a :class:`JournalRecord` from a full tuple without the named tuple's keyword handling."""
+
+
 def audit_payload(request: RouteRequest, decision: RouteDecision, deny_reason: str | None) -> dict[str, Any]:
     """The payload of an ``audit`` event (section 7 of the contract)."""
     payload: dict[str, Any] = {
@@ -179,7 +183,9 @@ class Journal:
         """Record a decision: ``routing_selected`` and ``audit`` on success, ``audit`` on a deny."""
         sequence = self._sequence + 1
         self._sequence = sequence if deny_reason is not None else sequence + 1
-        record = JournalRecord(sequence, self._wall_clock(), request, decision, deny_reason)
+        record = _new_record(
+            JournalRecord, (sequence, self._wall_clock(), request, decision, deny_reason, None, None)
+        )
         self._records.append(record)
         if self._listeners:
             for listener in tuple(self._listeners):

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
+
 from ._catalog import Catalog
 from ._errors import (
     BackendNotEligible,
@@ -25,7 +27,7 @@ from ._errors import (
     PolicyDenied,
 )
 from ._explain import BackendVerdict, Explanation
-from ._holds import Holds
+from ._holds import NO_HOLDS, Holds
 from ._profiles import PolicyProfile
 from ._request import RouteRequest
 from ._types import FallbackPolicy, Health, Policy, RouteDecision
@@ -53,13 +55,42 @@ _STICKY_BOUND: Final = ("selected backend and bound sticky affinity",)
 _STICKY_TEMPORARY: Final = ("selected temporary backend while bound backend is out",)
 _LEAST_LOADED: Final = ("selected least loaded backend",)
 _WEIGHTED: Final = ("selected by weighted policy",)
-_SEQUENCE_CACHE_SIZE: Final = 1024
+_SEQUENCE_CACHE_SIZE: Final = 64
+_ROTATION_REFERENCES: Final = 1 << 20
+"""Backend names the kept round-robin decisions may hold in all (about 8 MB of references)."""
+
+
+class _Budget:
+    """A count of references a cache may still hold; reset when the cache is emptied."""
+
+    __slots__ = ("left", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.left = size
+
+    def take(self, amount: int) -> bool:
+        """Whether ``amount`` more fits (and then it is taken)."""
+        if amount > self.left:
+            return False
+        self.left -= amount
+        return True
+
+    def reset(self) -> None:
+        """Everything is free again."""
+        self.left = self.size
+
+
 _FAILOVER_REUSED: Final = ("reused last backend because no failover candidate remained",)
 _FAILOVER_FIRST: Final = ("selected first failover candidate",)
 _FAILOVER_SKIPPED: Final = ("skipped last backend and selected failover candidate",)
 _INELIGIBLE: Final = (Health.UNHEALTHY, Health.DOWN)
 _CANDIDATE_CACHE_SIZE: Final = 4096
+_CANDIDATE_CACHE_ENTRIES: Final = 1 << 20
+"""Backend names the candidate cache may hold in all (about 8 MB of references): a large
+catalogue fills it with fewer request shapes."""
 _NONE: Final[frozenset[str]] = frozenset()
+_ENCODE: Final = msgspec.msgpack.Encoder().encode
 
 _CandidateSets = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 """``(eligible, ordered, preferred, fallback)``."""
@@ -84,6 +115,51 @@ StateOutcome = int | str | None
 bound backend to reuse (``str``), or nothing (``None``, for a ``DONE`` plan)."""
 
 
+class _Sets:
+    """The candidate sets of one request shape, and the counter keys that depend on them only."""
+
+    __slots__ = ("_counters", "eligible", "fallback", "ordered", "preferred", "routed", "size")
+
+    def __init__(
+        self,
+        eligible: tuple[str, ...],
+        ordered: tuple[str, ...],
+        preferred: tuple[str, ...],
+        fallback: tuple[str, ...],
+    ) -> None:
+        self.eligible = eligible
+        self.ordered = ordered
+        self.preferred = preferred
+        self.fallback = fallback
+        self.size = len(eligible) + len(ordered) + len(preferred) + len(fallback)
+        self._counters: dict[Policy, tuple[tuple[Any, ...], bytes]] = {}
+        self.routed: dict[tuple[Policy, str | None, str | None], RoutePlan | RouteDecision] = {}
+        """What :meth:`Planner.route` gives requests without an affinity key or a profile, by
+        ``(policy, backend, last_backend)``: a decision or a plan, immutable, so one serves
+        every equal request."""
+
+    def counter(self, req: RouteRequest, policy: Policy) -> tuple[tuple[Any, ...], bytes]:
+        """The contract's counter key of ``policy`` for these sets, and its msgpack encoding."""
+        known = self._counters.get(policy)
+        if known is None:
+            if policy is Policy.WEIGHTED:
+                key: tuple[Any, ...] = (policy.value, self.ordered)
+            else:
+                sticky = policy is Policy.STICKY
+                key = (
+                    policy.value,
+                    sticky,
+                    self.ordered,
+                    req.capabilities,
+                    req.preferred_backends,
+                    req.fallback_backends,
+                    req.excluded_backends,
+                )
+            known = self._counters[policy] = (key, _ENCODE(key))
+            self.size += len(self.ordered)
+        return known
+
+
 def _front(backend: str, ordered: tuple[str, ...]) -> tuple[str, ...]:
     if ordered and ordered[0] == backend:
         return ordered
@@ -106,6 +182,8 @@ class RoutePlan:
     """
 
     __slots__ = (
+        "_rotations",
+        "counter_id",
         "counter_key",
         "decision",
         "eligible",
@@ -130,6 +208,7 @@ class RoutePlan:
         counter_key: tuple[Any, ...] | None = None,
         held_out: frozenset[str] = frozenset(),
         sequence: tuple[str, ...] = (),
+        counter_id: bytes | None = None,
     ) -> None:
         self.request = request
         self.kind = kind
@@ -144,6 +223,22 @@ class RoutePlan:
         unavailability, capacity): a sticky key bound to one keeps its binding."""
         self.sequence = sequence
         """The smooth weighted round-robin sequence of a ``WEIGHTED`` plan."""
+        self.counter_id = counter_id
+        """``counter_key`` msgpack-encoded: the same in every process, and cheap to hash (bytes
+        cache their hash), so a store can key its counter by it."""
+        self._rotations: list[RouteDecision] | None = None
+
+    def rotation(self, counter: int, budget: _Budget) -> RouteDecision:
+        """The round-robin decision for counter value ``counter`` (a ``ROTATE`` plan of a request
+        without an affinity key). Decisions are immutable, so the plan keeps all of them and
+        hands out the same objects, as long as ``budget`` has room for their candidates."""
+        rotations = self._rotations
+        if rotations is None:
+            count = len(self.ordered)
+            if not budget.take(count * count):
+                return self.decide(counter)
+            rotations = self._rotations = [self.decide(turn) for turn in range(1, count + 1)]
+        return rotations[(counter - 1) % len(rotations)]
 
     def least_loaded(self, live: Mapping[str, int]) -> tuple[str, ...]:
         """The candidates with the fewest ``live`` sessions, in candidate order."""
@@ -175,7 +270,7 @@ class RoutePlan:
         if type(outcome) is int:
             ordered = self.ordered
             i = (outcome - 1) % len(ordered)
-            candidates = ordered[i:] + ordered[:i] if i else ordered
+            candidates = (ordered + ordered)[i : i + len(ordered)] if i else ordered
             req = self.request
             if temporary:
                 reason = _STICKY_TEMPORARY
@@ -219,7 +314,10 @@ class Planner:
         full = frozenset(catalog.capabilities)
         self._support = {b: catalog.supported(b) for b in self._backends}
         self._partial_support = any(caps != full for caps in self._support.values())
-        self._candidate_cache: dict[tuple[Any, ...], _CandidateSets] = {}
+        self._candidate_cache: dict[tuple[Any, ...], _Sets] = {}
+        self._cached_entries = 0
+        self.rotations = _Budget(_ROTATION_REFERENCES)
+        """Room for the round-robin decisions plans keep (:meth:`RoutePlan.rotation`)."""
 
     # -- candidate sets -------------------------------------------------------------------------
 
@@ -246,6 +344,10 @@ class Planner:
 
         ``unavailable`` backends are left out as if the request had marked them ``down``.
         """
+        sets = self._sets(req, unavailable)
+        return sets.eligible, sets.ordered, sets.preferred, sets.fallback
+
+    def _sets(self, req: RouteRequest, unavailable: frozenset[str]) -> _Sets:
         health = req.health
         key = (
             req.excluded_backends,
@@ -259,10 +361,13 @@ class Planner:
         cache = self._candidate_cache
         sets = cache.get(key)
         if sets is None:
-            sets = self._compute_candidate_sets(req, unavailable)
-            if len(cache) >= _CANDIDATE_CACHE_SIZE:
+            sets = _Sets(*self._compute_candidate_sets(req, unavailable))
+            if len(cache) >= _CANDIDATE_CACHE_SIZE or self._cached_entries > _CANDIDATE_CACHE_ENTRIES:
                 cache.clear()
+                self._cached_entries = 0
+                self.rotations.reset()
             cache[key] = sets
+            self._cached_entries += sets.size
         return sets
 
     def _compute_candidate_sets(self, req: RouteRequest, unavailable: frozenset[str]) -> _CandidateSets:
@@ -293,48 +398,66 @@ class Planner:
         ``unavailable``: backends the store holds out (learned unavailability, capacity),
         left out as if the request had marked them ``down``.
         """
-        eligible, ordered, preferred, fallback = self.candidate_sets(req, unavailable)
+        routed = self.route(req, unavailable)
+        if type(routed) is RouteDecision:
+            return RoutePlan(req, DONE, (), routed.candidates, (), (), routed)
+        return routed  # type: ignore[return-value]
+
+    def route(self, req: RouteRequest, unavailable: frozenset[str] = _NONE) -> RoutePlan | RouteDecision:
+        """:meth:`plan`, but the decision itself when it needs no state (what the hot path uses)."""
+        sets = self._sets(req, unavailable)
+        if req.affinity_key is None and req.policy_profile_id is None:
+            key = (req.policy, req.backend, req.last_backend)
+            known = sets.routed.get(key)
+            if known is not None:
+                return known
+            routed = self._route(req, sets, unavailable)
+            sets.routed[key] = routed
+            sets.size += len(sets.ordered)
+            return routed
+        return self._route(req, sets, unavailable)
+
+    def _route(
+        self, req: RouteRequest, sets: _Sets, unavailable: frozenset[str]
+    ) -> RoutePlan | RouteDecision:
+        ordered = sets.ordered
         policy = req.policy
-        kind = DONE
-        decision: RouteDecision | None = None
-        counter_key: tuple[Any, ...] | None = None
-        sequence: tuple[str, ...] = ()
         if policy is Policy.PREFERRED_THEN_FALLBACK:
             if not ordered:
-                raise self._none_available(req, eligible)
+                raise self._none_available(req, sets.eligible)
             first = ordered[0]
-            decision = _decision(first, ordered, self._selection_reason(first, preferred, fallback), req)
-        elif policy is Policy.LEAST_LOADED or policy is Policy.WEIGHTED:
-            if not ordered:
-                raise self._none_available(req, eligible)
-            if policy is Policy.WEIGHTED:
-                kind = WEIGHTED
-                counter_key = (policy.value, ordered)
-                sequence = self.sequence(ordered)
-            else:
-                kind = LEAST_LOADED
-        elif policy is Policy.ROUND_ROBIN or policy is Policy.STICKY:
+            return _decision(
+                first, ordered, self._selection_reason(first, sets.preferred, sets.fallback), req
+            )
+        if policy is Policy.ROUND_ROBIN or policy is Policy.STICKY:
             sticky = policy is Policy.STICKY
             if sticky and req.affinity_key is None:
                 raise InvalidRouteRequest("affinity_key_required")
             if not ordered:
-                raise self._none_available(req, eligible)
-            kind = STICKY if sticky else ROTATE
-            counter_key = (
-                policy.value,
-                sticky,
+                raise self._none_available(req, sets.eligible)
+            counter_key, counter_id = sets.counter(req, policy)
+            held_out = _NONE
+            if unavailable and sticky:
+                held_out = unavailable.intersection(self._sets(req, _NONE).eligible)
+            return RoutePlan(
+                req,
+                STICKY if sticky else ROTATE,
+                sets.eligible,
                 ordered,
-                req.capabilities,
-                req.preferred_backends,
-                req.fallback_backends,
-                req.excluded_backends,
+                sets.preferred,
+                sets.fallback,
+                None,
+                counter_key,
+                held_out,
+                (),
+                counter_id,
             )
-        elif policy is Policy.EXPLICIT:
+        if policy is Policy.EXPLICIT:
             backend = req.backend
             if backend is not None:
-                if backend not in eligible:
+                if backend not in sets.eligible:
                     raise BackendNotEligible(backend)
-                decision = RouteDecision(
+                return RouteDecision(
                     backend,
                     (backend,),
                     policy,
@@ -343,11 +466,11 @@ class Planner:
                     req.affinity_key,
                     req.policy_profile_id,
                 )
-            elif not ordered:
-                raise self._none_available(req, eligible)
-            else:
-                decision = _decision(ordered[0], ordered, _EXPLICIT_FIRST, req)
-        elif policy is Policy.CAPABILITY_FIRST:
+            if not ordered:
+                raise self._none_available(req, sets.eligible)
+            return _decision(ordered[0], ordered, _EXPLICIT_FIRST, req)
+        if policy is Policy.CAPABILITY_FIRST:
+            eligible = sets.eligible
             caps = req.capabilities
             if not eligible:
                 if caps:
@@ -357,32 +480,52 @@ class Planner:
             reason = (
                 ("selected backend satisfying capabilities [" + ",".join(caps) + "]",)
                 if caps
-                else self._selection_reason(first, preferred, fallback)
+                else self._selection_reason(first, sets.preferred, sets.fallback)
             )
-            decision = _decision(first, ordered, reason, req)
-        else:  # failover: the last backend goes to the end, and the decision has no affinity key
-            last = req.last_backend
-            if last is not None and len(ordered) > 1 and last in ordered:
-                ordered = (*(b for b in ordered if b != last), last)
+            return _decision(first, ordered, reason, req)
+        if policy is Policy.LEAST_LOADED or policy is Policy.WEIGHTED:
             if not ordered:
-                raise self._none_available(req, eligible)
-            first = ordered[0]
-            if last == first:
-                reason = _FAILOVER_REUSED
-            elif last is None:
-                reason = _FAILOVER_FIRST
-            else:
-                reason = _FAILOVER_SKIPPED
-            decision = RouteDecision(first, ordered, policy, reason, ordered[1:], None, req.policy_profile_id)
-        held_out = _NONE
-        if unavailable and kind == STICKY:
-            held_out = unavailable.intersection(self.candidate_sets(req)[0])
-        return RoutePlan(
-            req, kind, eligible, ordered, preferred, fallback, decision, counter_key, held_out, sequence
-        )
+                raise self._none_available(req, sets.eligible)
+            if policy is Policy.LEAST_LOADED:
+                return RoutePlan(req, LEAST_LOADED, sets.eligible, ordered, sets.preferred, sets.fallback)
+            counter_key, counter_id = sets.counter(req, policy)
+            return RoutePlan(
+                req,
+                WEIGHTED,
+                sets.eligible,
+                ordered,
+                sets.preferred,
+                sets.fallback,
+                None,
+                counter_key,
+                _NONE,
+                self.sequence(ordered),
+                counter_id,
+            )
+        # failover: the last backend goes to the end, and the decision has no affinity key
+        last = req.last_backend
+        if last is not None and len(ordered) > 1 and last in ordered:
+            ordered = (*(b for b in ordered if b != last), last)
+        if not ordered:
+            raise self._none_available(req, sets.eligible)
+        first = ordered[0]
+        if last == first:
+            reason = _FAILOVER_REUSED
+        elif last is None:
+            reason = _FAILOVER_FIRST
+        else:
+            reason = _FAILOVER_SKIPPED
+        return RouteDecision(first, ordered, policy, reason, ordered[1:], None, req.policy_profile_id)
 
     def plan_with(self, req: RouteRequest, holds: Holds) -> RoutePlan:
-        """:meth:`plan` with what the store holds out; the errors say why and when to retry.
+        """:meth:`plan` with what the store holds out (see :meth:`route_with`)."""
+        routed = self.route_with(req, holds)
+        if type(routed) is RouteDecision:
+            return RoutePlan(req, DONE, (), routed.candidates, (), (), routed)
+        return routed  # type: ignore[return-value]
+
+    def route_with(self, req: RouteRequest, holds: Holds) -> RoutePlan | RouteDecision:
+        """:meth:`route` with what the store holds out; the errors say why and when to retry.
 
         A selection that only a filtering profile emptied raises
         :class:`~beamrouting.PolicyDenied` with the first denying rule's reason (an
@@ -390,9 +533,11 @@ class Planner:
         :class:`~beamrouting.NoBackendAvailable` whose detail adds ``retry_at`` (when a
         learned-out backend is back) and ``"reason": "at_capacity"`` (when limits took part).
         """
+        if holds is NO_HOLDS:
+            return self.route(req)
         unavailable = holds.unavailable
         try:
-            return self.plan(req, unavailable)
+            return self.route(req, unavailable)
         except BackendNotEligible:
             backend = req.backend
             if backend is not None and backend in holds.denied:

@@ -49,6 +49,18 @@ _FALLBACKS: Final[dict[str, FallbackPolicy]] = {p.value: p for p in FallbackPoli
 _HEALTH: Final[dict[str, Health]] = {h.value: h for h in Health}
 _INELIGIBLE: Final = frozenset({Health.UNHEALTHY, Health.DOWN})
 _MISSING: Final = object()
+_NORMALISED_CACHE_SIZE: Final = 1024
+_REQUEST_CACHE_BYTES: Final = 1 << 22
+"""Bytes of encoded requests the request cache may hold (4 MiB)."""
+_PLAIN_TYPES: Final = frozenset({str, type(None), Policy, FallbackPolicy})
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"not plain data: {type(value).__name__}")
+
+
+_encode_plain: Final = msgspec.msgpack.Encoder(enc_hook=_refuse).encode
+"""Encodes plain data only: a ``str`` subclass (or any other type) reaches the hook, which refuses it."""
 _EMPTY: tuple[str, ...] = ()
 
 
@@ -129,6 +141,15 @@ def _first_unknown_key(request: Mapping[Any, Any]) -> object:
     return min(unknown, key=_str_sort_key)
 
 
+def _subclass_size(value: object) -> int | None:
+    """The raw length of a ``list`` or ``tuple`` subclass (by the base type, never its own methods), else ``None``."""
+    if isinstance(value, list):
+        return list.__len__(value)
+    if isinstance(value, tuple):
+        return tuple.__len__(value)
+    return None
+
+
 def _str_sort_key(key: object) -> str:
     try:
         return str(key)
@@ -147,9 +168,14 @@ class RequestNormalizer:
     __slots__ = (
         "_aliases",
         "_capabilities",
+        "_capability_lists",
+        "_healths",
         "_known_backends",
+        "_lists",
         "_max_entries",
         "_max_key",
+        "_request_bytes",
+        "_requests",
         "catalog",
         "limits",
     )
@@ -162,6 +188,13 @@ class RequestNormalizer:
         self._known_backends = frozenset(catalog.backends)
         self._max_key = self.limits.max_key_length
         self._max_entries = self.limits.max_list_entries
+        # Normalised lists and health mappings by their raw contents: requests repeat them,
+        # so most normalise with one lookup. Bounded: cleared when full.
+        self._lists: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._capability_lists: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        self._healths: dict[tuple[Any, ...], dict[str, Health]] = {}
+        self._requests: dict[bytes, RouteRequest] = {}
+        self._request_bytes = 0
 
     def _too_many(self, field: str, count: int) -> InvalidRouteRequest:
         return InvalidRouteRequest({"field": field, "max_list_entries": self._max_entries, "entries": count})
@@ -171,11 +204,30 @@ class RequestNormalizer:
 
     def _backends(self, value: object, field: str) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
+            size = _subclass_size(value)
+            if size is not None and size > self._max_entries:  # sized before anything reads it
+                raise self._too_many(field, size)
             value = (value,)
         elif not value:
             return _EMPTY
         elif len(value) > self._max_entries:
             raise self._too_many(field, len(value))
+        try:
+            raw = tuple(value)
+            known = self._lists.get(raw)
+        except Exception:  # unhashable entries: not names anyway, the loop below says which
+            raw, known = None, None
+        if known is not None:
+            return known
+        names = self._canonical_names(value)
+        if raw is not None and all(type(item) is str for item in raw):
+            lists = self._lists
+            if len(lists) >= _NORMALISED_CACHE_SIZE:
+                lists.clear()
+            lists[raw] = names
+        return names
+
+    def _canonical_names(self, value: Any) -> tuple[str, ...]:
         aliases = self._aliases
         out: list[str] = []
         for item in value:
@@ -196,13 +248,173 @@ class RequestNormalizer:
             raise UnknownBackend(value) from None
 
     def normalize(self, request: object) -> RouteRequest:
-        """Validate ``request`` and return it normalised; raise the first :class:`RoutingError`."""
+        """Validate ``request`` and return it normalised; raise the first :class:`RoutingError`.
+
+        Equal requests may be normalised to one shared :class:`RouteRequest`, which is
+        immutable (its ``health`` mapping included: never change it).
+        """
+        if type(request) is dict:
+            key = self.request_key(request)  # equal requests are normalised once
+            if key is not None:
+                known = self._requests.get(key)
+                if known is not None:
+                    return known
+                normalized = self.normalize_fields(request)
+                requests = self._requests
+                if len(requests) >= _NORMALISED_CACHE_SIZE or self._request_bytes > _REQUEST_CACHE_BYTES:
+                    requests.clear()
+                    self._request_bytes = 0
+                requests[key] = normalized
+                self._request_bytes += len(key)
+                return normalized
+            return self.normalize_fields(request)
         try:
             return self._normalize(request)
         except RoutingError:
             raise
         except Exception:  # a mapping whose own methods fail is a malformed request
             raise InvalidRouteRequest("request") from None
+
+    def request_key(self, request: dict[Any, Any]) -> bytes | None:
+        """A key equal requests share: the request's msgpack encoding, or ``None`` when it has none.
+
+        Requests without an affinity key repeat, so each distinct one need be normalised
+        once. The encoding is made in C, and taken only when every value is of an exact
+        plain type (no subclass with methods of its own), no list or mapping is longer than
+        allowed and no string longer than a key may be, nested ones included, so that it
+        costs nothing proportional to abuse. A request with an affinity key (unique per
+        session, as a rule) has none.
+        """
+        if "affinity_key" in request or len(request) > 11 or not self._small_and_plain(request):
+            return None
+        try:
+            return _encode_plain(request)
+        except Exception:  # a str subclass inside (the encoder's hook refuses it)
+            return None
+
+    def _small_and_plain(self, request: dict[Any, Any]) -> bool:
+        """Whether every value of ``request`` is of an exact plain type and within the limits,
+        down to the entries of its lists and mappings (which are one level deep in a valid request)."""
+        max_entries = self._max_entries
+        max_key = self._max_key
+        for value in request.values():
+            kind = type(value)
+            if kind is str:
+                if len(value) > max_key:
+                    return False
+            elif kind is list:
+                if len(value) > max_entries:
+                    return False
+                for item in value:
+                    if type(item) is not str or len(item) > max_key:
+                        return False
+            elif kind is dict:
+                if len(value) > max_entries:
+                    return False
+                for name, status in value.items():
+                    if type(name) is not str or len(name) > max_key:
+                        return False
+                    if (type(status) is not str and type(status) is not Health) or len(status) > max_key:
+                        return False
+            elif kind not in _PLAIN_TYPES:
+                return False
+        return True
+
+    def normalize_fields(self, request: dict[Any, Any]) -> RouteRequest:
+        """:meth:`normalize` of a plain dict field by field (lists and health cached by content)."""
+        try:
+            fast = self._fast(request)
+        except Exception:  # whatever is unusual goes the exact way, which names the error
+            fast = None
+        if fast is not None:
+            return fast
+        try:
+            return self._normalize(request)
+        except RoutingError:
+            raise
+        except Exception:  # a mapping whose own methods fail is a malformed request
+            raise InvalidRouteRequest("request") from None
+
+    def _fast(self, request: dict[Any, Any]) -> RouteRequest | None:
+        """The common case in one pass: a plain dict of known keys whose lists and health were
+        normalised before (cached by content). ``None`` for anything else, which then takes
+        the exact path in :meth:`_normalize` (so the contract's first error is the one raised)."""
+        if len(request) > 11 or not ROUTE_KEYS.issuperset(request):
+            return None
+        get = request.get
+        lists = self._lists
+        max_entries = self._max_entries
+        value = get("policy", _MISSING)
+        raw_backend = get("backend")
+        if value is _MISSING:
+            policy = Policy.PREFERRED_THEN_FALLBACK if _is_auto(raw_backend) else Policy.EXPLICIT
+        else:
+            policy = _POLICIES[value]
+        backend = None if raw_backend is None or _is_auto(raw_backend) else self._aliases[raw_backend]
+        value = get("preferred_backends", _EMPTY)
+        if value is _EMPTY:
+            preferred = _EMPTY
+        elif type(value) is list and len(value) <= max_entries:
+            preferred = lists[tuple(value)]
+        else:
+            return None
+        value = get("excluded_backends", _EMPTY)
+        if value is _EMPTY:
+            excluded = _EMPTY
+        elif type(value) is list and len(value) <= max_entries:
+            excluded = lists[tuple(value)]
+        else:
+            return None
+        value = get("fallback_backends", _EMPTY)
+        if value is _EMPTY:
+            fallback = _EMPTY
+        elif type(value) is list and len(value) <= max_entries:
+            fallback = lists[tuple(value)]
+        else:
+            return None
+        value = get("capabilities", _EMPTY)
+        if value is _EMPTY:
+            capabilities = _EMPTY
+        elif type(value) is list and len(value) <= max_entries:
+            capabilities = self._capability_lists[tuple(value)]
+        else:
+            return None
+        value = get("last_backend")
+        last_backend = None if value is None or _is_auto(value) else self._aliases[value]
+        value = get("fallback_policy", _MISSING)
+        fallback_policy = FallbackPolicy.AVAILABLE if value is _MISSING else _FALLBACKS[value]
+        affinity_key = get("affinity_key")
+        if affinity_key is not None and (
+            type(affinity_key) is not str
+            or not 0 < len(affinity_key) <= self._max_key
+            or not is_text(affinity_key)
+        ):
+            return None
+        profile_id = get("policy_profile_id")
+        if profile_id is not None and (
+            type(profile_id) is not str or not 0 < len(profile_id) <= self._max_key or not is_text(profile_id)
+        ):
+            return None
+        value = get("health", _MISSING)
+        if value is _MISSING:
+            health = {}
+        elif type(value) is dict and len(value) <= max_entries:
+            health = dict(self._healths[tuple(value.items())])
+        else:
+            return None
+        return RouteRequest(
+            policy,
+            backend,
+            preferred,
+            excluded,
+            fallback,
+            capabilities,
+            last_backend,
+            fallback_policy,
+            affinity_key,
+            profile_id,
+            health,
+        )
 
     def _normalize(self, request: object) -> RouteRequest:
         if type(request) is not dict and not isinstance(request, Mapping):
@@ -336,9 +548,21 @@ class RequestNormalizer:
 
     def _capability_list(self, value: object) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
+            size = _subclass_size(value)
+            if size is not None and size > self._max_entries:
+                raise self._too_many("capabilities", size)
             raise InvalidRouteRequest("capabilities")
         if len(value) > self._max_entries:
             raise self._too_many("capabilities", len(value))
+        capabilities = self._capability_names(value)
+        if all(type(item) is str for item in value):
+            cache = self._capability_lists
+            if len(cache) >= _NORMALISED_CACHE_SIZE:
+                cache.clear()
+            cache[tuple(value)] = capabilities
+        return capabilities
+
+    def _capability_names(self, value: Any) -> tuple[str, ...]:
         known = self._capabilities
         out: list[str] = []
         for item in value:
@@ -357,6 +581,24 @@ class RequestNormalizer:
             raise InvalidRouteRequest(["health", value])
         if len(value) > self._max_entries:
             raise self._too_many("health", len(value))
+        if type(value) is dict:
+            try:
+                raw = tuple(value.items())
+                known = self._healths.get(raw)
+            except Exception:
+                raw, known = None, None
+            if known is not None:
+                return dict(known)  # a copy: the request's own mapping
+            health = self._health_of(value)
+            if raw is not None and all(type(k) is str and type(v) is str for k, v in raw):
+                healths = self._healths
+                if len(healths) >= _NORMALISED_CACHE_SIZE:
+                    healths.clear()
+                healths[raw] = dict(health)
+            return health
+        return self._health_of(value)
+
+    def _health_of(self, value: Mapping[Any, Any]) -> dict[str, Health]:
         aliases = self._aliases
         health: dict[str, Health] = {}
         for key, status in value.items():

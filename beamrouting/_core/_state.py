@@ -79,20 +79,15 @@ class RoutingState:
         self.limits: dict[str, int] = dict(limits or {})
         """The most live sessions each limited backend may have (validated by the engine)."""
         self.profiles: dict[str, PolicyProfile] = {}
-        self.journal = Journal(journal_size)
+        self.journal = Journal(journal_size, wall_clock=self.clock)
 
     def next_counter(self, key: Hashable) -> int:
         """Increment the counter ``key`` (first value 1) and return it."""
         counters = self._counters
-        value = counters.get(key)
-        if value is None:
-            value = counters[key] = 1
-            if len(counters) > self.max_counters:
-                counters.popitem(last=False)
-            return value
-        value += 1
-        counters[key] = value
-        counters.move_to_end(key)
+        value = counters.pop(key, 0) + 1
+        counters[key] = value  # (re)inserted last: the most recently used
+        if len(counters) > self.max_counters:
+            counters.popitem(last=False)
         return value
 
     def peek_counter(self, key: Hashable) -> int:

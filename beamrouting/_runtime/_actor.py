@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
@@ -29,6 +29,9 @@ from ._messages import Decided, Reply, error_from_reply, failed, new_encoder, re
 __all__ = ["Actor", "ActorClient", "ActorControl", "ActorExit", "InjectedCrash"]
 
 _Op = TypeVar("_Op")
+_KNOWN_MESSAGES: Final = 1024
+_KNOWN_BYTES: Final = 1 << 20
+"""Bytes of messages an actor keeps decoded (1 MiB)."""
 _Message = TypeVar("_Message")
 _ReplyT = TypeVar("_ReplyT", bound=Reply)
 
@@ -68,6 +71,8 @@ class Actor(ABC, Generic[_Message, _Op]):
 
     name: ClassVar[str]
     message_type: ClassVar[Any]
+    passthrough: ClassVar[type | None] = None
+    """Results of this type are handed back as they are (immutable: nothing is shared that can change)."""
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         self.mailbox = mailbox
@@ -81,6 +86,13 @@ class Actor(ABC, Generic[_Message, _Op]):
         self.in_hand: Any = None
         """The reply slot of the message being handled."""
         self._batch: list[Envelope] = []
+        self._known: dict[bytes, _Op] = {}
+        """Operations already decoded and validated, by their message's bytes (see :meth:`repeats`)."""
+        self._known_bytes = 0
+
+    def repeats(self, op: _Op) -> bool:
+        """Whether messages asking for ``op`` are worth keeping decoded (they come again, byte for byte)."""
+        return False
 
     @abstractmethod
     def operation(self, message: _Message) -> _Op:
@@ -102,18 +114,28 @@ class Actor(ABC, Generic[_Message, _Op]):
         deliver = self.mailbox.deliver
         decode = self.decode
         operation = self.operation
+        known = self._known
         ops: list[_Op] = []
         slots: list[Any] = []
         for data, slot in batch:
             self.in_hand = slot
-            try:
-                ops.append(operation(decode(data)))
-            except msgspec.DecodeError:
-                deliver(slot, self.bad_message)
-                continue
-            except RoutingError as exc:
-                deliver(slot, self.encode(failed(exc)))
-                continue
+            op = known.get(data)
+            if op is None:
+                try:
+                    op = operation(decode(data))
+                except msgspec.DecodeError:
+                    deliver(slot, self.bad_message)
+                    continue
+                except RoutingError as exc:
+                    deliver(slot, self.encode(failed(exc)))
+                    continue
+                if self.repeats(op):
+                    if len(known) >= _KNOWN_MESSAGES or self._known_bytes > _KNOWN_BYTES:
+                        known.clear()
+                        self._known_bytes = 0
+                    known[data] = op
+                    self._known_bytes += len(data)
+            ops.append(op)
             slots.append(slot)
         if ops:
             await self._apply(ops, slots)
@@ -135,8 +157,12 @@ class Actor(ABC, Generic[_Message, _Op]):
         deliver = self.mailbox.deliver
         encode = self.encode
         reply = self.reply
+        passthrough = self.passthrough
         crash: int | None = None
         for index, result in enumerate(results):
+            if type(result) is passthrough:
+                deliver(slots[index], result)  # type: ignore[arg-type]
+                continue
             if isinstance(result, StoreCrash):
                 if crash is None:
                     crash = index

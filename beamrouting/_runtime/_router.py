@@ -22,7 +22,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar, overload
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
 import anyio
 import msgspec
@@ -62,6 +62,9 @@ from ._waiting import Waiters
 __all__ = ["Router", "RouterSession", "RouterState", "RouterStatistics"]
 
 _P = ParamSpec("_P")
+_MESSAGES_KEPT: Final = 1024
+_MESSAGE_BYTES: Final = 1 << 21
+"""Bytes of requests and their encoded messages a router keeps (2 MiB)."""
 _R = TypeVar("_R")
 
 
@@ -184,13 +187,19 @@ class Router(AsyncContextManagerMixin):
         self._clock = store.clock
         normalizer = RequestNormalizer(self._catalog, self._limits)
         self._normalize = normalizer.normalize
+        self._request_key = normalizer.request_key
+        self._messages: dict[bytes, bytes] = {}
+        """Encoded select messages by the request's key: equal requests are encoded once."""
+        self._message_bytes = 0
         self._affinity_key = normalizer.affinity_key
         self._waiters = Waiters(check_count("max_waiters", max_waiters, 1))
         self._table = RoutingTableClient()
         self._registry = SessionRegistryClient()
         self._supervisor: Supervisor | None = None
-        self._observer: _obs.SelectObserver | None = None
-        """Observes selections while someone listens (OpenTelemetry, DEBUG logs); else ``None``."""
+        self._observer: _obs.Observer | None = None
+        """Observes selections while someone listens (OpenTelemetry, DEBUG logs, collectors); else ``None``."""
+        self._observers: tuple[_obs.Observer, ...] = ()
+        """Observers of every selection besides logging and OpenTelemetry (metrics collectors)."""
         self._state = RouterState.NEW
         self._calls = 0
         self._errors: dict[str, int] = {}
@@ -251,7 +260,7 @@ class Router(AsyncContextManagerMixin):
                 else:
                     self._table.connect(children[0].mailbox.call)
                     self._registry.connect(children[1].mailbox.call)
-                    self._observer = _obs.select_observer()
+                    self._observer = _obs.select_observer(self._observers)
                     watching = anyio.CancelScope()
                     task_group.start_soon(self._watch, watching, name="beamrouting watch")
                     self._state = RouterState.RUNNING
@@ -329,7 +338,17 @@ class Router(AsyncContextManagerMixin):
         span = None if observer is None else observer.start()
         try:
             if wait is None and len(args) == 1:
-                decision = await self._table.select(self._normalize(args[0]))
+                request = args[0]
+                key = self._request_key(request) if type(request) is dict else None
+                message = None if key is None else self._messages.get(key)
+                if message is None:
+                    message = self._table.select_message(self._normalize(request))
+                    if key is not None:
+                        self._remember(key, message)
+                answer = await self._table.call(message)
+                if type(answer) is not RouteDecision:
+                    raise self._table.error(answer)
+                decision = answer
             else:
                 decision = await self._route(self._normalize(await self._request_of(args)), wait, None)
         except BeamRoutingError as exc:
@@ -344,6 +363,14 @@ class Router(AsyncContextManagerMixin):
         if observer is not None:
             observer.succeeded(span, decision)
         return decision
+
+    def _remember(self, key: bytes, message: bytes) -> None:
+        messages = self._messages
+        if len(messages) >= _MESSAGES_KEPT or self._message_bytes > _MESSAGE_BYTES:
+            messages.clear()
+            self._message_bytes = 0
+        messages[key] = message
+        self._message_bytes += len(key) + len(message)
 
     async def _request_of(self, args: tuple[Any, ...]) -> Any:
         """The request ``select_backend(*args)`` routes (section 8 for two arguments)."""
@@ -403,13 +430,14 @@ class Router(AsyncContextManagerMixin):
         clock = self._clock
         deadline = clock() + wait
         give_up = anyio.current_time() + wait  # real time too: a clock that stands still must not hang us
+        changes = self._waiters.changes
         try:
             return await attempt()
         except NoBackendAvailable as exc:
             first = exc
         if self._waiters.waiting >= self._waiters.max_waiters:
             raise first  # as many callers wait as may: the error, at once
-        async with self._waiters.queued() as waiter:
+        async with self._waiters.queued(changes) as waiter:  # woken at once if a change came meanwhile
             error = first
             while True:
                 back, for_a_slot = _comes_back(error)
@@ -689,8 +717,18 @@ class Router(AsyncContextManagerMixin):
 
     # -- introspection ------------------------------------------------------------------------------
 
+    def observe(self, observer: _obs.Observer) -> None:
+        """Have ``observer`` told of every selection from now on (used by metrics collectors)."""
+        self._observers = (*self._observers, observer)
+        if self._state is RouterState.RUNNING:
+            self._observer = _obs.select_observer(self._observers)
+
     async def statistics(self) -> RouterStatistics:
         """Mailbox depths, calls, errors by code and restarts per actor (a :class:`RouterStatistics`)."""
+        return self.statistics_now()
+
+    def statistics_now(self) -> RouterStatistics:
+        """:meth:`statistics`, synchronously (it asks no actor): for metrics exporters in other threads."""
         children = self._supervisor.children if self._supervisor is not None else ()
         return RouterStatistics(
             self.state,

@@ -64,6 +64,7 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
 
     name: ClassVar[str] = "routing_table"
     message_type: ClassVar[Any] = RoutingMessage
+    passthrough: ClassVar[type | None] = RouteDecision
 
     def __init__(self, mailbox: Mailbox, store: Store, control: ActorControl) -> None:
         super().__init__(mailbox, store, control)
@@ -118,6 +119,10 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
             raise UnknownBackend(name)
         return canonical
 
+    def repeats(self, op: RoutingOp) -> bool:
+        """A selection without an affinity key or a session comes again, byte for byte."""
+        return type(op) is SelectOp and op.session_id is None and op.request.affinity_key is None
+
     def apply(self, ops: Sequence[RoutingOp]) -> Awaitable[list[RoutingResult]]:
         """:meth:`Store.routing_batch <beamrouting.store.Store.routing_batch>`."""
         return self.store.routing_batch(ops)
@@ -148,6 +153,10 @@ class RoutingTableClient(ActorClient):
     """The caller's side of the routing-table actor; arguments arrive validated."""
 
     __slots__ = ()
+
+    def select_message(self, request: RouteRequest) -> bytes:
+        """The message that routes ``request`` (encoded)."""
+        return self.encode(Select(request))
 
     async def select(self, request: RouteRequest) -> RouteDecision:
         """Route a normalised request; raise the error the actor answers."""

@@ -60,6 +60,7 @@ class MemoryStore:
         self.engine = engine
         """The engine that decides and keeps the state (routing and sessions)."""
         state = engine.state
+        self._select_normalized = engine.select_normalized
         self._watchers: list[Callable[[], None]] = []
         self._routing: dict[type[Any], Callable[[Any], RoutingResult]] = {
             SelectOp: self._select,
@@ -126,13 +127,17 @@ class MemoryStore:
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
         """Apply each operation with the engine, in order (:func:`~beamrouting.store.run_batch`)."""
-        handlers = self._routing
-        return run_batch(ops, lambda op: handlers[type(op)](op))
+        return run_batch(ops, self._route)
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        """Apply each operation to the dict of sessions, in order (:func:`~beamrouting.store.run_batch`)."""
+        """Apply each operation to the engine's sessions, in order (:func:`~beamrouting.store.run_batch`)."""
         handlers = self._session_ops
         return run_batch(ops, lambda op: handlers[type(op)](op))
+
+    def _route(self, op: RoutingOp) -> RoutingResult:
+        if type(op) is SelectOp and op.session_id is None:  # the hot path first
+            return self._select_normalized(op.request)
+        return self._routing[type(op)](op)
 
     def _select(self, op: SelectOp) -> RouteDecision:
         if op.session_id is None:

@@ -119,9 +119,12 @@ class Fleet:
         encode = self.view.encode_ledger
         return [[b, 0 if ledger is None else call.value(encode(ledger))] for b, ledger in writes.items()]
 
-    def _common(self, now: float, counts: bool) -> dict[str, Any]:
+    def _common(self, now: float, counts: bool, named: Iterable[str | None]) -> dict[str, Any]:
         view = self.view
         meta: dict[str, Any] = {"hv": view.hv, "pv": view.pv, "known": self._known, "counts": counts}
+        checked = view.named(named)
+        if checked:
+            meta["named"] = checked
         if self._limits:
             meta["limits"] = self._limits
             meta["full"] = view.full()
@@ -132,14 +135,26 @@ class Fleet:
 
     # -- calls ------------------------------------------------------------------------------
 
-    async def state(self, call: Call, ops: list[list[Any]], now: float, *, peek: bool, counts: bool) -> Reply:
-        """Run ``state.lua`` with ``ops`` (see its header); the view takes in what it answered."""
+    async def state(
+        self,
+        call: Call,
+        ops: list[list[Any]],
+        now: float,
+        *,
+        peek: bool,
+        counts: bool,
+        named: Iterable[str | None] = (),
+    ) -> Reply:
+        """Run ``state.lua`` with ``ops`` (see its header); the view takes in what it answered.
+
+        ``named``: the profiles the requests name (their documents are checked against the cache's).
+        """
         assert self.state_script is not None
-        meta = self._common(now, counts)
+        meta = self._common(now, counts, named)
         meta.update(ttl=self.counter_ttl_s, peek=peek, ops=ops)
         started = _view.wall()
         reply = await self.state_script(keys=call.keys, args=[self._encode(meta), *call.values])
-        fields, raw = self._split(reply, "state.lua", 9)
+        fields, raw = self._split(reply, "state.lua", 10)
         fresh, answers, repaired = fields[:3]
         self._repaired(repaired)
         hv = self.view.update(fields[3:], raw, started)
@@ -158,6 +173,7 @@ class Fleet:
         events: Iterable[HealthEvent] = (),
         strict: bool = False,
         counts: bool = False,
+        named: Iterable[str | None] = (),
     ) -> Reply:
         """Run ``commit.lua`` (see its header); the view takes in what it answered and what it wrote.
 
@@ -167,7 +183,7 @@ class Fleet:
         """
         assert self.commit_script is not None
         writes = writes or {}
-        meta = self._common(now, counts)
+        meta = self._common(now, counts, named if strict else ())
         meta.update(
             bttl=self.binding_ttl_ms,
             maxlen=self.journal_size,
@@ -181,7 +197,7 @@ class Fleet:
         )
         started = _view.wall()
         reply = await self.commit_script(keys=call.keys, args=[self._encode(meta), *call.values])
-        fields, raw = self._split(reply, "commit.lua", 10)
+        fields, raw = self._split(reply, "commit.lua", 11)
         applied, fresh, answers, repaired = fields[:4]
         self._repaired(repaired)
         view = self.view

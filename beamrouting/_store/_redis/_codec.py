@@ -13,6 +13,7 @@ decimal), ``e`` (its number of events) and ``r`` (the msgpack encoding of
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import TYPE_CHECKING, Any, Final
 
@@ -102,12 +103,14 @@ class RecordCodec:
             raise UnreadableValue("a stream entry without a record")
         try:
             stored = self._decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # nested too deep: msgspec recurses
             raise UnreadableValue(f"a stream entry whose record does not decode ({exc})") from None
         if (stored.decision is None) != (stored.request is None) or (
             stored.decision is None and not stored.event_type
         ):
             raise UnreadableValue("a stream entry that is neither a decision nor an event")
+        if not math.isfinite(stored.time * 1000):  # events carry it as whole milliseconds
+            raise UnreadableValue(f"a stream entry recorded at no time ({stored.time!r})")
         return JournalRecord(
             sequence,
             stored.time,
@@ -137,7 +140,7 @@ class SessionCodec:
             )
         try:
             handle = self._decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # nested too deep: msgspec recurses
             raise UnreadableValue(f"session {session_id!r}: not an encoded handle ({exc})") from None
         expected = session_id.decode("utf-8", "replace") if isinstance(session_id, bytes) else session_id
         if handle.session_id != expected:

@@ -29,7 +29,16 @@ from .._environment import current_async_library
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-__all__ = ["Connection", "MalformedReply", "check_asyncio", "check_url", "import_redis", "redact"]
+__all__ = [
+    "Connection",
+    "MalformedReply",
+    "check_asyncio",
+    "check_url",
+    "error_reply",
+    "import_redis",
+    "raised_by_redis",
+    "redact",
+]
 
 INSTALL_HINT: Final = "RedisStore needs the redis package: pip install 'beamrouting[redis]'"
 TRIO_ERROR: Final = (
@@ -63,6 +72,37 @@ class MalformedReply(Exception):
     """A reply that a working Redis running the store's scripts would not send (treated as an outage)."""
 
 
+def raised_by_redis(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside redis-py, as its reply parser does for a malformed reply.
+
+    A reply header that is not a number (``:abc``, ``*x``, ``$?``) makes the parser's
+    ``int()`` raise :class:`ValueError`: something that is not a working Redis answered.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__")
+    return isinstance(module, str) and (module == "redis" or module.startswith("redis."))
+
+
+def error_reply(url: str, what: str, exc: BaseException) -> StoreDataError | StoreUnavailable:
+    """The error for Redis's error reply ``exc`` to ``what``: an outage only if the server cannot serve now.
+
+    Any other error reply means the server is up and answered: a value it holds is not what
+    the store wrote (:class:`~beamrouting.StoreDataError`).
+    """
+    if str(exc).startswith(_SERVER_CONDITIONS):
+        error: StoreDataError | StoreUnavailable = StoreUnavailable(
+            f"Redis at {redact(url)} cannot serve {what} now: {exc}"
+        )
+    else:
+        error = StoreDataError(f"Redis at {redact(url)} refused {what}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
 def check_url(url: object) -> str:
     """``url`` if it is a usable Redis URL; :class:`TypeError` or :class:`ValueError` saying what is wrong.
 
@@ -86,10 +126,23 @@ def check_url(url: object) -> str:
         raise ValueError(f"url {shown!r} names no socket path (unix:///path/to/redis.sock)")
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"url {shown!r} names no host (redis://host:port/db)")
-    for value in [database] if database else query.get("db", []):
+    for value in ([database] if database else []) + query.get("db", []):
         if not value.isdigit():
             raise ValueError(f"url {shown!r}: the database must be a number, not {value!r}")
+    _check_options(text, shown)
     return text
+
+
+def _check_options(text: str, shown: str) -> None:
+    """Read the URL's query options as redis-py will when the store starts (``?socket_timeout=soon`` fails)."""
+    try:
+        from redis.asyncio.connection import parse_url
+    except ImportError:  # pragma: no cover - RedisStore imports redis before checking its URL
+        return
+    try:
+        parse_url(text)
+    except ValueError as exc:
+        raise ValueError(f"url {shown!r} is not a valid Redis URL: {exc}") from None
 
 
 def import_redis() -> Any:
@@ -217,6 +270,11 @@ class Connection:
             )
         except (RecursionError, msgspec.DecodeError, MalformedReply):
             error = StoreUnavailable(f"Redis at {redact(self.url)} sent a malformed reply to {what}")
+        except ValueError as exc:
+            if not raised_by_redis(exc):
+                raise
+            error = StoreUnavailable(f"Redis at {redact(self.url)} sent a malformed reply to {what}")
+            error.__cause__ = exc
         except self._response_error as exc:
             if not str(exc).startswith(_SERVER_CONDITIONS):
                 # The server is up and answered: a value it holds is not what the store wrote.

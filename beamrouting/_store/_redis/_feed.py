@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..._core._errors import StoreUnavailable
+from ..._core._errors import StoreDataError, StoreUnavailable
 from ..._core._journal import JournalRecord
 from ._codec import RecordCodec, UnreadableValue, journal_base, stored_int
-from ._connection import check_asyncio, new_client, redact
+from ._connection import check_asyncio, error_reply, new_client, raised_by_redis, redact
 from ._keys import KeyLayout
 
 if TYPE_CHECKING:
@@ -88,11 +88,16 @@ class RedisJournalFeed:
     async def _call(
         self, what: str, deadline: float, command: Callable[[aioredis.Redis], Awaitable[Any]]
     ) -> Any:
-        """``command`` on the feed's connection within ``deadline`` s, as :class:`StoreUnavailable` on failure."""
+        """``command`` on the feed's connection within ``deadline`` s, as :class:`StoreUnavailable` on failure.
+
+        An error reply about a value raises :class:`~beamrouting.StoreDataError` instead: the
+        server is up.
+        """
         from redis.exceptions import RedisError, ResponseError
 
         client = self._connect()
         url = redact(self._url)
+        error: StoreUnavailable | StoreDataError
         try:
             async with asyncio.timeout(deadline):
                 return await command(client)
@@ -100,8 +105,17 @@ class RedisJournalFeed:
             error = StoreUnavailable(f"Redis at {url} did not answer {what} within {deadline} s")
         except RecursionError:
             error = StoreUnavailable(f"Redis at {url} sent a malformed reply to {what}")
-        except ResponseError:
-            raise  # an error reply about a value: the server is up (the caller decides)
+        except ValueError as exc:
+            if not raised_by_redis(exc):
+                await self._drop(client)
+                raise
+            error = StoreUnavailable(f"Redis at {url} sent a malformed reply to {what}")
+            error.__cause__ = exc
+        except ResponseError as exc:
+            error = error_reply(self._url, what, exc)
+            if isinstance(error, StoreDataError):
+                await self._drop(client)  # the server is up, but the caller may never read again
+                raise error from exc
         except (RedisError, OSError) as exc:
             error = StoreUnavailable(f"Redis at {url} failed {what}: {exc}")
             error.__cause__ = exc
@@ -116,8 +130,9 @@ class RedisJournalFeed:
 
         One transaction reads the newest entry's id, the fleet's last sequence number and
         the origin of event ids (creating it, as a starting store does, if nobody has yet).
-        Raises :class:`RuntimeError` outside asyncio (under trio) and
-        :class:`~beamrouting.StoreUnavailable` when Redis cannot be reached.
+        Raises :class:`RuntimeError` outside asyncio (under trio),
+        :class:`~beamrouting.StoreUnavailable` when Redis cannot be reached (or what answers
+        is not Redis) and :class:`~beamrouting.StoreDataError` for an error reply.
         """
         check_asyncio(running=True)
         keys = self._keys
@@ -147,7 +162,9 @@ class RedisJournalFeed:
         """``XREAD BLOCK``: the next entries after the last one read, at most ``count``, oldest first.
 
         Waits at most ``operation_timeout`` for an entry (then answers ``[]``). An entry that
-        cannot be decoded is skipped: the sequence numbers report it as lost.
+        cannot be decoded is skipped: the sequence numbers report it as lost. While the stream
+        key holds another type, Redis answers at once with an error: this waits as long, then
+        answers ``[]`` (the next commit replaces the key).
         """
         wait = self._timeout
         stream = self._keys.journal
@@ -157,11 +174,12 @@ class RedisJournalFeed:
                 {stream: self._last_id}, count=count, block=max(1, math.ceil(wait * 1000))
             )
 
-        from redis.exceptions import ResponseError
-
         try:
             reply = await self._call("a journal read", 2 * wait, xread)
-        except ResponseError:  # the stream key holds another type: no entries until a commit replaces it
+        except StoreDataError as exc:
+            if not str(exc.__cause__).startswith("WRONGTYPE"):
+                raise
+            await anyio.sleep(wait)  # as XREAD BLOCK would, instead of asking again at once
             return []
         record = self._codec.record
         records: list[JournalRecord] = []

@@ -308,13 +308,15 @@ class Settler:
             if session is not None:
                 claimed.add(("s", session))
             if plan is not None:
+                # Where it may land: decided already for a plan that needs no state, else any eligible backend.
+                lands = plan.eligible if plan.decision is None else (plan.decision.backend,)
                 if session is not None and op.exclusive:
-                    for b in plan.eligible:
+                    for b in lands:
                         possible[b] = possible.get(b, 0) + 1
                 elif session is not None:
                     moved = True
                 if probing:
-                    touched.update(b for b in plan.eligible if b in probing)
+                    touched.update(b for b in lands if b in probing)
         return current, waiting
 
     async def _round(self, batch: _Batch, pending: list[_Pending], now: float) -> list[_Pending]:
@@ -342,9 +344,10 @@ class Settler:
                     op_of[entry.index] = len(ops)
                     ops.append(op)
             counts = bool(view.limits) or least
+            named = [entry.op.request.policy_profile_id for entry in current]
             answers: list[Any] = []
             if ops:
-                reply = await fleet.state(call, ops, now, peek=False, counts=counts)
+                reply = await fleet.state(call, ops, now, peek=False, counts=counts, named=named)
                 if not reply.fresh:
                     continue
                 answers = reply.answers
@@ -353,7 +356,16 @@ class Settler:
                     at = next(i for i, entry in enumerate(current) if op_of.get(entry.index) == first)
                     current, waiting = current[:at], current[at:] + waiting
             committed = await self._commit(
-                batch, current, answers, op_of, writes, events, now, strict=not ops, counts=counts
+                batch,
+                current,
+                answers,
+                op_of,
+                writes,
+                events,
+                now,
+                strict=not ops,
+                counts=counts,
+                named=named,
             )
             if committed is None:
                 continue
@@ -378,6 +390,7 @@ class Settler:
         *,
         strict: bool,
         counts: bool,
+        named: list[str | None],
     ) -> tuple[list[_Pending], dict[str, _Hint]] | None:
         """Decide ``current`` from the state ``answers`` and commit; ``None`` when the plan was stale.
 
@@ -465,6 +478,7 @@ class Settler:
                 events=events,
                 strict=strict,
                 counts=counts,
+                named=named,
             )
             if not reply.applied:
                 return None
@@ -523,7 +537,14 @@ class Settler:
             call = fleet.state_call()
             op = self._op(plan, call, False, tied=tied)
             ops = [] if op is None else [op]
-            reply = await fleet.state(call, ops, now, peek=True, counts=bool(view.limits) or bool(tied))
+            reply = await fleet.state(
+                call,
+                ops,
+                now,
+                peek=True,
+                counts=bool(view.limits) or bool(tied),
+                named=[req.policy_profile_id],
+            )
             if not reply.fresh:
                 continue
             if plan is None:

@@ -344,7 +344,7 @@ class RedisStore:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect to Redis, check it answers, and read the fleet's state.
+        """Connect to Redis and check it answers (the first call reads the fleet's state).
 
         Raises :class:`~beamrouting.StoreUnavailable` when it does not, and
         :class:`RuntimeError` when not running on asyncio (for example under trio).
@@ -376,8 +376,6 @@ class RedisStore:
         async with self._connection.operation(what, check_idle=False, probe=True) as client:
             await client.ping()
             self._journal_base = await journal_base(client, self._keys.journal_base)
-            fleet = self._fleet
-            await fleet.state(fleet.state_call(), [], self._view.now(), peek=True, counts=False)
 
     async def _tolerant(self, client: aioredis.Redis, key: str, command: Callable[[], Awaitable[_T]]) -> _T:
         """``command()``; if ``key`` holds a value of the wrong type, replace it and run ``command()`` again.
@@ -483,7 +481,7 @@ class RedisStore:
         done, repaired, before, after = reply
         if repaired:
             logger.warning("replaced %s, which held a value of the wrong type", self._keys.profiles)
-        self._view.profile_written(profile_id, profile, before, after)
+        self._view.profile_written(profile_id, None if profile is None else args[2], before, after)
         return bool(done)
 
     async def _clear(self) -> None:

@@ -22,6 +22,7 @@ estimated from those answers, so a fleet judges deadlines by one clock.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -92,6 +93,7 @@ class View:
         "policy",
         "profiles",
         "pv",
+        "texts",
     )
 
     def __init__(
@@ -109,7 +111,7 @@ class View:
         self.clock = clock
         """The injected clock, or ``None`` (Redis's, estimated)."""
         self.offset = 0.0
-        """Redis's clock minus this host's, as last measured (seconds)."""
+        """Redis's clock minus this host's, as last measured (seconds; 0 until a script answered)."""
         self.hv = _UNKNOWN
         self.pv = _UNKNOWN
         self.ledgers: dict[str, Ledger] = {}
@@ -117,6 +119,8 @@ class View:
         self.corrupt: dict[str, str] = {}
         """Backends whose stored ledger is not one the store wrote, with what is wrong."""
         self.profiles: dict[str, PolicyProfile | InvalidPolicyProfile] = {}
+        self.texts: dict[str, str] = {}
+        """The SHA-1 of each cached profile's stored document (a hand edit changes no version)."""
         self.filters = False
         """Whether a stored profile filters candidates."""
         self.live: dict[str, int] = {}
@@ -252,16 +256,17 @@ class View:
     def update(self, state: Sequence[Any], raw: Sequence[Any], started: float) -> int:
         """Take in what a script answered of the fleet's state; return its learned-state version.
 
-        ``state`` is ``hv, pv, live counts, clock, ledger pairs sent, profile pairs sent`` and
-        ``raw`` those pairs; ``started`` is when the call was made (for the clock's offset).
+        ``state`` is ``hv, pv, live counts, clock, ledger pairs, profile pairs, changed named
+        profile pairs`` and ``raw`` those pairs; ``started`` is when the call was made (for the
+        clock's offset).
         """
         try:
-            hv, pv, live, clock, ledgers, documents = state
+            hv, pv, live, clock, ledgers, documents, named = state
         except ValueError:
             raise MalformedReply("a reply without the fleet's state") from None
-        if not all(type(value) is int for value in (hv, pv, clock, ledgers, documents)):
+        if not all(type(value) is int for value in (hv, pv, clock, ledgers, documents, named)):
             raise MalformedReply("a reply whose versions are not integers")
-        if len(raw) != 2 * max(0, ledgers) + 2 * max(0, documents):
+        if len(raw) != 2 * (max(0, ledgers) + max(0, documents) + max(0, named)):
             raise MalformedReply("a reply with a wrong number of stored values")
         self.take_live(live)
         if clock and self.clock is None:
@@ -271,26 +276,30 @@ class View:
             self.hv = hv
             self.generation += 1
         if documents >= 0:
-            self._read_profiles(raw[2 * max(0, ledgers) :])
+            self._read_profiles(raw[2 * max(0, ledgers) :], replace=True)
             self.pv = pv
+            self.generation += 1
+        elif named > 0:
+            self._read_profiles(raw[2 * max(0, ledgers) :], replace=False)
             self.generation += 1
         return int(hv)
 
-    def profile_written(
-        self, profile_id: str, profile: PolicyProfile | None, before: int, after: int
-    ) -> None:
-        """This process stored (or deleted, for ``None``) a profile, taking the version from ``before`` to ``after``.
+    def named(self, profile_ids: Iterable[str | None]) -> list[list[str]]:
+        """``[id, SHA-1 of the cached document or ""]`` for each distinct profile id named (see ``same_profiles``)."""
+        texts = self.texts
+        return [
+            [profile_id, texts.get(profile_id, "")] for profile_id in dict.fromkeys(profile_ids) if profile_id
+        ]
+
+    def profile_written(self, profile_id: str, document: bytes | None, before: int, after: int) -> None:
+        """This process stored ``document`` (``None``: deleted the profile), taking the version from ``before`` to ``after``.
 
         The cache follows when it was current; otherwise the next call refreshes it.
         """
         if before != self.pv or before == after:
             return
-        if profile is None:
-            self.profiles.pop(profile_id, None)
-        else:
-            self.profiles[profile_id] = profile
+        self._read_profiles([profile_id, document], replace=False)
         self.pv = after
-        self.filters = any(isinstance(p, PolicyProfile) and p.filters for p in self.profiles.values())
         self.generation += 1
 
     def take_live(self, live: object) -> None:
@@ -320,11 +329,19 @@ class View:
         self.ledgers = ledgers
         self.corrupt = corrupt
 
-    def _read_profiles(self, pairs: Sequence[Any]) -> None:
-        profiles: dict[str, PolicyProfile | InvalidPolicyProfile] = {}
+    def _read_profiles(self, pairs: Sequence[Any], *, replace: bool) -> None:
+        """Take in stored profiles (``id, document`` pairs; a ``None`` document: none): all, or some."""
+        profiles = {} if replace else dict(self.profiles)
+        texts = {} if replace else dict(self.texts)
         parse = self._profiles.parse
         for raw_id, text in zip(pairs[::2], pairs[1::2], strict=True):
             profile_id = raw_id.decode("utf-8", "replace") if isinstance(raw_id, bytes) else str(raw_id)
-            profiles[profile_id] = parse(profile_id, text)
-        self.profiles = profiles
+            if text is None:
+                profiles.pop(profile_id, None)
+                texts.pop(profile_id, None)
+                continue
+            data = text.encode() if isinstance(text, str) else text
+            profiles[profile_id] = parse(profile_id, data)
+            texts[profile_id] = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+        self.profiles, self.texts = profiles, texts
         self.filters = any(isinstance(p, PolicyProfile) and p.filters for p in profiles.values())

@@ -6,9 +6,10 @@
 -- KEYS[13..] = binding and temporary-backend keys.
 -- ARGV[1] = msgpack {bttl = binding ttl (ms, 0 = none), maxlen = journal maxlen (0 = no
 -- journal), hv, pv = the versions the caller planned with, strict = apply nothing unless both
--- versions and the fullness of limited backends are as planned (`full`), known, limits, full,
--- clock, counts (as in state.lua), ttl = session ttl (ms), purge (as in sessions.lua), channel,
--- writes = {{backend, ledger index or 0 to delete}}, events = {record index} (one-event journal
+-- versions, the fullness of limited backends (`full`) and the named profiles (`named`) are as
+-- planned, known, limits, full, named, clock, counts (as in state.lua), ttl = session ttl (ms),
+-- purge (as in sessions.lua), channel, writes = {{backend, ledger index or 0 to delete}},
+-- events = {record index} (one-event journal
 -- records of those writes), records = {{cond, binding, temporary, bound, temporary backend,
 -- backend, events, record index, session, probe}}}; ARGV[2..] = binary values (ledgers,
 -- journal records, handles), each named by its index in ARGV.
@@ -33,7 +34,8 @@
 -- the newest readable entry, a key of the wrong type is replaced.
 -- Answer: {msgpack {applied (1/0: strict and stale), fresh (1/0: the learned-state version was
 -- `hv`), answers, repaired keys, hv, pv, live counts, Redis's clock (ms, 0 with an injected
--- clock), ledger pairs sent, profile pairs sent}, then those pairs (as state.lua)}.
+-- clock), ledger pairs sent, profile pairs sent, changed named profile pairs sent}, then those
+-- pairs (as state.lua)}.
 local m = cmsgpack.unpack(ARGV[1])
 SK = {sessions = KEYS[7], order = KEYS[8], seq = KEYS[9], expiry = KEYS[10], live = KEYS[11], of = KEYS[12]}
 S.clock = m.clock or false
@@ -58,8 +60,10 @@ local hv = read_version(KEYS[3])
 local pv = read_version(KEYS[4])
 local fresh = hv == m.hv
 local applied = true
+local changed = {}
 if m.strict then
   applied = fresh and pv == m.pv and (next(S.limits) == nil or same_full(m.full))
+  applied = applied and same_profiles(KEYS[6], m.named, changed)
 end
 
 local function put(key, value)
@@ -134,10 +138,14 @@ end
 if sessions then sessions_end() end
 journal_end()
 local raw = {}
-local ledgers, documents = view(KEYS[5], KEYS[6], hv, fresh and hv or m.hv, pv, m.pv, raw)
+local cached_hv = m.hv
+if fresh then cached_hv = hv end  -- its own writes: the caller applies them
+local ledgers, documents, named = view(KEYS[5], KEYS[6], hv, cached_hv, pv, m.pv, changed, raw)
 local clock = 0
 if not S.clock then clock = time_ms() end
-local meta = {applied and 1 or 0, fresh and 1 or 0, out, repaired, hv, pv, flat_counts(), clock, ledgers, documents}
+local meta = {
+  applied and 1 or 0, fresh and 1 or 0, out, repaired, hv, pv, flat_counts(), clock, ledgers, documents, named,
+}
 local reply = {cmsgpack.pack(meta)}
 for j = 1, #raw do reply[j + 1] = raw[j] end
 return reply

@@ -80,15 +80,43 @@ local function read_hash(key)  -- HGETALL; a key of the wrong type holds nothing
   return all
 end
 
--- A stored backend name (a binding): one of the catalogue's, or absent (a bad value is removed).
-local function backend_at(key)
+-- A stored backend name (a binding): one of the catalogue's, or absent (a bad value is removed,
+-- unless `keep`: then it only reads as absent).
+local function backend_at(key, keep)
   local value = redis.pcall('GET', key)
   if type(value) == 'table' or (value and not S.known[value]) then
-    redis.call('DEL', key)
-    note(key)
+    if not keep then
+      redis.call('DEL', key)
+      note(key)
+    end
     return false
   end
   return value
+end
+
+-- Whether each profile of `named` ({id, SHA-1 of the document the caller has, or ''}) is stored
+-- as the caller has it (a hand edit changes no version); appends the others to `changed` (id,
+-- document or false). A profiles key of the wrong type holds nothing the store wrote: replaced.
+local function same_profiles(key, named, changed)
+  if not named or #named == 0 then return true end
+  local ids = {}
+  for i, pair in ipairs(named) do ids[i] = pair[1] end
+  local documents = redis.pcall('HMGET', key, unpack(ids))
+  if documents.err then
+    redis.call('DEL', key)
+    note(key)
+    documents = {}
+  end
+  local same = true
+  for i, pair in ipairs(named) do
+    local document = documents[i] or false
+    if (document and redis.sha1hex(document) or '') ~= pair[2] then
+      same = false
+      changed[#changed + 1] = pair[1]
+      changed[#changed + 1] = document
+    end
+  end
+  return same
 end
 
 -- Live sessions per backend ------------------------------------------------------------------
@@ -315,7 +343,9 @@ local function sessions_end()
         redis.call('DEL', SK.seq)
       elseif redis.call('ZCARD', SK.expiry) == live then
         local last = tonumber(redis.call('ZRANGE', SK.expiry, -1, -1, 'WITHSCORES')[2])
-        if S.clock then  -- an injected clock: the same distance on Redis's
+        if not (last >= 0 and last < 9007199254740992) then  -- no deadline a script sets (inf, say)
+          for _, key in ipairs(keys) do redis.call('PERSIST', key) end
+        elseif S.clock then  -- an injected clock: the same distance on Redis's
           local left = math.max(1, math.floor(last - S.clock))
           for _, key in ipairs(keys) do redis.call('PEXPIRE', key, left) end
         else
@@ -339,6 +369,8 @@ local function is_sequence(value)
   return value and value >= 0 and value == math.floor(value) and value < 9007199254740992
 end
 
+-- The fleet's last event sequence; one that is not a whole number is rebuilt from the newest
+-- readable entry (a sequence and 1 or 2 events, as `journal` writes).
 local function last_sequence()
   local raw = redis.pcall('GET', J.seq)
   local seq = type(raw) == 'string' and tonumber(raw)
@@ -352,7 +384,7 @@ local function last_sequence()
         if fields[k] == 's' then start = tonumber(fields[k + 1])
         elseif fields[k] == 'e' then count = tonumber(fields[k + 1]) or 2 end
       end
-      if is_sequence(start) then
+      if is_sequence(start) and (count == 1 or count == 2) and is_sequence(start + count) then
         rebuilt = start + count - 1
         break
       end
@@ -391,9 +423,10 @@ end
 -- What a process caches, for a reply: the versions, and what changed since those it has. ------
 
 -- Appends to `raw` the learned state (backend, ledger pairs) when `hv` is not `cached_hv`, then
--- the profiles (id, document pairs) when `pv` is not `cached_pv`; returns how many pairs of
--- each (-1: not sent). Ledgers of backends the catalogue does not name are removed.
-local function view(health, profiles, hv, cached_hv, pv, cached_pv, raw)
+-- the profiles (id, document pairs) when `pv` is not `cached_pv`, else the named profiles that
+-- changed (`changed`, from same_profiles); returns how many pairs of each (-1: not sent).
+-- Ledgers of backends the catalogue does not name are removed.
+local function view(health, profiles, hv, cached_hv, pv, cached_pv, changed, raw)
   local ledgers, documents = -1, -1
   if hv ~= cached_hv then
     ledgers = 0
@@ -409,12 +442,16 @@ local function view(health, profiles, hv, cached_hv, pv, cached_pv, raw)
       end
     end
   end
+  local named = -1
   if pv ~= cached_pv then
     local all = read_hash(profiles)
     documents = #all / 2
     for i = 1, #all do raw[#raw + 1] = all[i] end
+  elseif #changed > 0 then
+    named = #changed / 2
+    for i = 1, #changed do raw[#raw + 1] = changed[i] end
   end
-  return ledgers, documents
+  return ledgers, documents, named
 end
 
 -- The script's text follows. -------------------------------------------------------------------

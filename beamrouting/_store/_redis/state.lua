@@ -5,9 +5,11 @@
 -- seq, expiry, live, of: see lib.lua), KEYS[11..] = counter, binding and temporary-backend keys.
 -- ARGV[1] = msgpack {ttl = counter ttl (s, 0 = none), hv, pv = the versions the caller planned
 -- with, known = the catalogue's backend names, limits = backend -> limit, full = the limited
--- backends planned as full, clock = injected clock (ms) or absent, counts = whether live counts
--- took part (every expired session is then purged first), peek = read without changing anything,
--- ops = one per selection}:
+-- backends planned as full, named = {profile id, SHA-1 of the document the caller has or ''} for
+-- the profiles the requests name, clock = injected clock (ms) or absent, counts = whether live
+-- counts took part (every expired session is then purged first), peek = read without changing
+-- anything (a value the store would not have written only reads as absent), ops = one per
+-- selection}:
 --   {1, counter, guard}: INCR the counter (GET with peek) and answer its value;
 --   {2, binding, temporary, counter, eligible, held_out, guard}: a sticky key: answer {1, bound}
 --     when the bound backend is eligible, else {2, temporary, bound} when the bound backend is
@@ -20,14 +22,16 @@
 --   A sticky op whose binding an earlier op of the call may change (it took the counter, or it
 --   reuses the bound backend and so forgets a temporary one) answers 'later', and so does every
 --   op after it: nothing of them is read or advanced.
--- Stale: when a version differs, a limited backend's fullness differs from `full`, or a least
--- loaded op's tied set differs, nothing is advanced and every op is unanswered.
+-- Stale: when a version differs, a named profile's document differs, a limited backend's
+-- fullness differs from `full`, or a least loaded op's tied set differs, nothing is advanced
+-- and every op is unanswered.
 -- Values the store would not have written are repaired where that loses nothing and reported:
--- a counter that is not an integer starts again, a binding that names no backend of the
--- catalogue is removed, a key of the wrong type is replaced.
+-- a counter that is not an integer from 0 to below 2^53, or would overflow, starts again; a
+-- binding that names no backend of the catalogue is removed; a key of the wrong type is replaced.
 -- Answer: {msgpack {fresh (1/0), answers, repaired keys, hv, pv, live counts (backend, n, ...),
 -- Redis's clock (ms, 0 with an injected clock), ledger pairs sent (-1: none), profile pairs sent
--- (-1: none)}, then those pairs: backend, ledger, ..., profile id, document, ...}.
+-- (-1: none), changed named profile pairs sent (-1: none)}, then those pairs: backend, ledger,
+-- ..., profile id, document, ..., profile id, document or nil, ...}.
 local m = cmsgpack.unpack(ARGV[1])
 SK = {sessions = KEYS[5], order = KEYS[6], seq = KEYS[7], expiry = KEYS[8], live = KEYS[9], of = KEYS[10]}
 S.clock = m.clock or false
@@ -49,6 +53,8 @@ end
 local hv = read_version(KEYS[1])
 local pv = read_version(KEYS[2])
 local fresh = hv == m.hv and pv == m.pv
+local changed = {}
+if fresh and not same_profiles(KEYS[4], m.named, changed) then fresh = false end
 if fresh and m.counts then
   if not same_full(m.full) then fresh = false end
   for _, op in ipairs(m.ops) do
@@ -62,7 +68,8 @@ local function counter(key)
     return is_count(value) and tonumber(value) or 0
   end
   local value = redis.pcall('INCR', key)
-  if type(value) == 'table' then  -- not an integer, or it would overflow: it starts again
+  if type(value) == 'table' or value < 1 or value >= 9007199254740992 then
+    -- not an integer from 0 to below 2^53 (Lua's numbers are exact only below it): it starts again
     redis.call('DEL', key)
     note(key)
     value = redis.call('INCR', key)
@@ -84,7 +91,7 @@ if fresh then
     elseif kind == 0 then
       out[i] = 1
     elseif kind == 2 then
-      local bound, temporary = backend_at(KEYS[op[2]]), backend_at(KEYS[op[3]])
+      local bound, temporary = backend_at(KEYS[op[2]], peek), backend_at(KEYS[op[3]], peek)
       local eligible, held = set_of(op[5]), set_of(op[6])
       if bound and eligible[bound] then
         out[i] = {1, bound}
@@ -102,10 +109,10 @@ if fresh then
 end
 if sessions then sessions_end() end
 local raw = {}
-local ledgers, documents = view(KEYS[3], KEYS[4], hv, m.hv, pv, m.pv, raw)
+local ledgers, documents, named = view(KEYS[3], KEYS[4], hv, m.hv, pv, m.pv, changed, raw)
 local clock = 0
 if not S.clock then clock = time_ms() end
-local meta = {fresh and 1 or 0, out, repaired, hv, pv, flat_counts(), clock, ledgers, documents}
+local meta = {fresh and 1 or 0, out, repaired, hv, pv, flat_counts(), clock, ledgers, documents, named}
 local reply = {cmsgpack.pack(meta)}
 for j = 1, #raw do reply[j + 1] = raw[j] end
 return reply

@@ -269,7 +269,7 @@ def _race(
 
     async def read_then_rival(*args: Any, **options: Any) -> Any:
         outcome = await original(*args, **options)
-        if not rival_decisions:
+        if outcome.fresh and not rival_decisions:  # a read that advanced the state (not a refresh)
             rival_decisions.append(await rival.select_backend(request))
         return outcome
 
