@@ -19,10 +19,11 @@ from ._core._catalog import Catalog
 from ._core._engine import RoutingEngine
 from ._core._errors import BeamRoutingError, RouterClosed, RoutingError
 from ._core._explain import Explanation
-from ._core._health import BackendState, Outcome
+from ._core._health import BackendState, HealthPolicy, Outcome
 from ._core._journal import Journal
 from ._core._profiles import parse_profile
 from ._core._request import RouteRequest
+from ._core._settings import RoutingSettings
 from ._core._types import JournalEvent, RouteDecision, SessionHandle
 from ._runtime._router import Router
 from ._store._memory import MemoryStore
@@ -37,6 +38,7 @@ from ._store._protocol import (
     PutProfileOp,
     ReadJournalOp,
     ReadStatesOp,
+    ReconfigureOp,
     RegisterOp,
     ReleaseOp,
     ReportOp,
@@ -122,7 +124,8 @@ async def check_store(make_store: _StoreMaker) -> list[str]:
     A check runs only if ``make_store`` accepts every keyword it needs (by name, or
     ``**options``); the names of the checks it skipped are returned, so a caller can
     insist on none (``assert not await check_store(...)``). Selections that register their
-    session, ``least_loaded``, filtering profiles and releases need no option.
+    session, ``least_loaded``, filtering profiles, releases and reconfigurations
+    (:class:`~beamrouting.store.ReconfigureOp`) need no option.
 
     Each check starts its own store, applies operations through
     :meth:`~beamrouting.store.Store.routing_batch` and
@@ -561,6 +564,33 @@ async def _check_filtering_profiles(store: Store, options: dict[str, Any]) -> No
     await pair.journal()
 
 
+async def _check_reconfigure(store: Store, options: dict[str, Any]) -> None:
+    """A reconfiguration sets exactly its profiles, and its limits and weights, in one step."""
+    pair = _Lockstep(store, options)
+    await pair.route(
+        PutProfileOp("old", parse_profile(_DENY_CLAUDE)), pair.select({**_RR, "policy_profile_id": "old"})
+    )
+    rule = {"action": "backend", "decision": "deny", "match": ["eq", "backend", "claude"], "reason": "no"}
+    settings = RoutingSettings.checked(
+        Catalog.default(),
+        profiles={"new": {"mode": "filter", "rules": [rule]}},
+        health=HealthPolicy(probe_sessions=2),
+        limits={"codex_cli": 1},
+        weights={"gemini": 4},
+    )
+    await pair.route(ReconfigureOp(settings), pair.select({**_RR, "policy_profile_id": "old"}))  # gone
+    await pair.sessions(
+        RegisterOp(SessionHandle("s", "codex", {})), RegisterOp(SessionHandle("t", "codex", {}))
+    )
+    await pair.route(
+        pair.select({**_RR, "policy_profile_id": "new"}),
+        pair.select({"backend": "codex"}),
+        *([pair.select({"policy": "weighted"})] * 9),
+        ReadStatesOp(),
+    )
+    await pair.journal()
+
+
 _CHECKS: Final[tuple[tuple[Callable[[Store, dict[str, Any]], Awaitable[None]], frozenset[str]], ...]] = (
     (_check_surface, frozenset()),
     (_check_selections, frozenset()),
@@ -571,6 +601,7 @@ _CHECKS: Final[tuple[tuple[Callable[[Store, dict[str, Any]], Awaitable[None]], f
     (_check_session_selections, frozenset()),
     (_check_least_loaded, frozenset()),
     (_check_filtering_profiles, frozenset()),
+    (_check_reconfigure, frozenset()),
     (_check_learning, frozenset({"clock"})),
     (_check_temporary_backends, frozenset({"clock"})),
     (_check_capacity, frozenset({"limits"})),

@@ -25,6 +25,7 @@ from beamrouting.store import (
     PutProfileOp,
     ReadJournalOp,
     ReadStatesOp,
+    ReconfigureOp,
     RegisterOp,
     ReleaseOp,
     ReportOp,
@@ -75,6 +76,7 @@ class DictStore:
             RestoreOp: lambda op: self.engine.restore(op.backend),
             ReleaseOp: lambda op: self.engine.release(op.affinity_key),
             ReadStatesOp: lambda op: list(self.engine.backend_states()),
+            ReconfigureOp: lambda op: self.engine.reconfigure(op.settings),
         }
         self.session_ops: dict[type[Any], Callable[[Any], SessionResult]] = {
             RegisterOp: lambda op: state.register(op.handle, exclusive=op.exclusive),

@@ -83,6 +83,10 @@ class Fleet:
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(list[Any]).decode
 
+    def configure(self, limits: Mapping[str, int]) -> None:
+        """This process's new backend limits."""
+        self._limits = dict(limits)
+
     # -- arguments ------------------------------------------------------------------------
 
     def state_call(self) -> Call:

@@ -103,13 +103,11 @@ class Learning:
             reply = await fleet.commit(fleet.commit_call(), now, writes=writes, events=events, counts=True)
             if not reply.fresh and writes:
                 continue  # the ledgers changed: what time changed is computed again
-            if view.policy is not None:
-                view.check_ledgers(list(view.corrupt))
-                if not reply.fresh and view.observations(now)[0]:
-                    continue  # fresh ledgers with a change to journal
-            policy = view.policy or _DEFAULT_POLICY
-            ledgers = view.ledgers if view.policy is not None else {}
-            live, limits = view.live, view.limits
+            view.check_ledgers(list(view.corrupt))
+            if not reply.fresh and view.observations(now)[0]:
+                continue  # fresh ledgers with a change to journal
+            policy = view.policy or _DEFAULT_POLICY  # with learning off, what was learned still shows
+            ledgers, live, limits = view.ledgers, view.live, view.limits
             return [
                 ledgers.get(b, FRESH).state(b, now, policy, live.get(b, 0), limits.get(b))
                 for b in view.catalog.backends

@@ -61,6 +61,10 @@ class Sessions:
         }
         self._encode = msgspec.msgpack.Encoder().encode
 
+    def configure(self, limits: Mapping[str, int]) -> None:
+        """This process's new backend limits."""
+        self._meta = {**self._meta, "limits": dict(limits)}
+
     async def batch(self, ops: Sequence[SessionOp], script: Script) -> list[SessionResult]:
         """Apply ``ops`` with one call of ``sessions.lua``; one answer each.
 

@@ -126,6 +126,10 @@ class Settler:
         self._view = fleet.view
         self._sessions = sessions
 
+    def configure(self, planner: Planner) -> None:
+        """Plan with ``planner`` from now on (new weights)."""
+        self._planner = planner
+
     # -- planning ---------------------------------------------------------------------------
 
     def _plan_of(self, req: RouteRequest, now: float) -> tuple[RoutePlan, Holds]:

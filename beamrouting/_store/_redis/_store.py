@@ -84,6 +84,7 @@ from ..._core._journal import render_events
 from ..._core._planner import Planner
 from ..._core._profiles import PolicyProfile
 from ..._core._request import RequestLimits
+from ..._core._settings import RoutingSettings
 from ..._core._types import JournalEvent
 from .._protocol import (
     ClearOp,
@@ -94,6 +95,7 @@ from .._protocol import (
     PutProfileOp,
     ReadJournalOp,
     ReadStatesOp,
+    ReconfigureOp,
     ReleaseOp,
     ReportOp,
     RestoreOp,
@@ -447,6 +449,8 @@ class RedisStore:
             case RestoreOp(backend):
                 async with self._connection.operation("restore"):
                     return await self._learning.restore(backend)
+            case ReconfigureOp(settings):
+                await self._reconfigure(settings)
             case ReadStatesOp():
                 async with self._connection.operation("backend_states"):
                     return await self._learning.states()
@@ -461,6 +465,39 @@ class RedisStore:
             case _:
                 raise TypeError(f"not a routing operation: {op!r}")
         return None
+
+    async def _reconfigure(self, settings: RoutingSettings) -> None:
+        """Store exactly ``settings.profiles`` for the fleet (one script call); take its health policy, limits and weights.
+
+        Those three are this process's own (give every process the same); learned state,
+        live sessions, bindings and counters stay.
+        """
+        settings = settings.recheck(self.catalog)
+        documents = {
+            profile_id: self._profiles.encode(profile) for profile_id, profile in settings.profiles.items()
+        }
+        args: list[Any] = [b"x", self._keys.changes, *(item for pair in documents.items() for item in pair)]
+        keys = [self._keys.profiles, self._keys.profiles_version]
+        async with self._connection.operation("reload"):
+            reply: Any = await self._scripts[_scripts.PROFILES](keys=keys, args=args)
+        if (
+            type(reply) is not list
+            or len(reply) != 4
+            or not all(type(value) is int for value in (reply[0], *reply[2:]))
+        ):
+            raise MalformedReply("profiles.lua")
+        _, repaired, before, after = reply
+        if repaired:
+            logger.warning("replaced %s, which held a value of the wrong type", self._keys.profiles)
+        self.health = settings.health
+        self.limits_of = dict(settings.limits)
+        if settings.weights != self.weights:
+            self.weights = dict(settings.weights)
+            self._planner = Planner(self.catalog, self.weights)
+            self._settler.configure(self._planner)
+        self._fleet.configure(self.limits_of)
+        self._registry.configure(self.limits_of)
+        self._view.configure(self._planner, self.health, self.limits_of, documents, before, after)
 
     async def _write_profile(self, profile_id: str, profile: PolicyProfile | None) -> bool:
         """Store (or, for ``None``, delete) a profile; whether it existed (deleting) or ``True``."""

@@ -291,6 +291,24 @@ class View:
             [profile_id, texts.get(profile_id, "")] for profile_id in dict.fromkeys(profile_ids) if profile_id
         ]
 
+    def configure(
+        self,
+        planner: Planner,
+        policy: HealthPolicy | None,
+        limits: Mapping[str, int],
+        documents: Mapping[str, bytes],
+        before: int,
+        after: int,
+    ) -> None:
+        """This process's new settings; the stored profiles became exactly ``documents`` (version ``before`` to ``after``)."""
+        self.planner, self.policy, self.limits = planner, policy, limits
+        if before == self.pv:
+            self._read_profiles([item for pair in documents.items() for item in pair], replace=True)
+            self.pv = after
+        else:
+            self.pv = _UNKNOWN
+        self.generation += 1
+
     def profile_written(self, profile_id: str, document: bytes | None, before: int, after: int) -> None:
         """This process stored ``document`` (``None``: deleted the profile), taking the version from ``before`` to ``after``.
 

@@ -18,9 +18,11 @@ from beamrouting import (
     NoBackendAvailable,
     PolicyDenied,
     RedisStore,
+    RoutingSettings,
     SessionExists,
 )
 from beamrouting._runtime._router import Router
+from beamrouting.store import ReconfigureOp
 from tests._helpers import wait_for
 from tests._redis import RedisServer, import_redis_or_skip
 from tests.stores.redis._fleet import Clock
@@ -224,6 +226,34 @@ async def test_a_filtering_profile_stored_by_one_process_filters_in_another(
         await one.delete_policy_profile("f")
         with pytest.raises(PolicyDenied, match="unknown policy profile"):
             await two.select_backend({"policy_profile_id": "f"})
+
+
+async def test_a_reconfiguration_sets_the_fleet_s_profiles_and_this_process_s_limits(
+    redis_url: str, prefix: str
+) -> None:
+    one, two = RedisStore(redis_url, prefix=prefix), RedisStore(redis_url, prefix=prefix)
+    async with Router(store=one) as first, Router(store=two) as second:
+        await first.put_policy_profile("old", {"default": "deny"})
+        assert (await second.select_backend({"backend": "codex"})).backend == "codex"  # it read the profiles
+        rule = {"action": "backend", "decision": "deny", "match": ["eq", "backend", "claude"], "reason": "no"}
+        settings = RoutingSettings.checked(
+            first.catalog,
+            profiles={"new": {"mode": "filter", "rules": [rule]}},
+            limits={"codex": 1},
+            weights={"gemini": 3},
+        )
+        assert await one.routing_batch([ReconfigureOp(settings)]) == [None]
+        with pytest.raises(
+            PolicyDenied, match="unknown policy profile"
+        ):  # exactly the new profiles, fleet-wide
+            await second.select_backend({"policy_profile_id": "old"})
+        assert (await second.select_backend({**RR, "policy_profile_id": "new"})).backend != "claude"
+        await first.register_session("s", "codex")
+        with pytest.raises(BackendAtCapacity):  # this process's limit
+            await first.register_session("t", "codex")
+        await second.register_session("t", "codex")  # the other kept its own settings
+        picks = [(await first.select_backend({"policy": "weighted"})).backend for _ in range(6)]
+        assert picks.count("gemini") == 3 and "codex" not in picks  # its weights; codex is full
 
 
 # --------------------------------------------------------------------------- 6. watch

@@ -16,6 +16,7 @@ import pytest
 
 from beamrouting import (
     BeamRoutingError,
+    Catalog,
     Explanation,
     HealthPolicy,
     JournalEvent,
@@ -24,6 +25,7 @@ from beamrouting import (
     RedisStore,
     RouteDecision,
     RoutingError,
+    RoutingSettings,
     SessionHandle,
 )
 from beamrouting._core._profiles import parse_profile
@@ -35,6 +37,7 @@ from beamrouting.store import (
     PutProfileOp,
     ReadJournalOp,
     ReadStatesOp,
+    ReconfigureOp,
     RegisterOp,
     ReleaseOp,
     ReportOp,
@@ -130,6 +133,22 @@ def routing_op(rng: random.Random, normalize: Any) -> RoutingOp:
         return ReleaseOp(rng.choice("abc"))
     if roll < 0.92:
         return ClearOp()
+    if roll < 0.94:
+        return ReconfigureOp(
+            RoutingSettings.checked(
+                Catalog.default(),
+                profiles={
+                    name: profile
+                    for name, profile in (("filter", FILTER), ("veto", VETO))
+                    if rng.random() < 0.6
+                },
+                health=rng.choice(
+                    (OPTIONS["health"], HealthPolicy(failure_threshold=1, probe_sessions=1), None)
+                ),
+                limits={b: rng.randint(1, 3) for b in rng.sample(BACKENDS, rng.randint(0, 3))},
+                weights={b: rng.randint(1, 4) for b in rng.sample(BACKENDS, rng.randint(0, 2))},
+            )
+        )
     return ReadJournalOp(None, 6)
 
 
