@@ -513,10 +513,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--calls",
         type=positive_int,
         metavar="N",
-        help="operations per series and repetition (default: 20000)",
+        help="operations per series and repetition (default: 20000; the state-cap cells run their cap's size)",
     )
     size.add_argument(
-        "--duration", type=positive_float, metavar="SECONDS", help="seconds per series and repetition"
+        "--duration",
+        type=positive_float,
+        metavar="SECONDS",
+        help="seconds per series and repetition, instead of --calls",
     )
     parser.add_argument(
         "--repeat", type=positive_int, metavar="N", help="interleaved repetitions (default: 3)"

@@ -206,6 +206,21 @@ def test_bench_skips_cells_on_backends_left_out(capsys: pytest.CaptureFixture[st
     assert "skipped" in out
 
 
+def test_bench_skips_cells_on_backends_not_installed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_bench, "installed", lambda backend: backend != "trio")
+    json_path = tmp_path / "bench.json"
+    status, _, err = run(
+        capsys, "bench", "--cells", "callers", "--calls", "20", "--json", str(json_path), "--no-progress"
+    )
+    assert status == 0, err
+    cells = cells_of(json_path)
+    assert cells["callers.trio"]["skipped"] == "trio is not installed"
+    assert cells["callers.trio"]["ratio"] is None
+    assert cells["callers.uvloop"]["ratio"] > 0
+
+
 def test_bench_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
