@@ -7,6 +7,7 @@ imports redis-py. The store protocol is in :mod:`beamrouting.store`, test helper
 :mod:`beamrouting.testing`.
 """
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from ._core._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
@@ -51,7 +52,11 @@ from ._store._protocol import JournalFeed, Store, StoreCrash
 if TYPE_CHECKING:
     from ._store._redis import RedisStore
 
-__version__ = "0.1.0"
+try:
+    __version__: str = _metadata.version("beamrouting")
+    """The installed distribution's version (defined once, in ``pyproject.toml``)."""
+except _metadata.PackageNotFoundError:  # imported from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_CAPABILITIES",

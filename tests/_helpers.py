@@ -26,6 +26,7 @@ __all__ = [
     "BACKENDS",
     "REPO_ROOT",
     "SCENARIO_PROFILES",
+    "FakeClock",
     "Gate",
     "Scenario",
     "ScenarioMismatch",
@@ -334,6 +335,31 @@ class Gate:
             await event.wait()
         finally:
             self.waiting -= 1
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+class FakeClock:
+    """A wall clock (UNIX seconds) that moves only when the test moves it.
+
+    Pass it as ``clock=`` to ``RoutingEngine`` or ``Router``; ``advance`` and ``set`` move it.
+    """
+
+    def __init__(self, now: float = 1_796_227_200.0) -> None:  # 2026-12-02T16:00:00Z
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock ``seconds`` forward; return the new time."""
+        self.now += seconds
+        return self.now
+
+    def set(self, now: float) -> None:
+        """Move the clock to ``now``."""
+        self.now = float(now)
 
 
 # --------------------------------------------------------------------------- polling

@@ -10,10 +10,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from beamrouting import MemoryStore, StoreCrash, StoreUnavailable
-from beamrouting.store import LookupOp, RegisterOp, RoutingOp, RoutingResult, SessionOp, SessionResult
+from beamrouting.store import (
+    LookupOp,
+    RegisterOp,
+    RoutingOp,
+    RoutingResult,
+    SessionOp,
+    SessionResult,
+    UnregisterOp,
+)
 from tests._helpers import Gate
 
-__all__ = ["GatedSessionStore", "GatedStore"]
+__all__ = ["GatedSessionStore", "GatedStore", "HeldAnswersStore", "UnregisterOutageStore"]
 
 
 class GatedStore(MemoryStore):
@@ -38,6 +46,20 @@ class GatedStore(MemoryStore):
         return await super().routing_batch(ops)
 
 
+class HeldAnswersStore(MemoryStore):
+    """A MemoryStore that applies each routing batch at once but holds its answers while the
+    gate is closed (a store whose replies are slow: the state changed, the caller does not know yet)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.gate = Gate()
+
+    async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
+        results = await super().routing_batch(ops)
+        await self.gate.pass_through()
+        return results
+
+
 class GatedSessionStore(MemoryStore):
     """A MemoryStore whose session batches wait while the gate is closed, and whose
     registration of the session id ``"boom"`` (or lookup of ``"unavailable"``) fails."""
@@ -60,3 +82,19 @@ class GatedSessionStore(MemoryStore):
                 continue
             results.extend(await super().session_batch([op]))
         return results
+
+
+class UnregisterOutageStore(MemoryStore):
+    """A MemoryStore whose session batches raise :class:`StoreUnavailable` while they hold an
+    unregistration and ``failing`` is set (a store that cannot be reached just then)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.failing = True
+        self.refused = 0
+
+    async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
+        if self.failing and any(isinstance(op, UnregisterOp) for op in ops):
+            self.refused += 1
+            raise StoreUnavailable("planted outage while unregistering")
+        return await super().session_batch(ops)

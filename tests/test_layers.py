@@ -5,7 +5,7 @@ Every module's imports are read from its source (those inside functions too) and
 - core (``_core``) imports only the standard library and msgspec;
 - each layer imports only its own layer and the ones below it: core <- stores (``_store``)
   <- runtime (``_runtime``) <- the public modules (``beamrouting``, ``beamrouting.store``,
-  ``beamrouting.testing``) <- the command line (``_cli``, ``__main__``);
+  ``beamrouting.testing``, ``beamrouting.prometheus``) <- the command line (``_cli``, ``__main__``);
 - the command line imports no private module but its own;
 - no two modules import each other, directly or around a loop.
 
@@ -28,7 +28,7 @@ ROOT = REPO_ROOT / PACKAGE
 
 LAYERS = ("core", "stores", "runtime", "public", "command line")
 CORE_THIRD_PARTY = frozenset({"msgspec"})
-PUBLIC_MODULES = frozenset({PACKAGE, f"{PACKAGE}.store", f"{PACKAGE}.testing"})
+PUBLIC_MODULES = frozenset({PACKAGE, f"{PACKAGE}.store", f"{PACKAGE}.testing", f"{PACKAGE}.prometheus"})
 
 
 def layer_of(module: str) -> int:

@@ -248,9 +248,11 @@ class Catalog:
 
     def canonical(self, name: object) -> str | None:
         """The canonical name for a spelling, or ``None`` when it names no backend."""
+        if isinstance(name, str):
+            name = str.__str__(name)  # a subclass's own hashing and comparison are never called
         try:
             return self._aliases.get(name)  # type: ignore[call-overload, no-any-return]
-        except TypeError:
+        except Exception:  # unhashable, or hashing that fails: it names no backend
             return None
 
     def supports(self, backend: str, capability: str) -> bool:

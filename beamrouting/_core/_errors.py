@@ -34,6 +34,7 @@ sent over the wire as they are.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any, ClassVar, TypeAlias
 
 __all__ = [
@@ -74,6 +75,8 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 _MAX_DEPTH = 16
+_MAX_ITEMS = 1024
+_CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
 def json_detail(value: object, _depth: int = 0) -> JSONValue:
@@ -81,11 +84,17 @@ def json_detail(value: object, _depth: int = 0) -> JSONValue:
 
     Scalars are kept as they are (subclasses such as a ``StrEnum`` member become the plain
     base value), tuples and lists become lists, dicts with ``str`` keys keep their shape,
-    and anything else becomes its ``repr()``.
+    and anything else becomes its ``repr()``. A list, tuple, dict or set of more than 1,024
+    entries becomes ``"<list of N entries>"`` (its type and size, none of its entries read),
+    so an oversized value costs no more to reject than a small one.
     """
     kind = type(value)
     if kind in _SCALARS:
         return value
+    if isinstance(value, _CONTAINERS):
+        size = _base_len(value)
+        if size > _MAX_ITEMS:
+            return f"<{kind.__name__} of {size} entries>"
     # The base types' own methods: a subclass may override __str__ or __repr__ to raise.
     if isinstance(value, bool):
         return bool(int.__int__(value))
@@ -107,6 +116,34 @@ def json_detail(value: object, _depth: int = 0) -> JSONValue:
         return repr(value)
     except Exception:  # a hostile __repr__ must not turn a typed error into a crash
         return f"<unrepresentable {type(value).__name__}>"
+
+
+def _message_repr() -> reprlib.Repr:
+    """A ``repr()`` for messages that shows at most the first characters and entries of a detail."""
+    bounded = reprlib.Repr()
+    bounded.maxstring = bounded.maxother = 1024
+    bounded.maxlist = bounded.maxtuple = bounded.maxdict = bounded.maxset = bounded.maxfrozenset = 64
+    bounded.maxlevel = _MAX_DEPTH
+    return bounded
+
+
+_MESSAGE_REPR = _message_repr()
+"""How a detail is shown in an error's message: a huge detail costs no more than a small one."""
+
+
+def _base_len(value: object) -> int:
+    """The length of a built-in container by its base type's own method (a subclass may override ``__len__``)."""
+    if isinstance(value, list):
+        return list.__len__(value)
+    if isinstance(value, tuple):
+        return tuple.__len__(value)
+    if isinstance(value, dict):
+        return dict.__len__(value)
+    if isinstance(value, set):
+        return set.__len__(value)
+    if isinstance(value, frozenset):
+        return frozenset.__len__(value)
+    return 0
 
 
 class BeamRoutingError(Exception):
@@ -131,7 +168,7 @@ class RoutingError(BeamRoutingError):
 
     def __init__(self, detail: object = None) -> None:
         self.detail: JSONValue = json_detail(detail)
-        super().__init__(f"{self.code}: {self._summary} ({self.detail!r})")
+        super().__init__(f"{self.code}: {self._summary} ({_MESSAGE_REPR.repr(self.detail)})")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.detail,))

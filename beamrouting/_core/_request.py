@@ -141,6 +141,15 @@ def _first_unknown_key(request: Mapping[Any, Any]) -> object:
     return min(unknown, key=_str_sort_key)
 
 
+def _subclass_size(value: object) -> int | None:
+    """The raw length of a ``list`` or ``tuple`` subclass (by the base type, never its own methods), else ``None``."""
+    if isinstance(value, list):
+        return list.__len__(value)
+    if isinstance(value, tuple):
+        return tuple.__len__(value)
+    return None
+
+
 def _str_sort_key(key: object) -> str:
     try:
         return str(key)
@@ -195,6 +204,9 @@ class RequestNormalizer:
 
     def _backends(self, value: object, field: str) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
+            size = _subclass_size(value)
+            if size is not None and size > self._max_entries:  # sized before anything reads it
+                raise self._too_many(field, size)
             value = (value,)
         elif not value:
             return _EMPTY
@@ -242,39 +254,19 @@ class RequestNormalizer:
         immutable (its ``health`` mapping included: never change it).
         """
         if type(request) is dict:
-            if "affinity_key" not in request and len(request) <= 11:
-                # Requests without an affinity key repeat: normalise each distinct one once.
-                # The key is the request's msgpack encoding (made in C), taken only when every
-                # value is of an exact plain type (no subclass with methods of its own) and no
-                # list is longer than allowed (so encoding costs nothing proportional to abuse).
-                max_entries = self._max_entries
-                for value in request.values():
-                    kind = type(value)
-                    if kind is list or kind is dict:
-                        if len(value) > max_entries:
-                            break
-                    elif kind not in _PLAIN_TYPES:
-                        break
-                else:
-                    try:
-                        key = _encode_plain(request)
-                    except Exception:  # a str subclass inside (the encoder's hook refuses it)
-                        key = None
-                    if key is not None:
-                        known = self._requests.get(key)
-                        if known is not None:
-                            return known
-                        normalized = self.normalize_fields(request)
-                        requests = self._requests
-                        if (
-                            len(requests) >= _NORMALISED_CACHE_SIZE
-                            or self._request_bytes > _REQUEST_CACHE_BYTES
-                        ):
-                            requests.clear()
-                            self._request_bytes = 0
-                        requests[key] = normalized
-                        self._request_bytes += len(key)
-                        return normalized
+            key = self.request_key(request)  # equal requests are normalised once
+            if key is not None:
+                known = self._requests.get(key)
+                if known is not None:
+                    return known
+                normalized = self.normalize_fields(request)
+                requests = self._requests
+                if len(requests) >= _NORMALISED_CACHE_SIZE or self._request_bytes > _REQUEST_CACHE_BYTES:
+                    requests.clear()
+                    self._request_bytes = 0
+                requests[key] = normalized
+                self._request_bytes += len(key)
+                return normalized
             return self.normalize_fields(request)
         try:
             return self._normalize(request)
@@ -288,24 +280,45 @@ class RequestNormalizer:
 
         Requests without an affinity key repeat, so each distinct one need be normalised
         once. The encoding is made in C, and taken only when every value is of an exact
-        plain type (no subclass with methods of its own) and no list or mapping is longer
-        than allowed, so that it costs nothing proportional to abuse. A request with an
-        affinity key (unique per session, as a rule) has none.
+        plain type (no subclass with methods of its own), no list or mapping is longer than
+        allowed and no string longer than a key may be, nested ones included, so that it
+        costs nothing proportional to abuse. A request with an affinity key (unique per
+        session, as a rule) has none.
         """
-        if "affinity_key" in request or len(request) > 11:
+        if "affinity_key" in request or len(request) > 11 or not self._small_and_plain(request):
             return None
-        max_entries = self._max_entries
-        for value in request.values():
-            kind = type(value)
-            if kind is list or kind is dict:
-                if len(value) > max_entries:
-                    return None
-            elif kind not in _PLAIN_TYPES:
-                return None
         try:
             return _encode_plain(request)
         except Exception:  # a str subclass inside (the encoder's hook refuses it)
             return None
+
+    def _small_and_plain(self, request: dict[Any, Any]) -> bool:
+        """Whether every value of ``request`` is of an exact plain type and within the limits,
+        down to the entries of its lists and mappings (which are one level deep in a valid request)."""
+        max_entries = self._max_entries
+        max_key = self._max_key
+        for value in request.values():
+            kind = type(value)
+            if kind is str:
+                if len(value) > max_key:
+                    return False
+            elif kind is list:
+                if len(value) > max_entries:
+                    return False
+                for item in value:
+                    if type(item) is not str or len(item) > max_key:
+                        return False
+            elif kind is dict:
+                if len(value) > max_entries:
+                    return False
+                for name, status in value.items():
+                    if type(name) is not str or len(name) > max_key:
+                        return False
+                    if (type(status) is not str and type(status) is not Health) or len(status) > max_key:
+                        return False
+            elif kind not in _PLAIN_TYPES:
+                return False
+        return True
 
     def normalize_fields(self, request: dict[Any, Any]) -> RouteRequest:
         """:meth:`normalize` of a plain dict field by field (lists and health cached by content)."""
@@ -535,6 +548,9 @@ class RequestNormalizer:
 
     def _capability_list(self, value: object) -> tuple[str, ...]:
         if type(value) is not list and type(value) is not tuple:
+            size = _subclass_size(value)
+            if size is not None and size > self._max_entries:
+                raise self._too_many("capabilities", size)
             raise InvalidRouteRequest("capabilities")
         if len(value) > self._max_entries:
             raise self._too_many("capabilities", len(value))

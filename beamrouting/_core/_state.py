@@ -78,7 +78,7 @@ class RoutingState:
         self.limits: dict[str, int] = dict(limits or {})
         """The most live sessions each limited backend may have (validated by the engine)."""
         self.profiles: dict[str, PolicyProfile] = {}
-        self.journal = Journal(journal_size)
+        self.journal = Journal(journal_size, wall_clock=self.clock)
 
     def next_counter(self, key: Hashable) -> int:
         """Increment the counter ``key`` (first value 1) and return it."""

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from .._core._errors import BeamRoutingError
 from .._core._types import RouteDecision
 
 __all__ = [
     "OTEL_ENABLED",
+    "Observer",
+    "Observers",
     "SelectObserver",
     "active",
     "actor_restarted",
@@ -129,9 +131,61 @@ class SelectObserver:
             span.end()
 
 
-def select_observer() -> SelectObserver | None:
-    """A :class:`SelectObserver` for a starting router when :func:`active`, else ``None``."""
-    return SelectObserver() if active() else None
+class Observer(Protocol):
+    """What observes a router's selections (a :class:`SelectObserver`, a metrics collector)."""
+
+    def start(self) -> Any:
+        """Begin observing one call; the token goes to the call's ending method."""
+        ...
+
+    def succeeded(self, token: Any, decision: RouteDecision) -> None:
+        """The call returned ``decision``."""
+        ...
+
+    def failed(self, token: Any, exc: Exception) -> None:
+        """The call raised ``exc``."""
+        ...
+
+    def cancelled(self, token: Any) -> None:
+        """The call was cancelled."""
+        ...
+
+
+class Observers:
+    """Several observers as one."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: tuple[Observer, ...]) -> None:
+        self.observers = observers
+
+    def start(self) -> Any:
+        """Start each observer."""
+        return [observer.start() for observer in self.observers]
+
+    def succeeded(self, token: Any, decision: RouteDecision) -> None:
+        """Tell each observer the call succeeded."""
+        for observer, each in zip(self.observers, token, strict=True):
+            observer.succeeded(each, decision)
+
+    def failed(self, token: Any, exc: Exception) -> None:
+        """Tell each observer the call failed."""
+        for observer, each in zip(self.observers, token, strict=True):
+            observer.failed(each, exc)
+
+    def cancelled(self, token: Any) -> None:
+        """Tell each observer the call was cancelled."""
+        for observer, each in zip(self.observers, token, strict=True):
+            observer.cancelled(each)
+
+
+def select_observer(extra: tuple[Observer, ...] = ()) -> Observer | None:
+    """What observes a starting router's selections: a :class:`SelectObserver` when :func:`active`,
+    plus ``extra`` observers (metrics collectors); ``None`` when nothing observes."""
+    observers = ((SelectObserver(),) if active() else ()) + extra
+    if not observers:
+        return None
+    return observers[0] if len(observers) == 1 else Observers(observers)
 
 
 def otel_configured() -> bool:

@@ -196,8 +196,10 @@ class Router(AsyncContextManagerMixin):
         self._table = RoutingTableClient()
         self._registry = SessionRegistryClient()
         self._supervisor: Supervisor | None = None
-        self._observer: _obs.SelectObserver | None = None
-        """Observes selections while someone listens (OpenTelemetry, DEBUG logs); else ``None``."""
+        self._observer: _obs.Observer | None = None
+        """Observes selections while someone listens (OpenTelemetry, DEBUG logs, collectors); else ``None``."""
+        self._observers: tuple[_obs.Observer, ...] = ()
+        """Observers of every selection besides logging and OpenTelemetry (metrics collectors)."""
         self._state = RouterState.NEW
         self._calls = 0
         self._errors: dict[str, int] = {}
@@ -258,7 +260,7 @@ class Router(AsyncContextManagerMixin):
                 else:
                     self._table.connect(children[0].mailbox.call)
                     self._registry.connect(children[1].mailbox.call)
-                    self._observer = _obs.select_observer()
+                    self._observer = _obs.select_observer(self._observers)
                     watching = anyio.CancelScope()
                     task_group.start_soon(self._watch, watching, name="beamrouting watch")
                     self._state = RouterState.RUNNING
@@ -428,13 +430,14 @@ class Router(AsyncContextManagerMixin):
         clock = self._clock
         deadline = clock() + wait
         give_up = anyio.current_time() + wait  # real time too: a clock that stands still must not hang us
+        changes = self._waiters.changes
         try:
             return await attempt()
         except NoBackendAvailable as exc:
             first = exc
         if self._waiters.waiting >= self._waiters.max_waiters:
             raise first  # as many callers wait as may: the error, at once
-        async with self._waiters.queued() as waiter:
+        async with self._waiters.queued(changes) as waiter:  # woken at once if a change came meanwhile
             error = first
             while True:
                 back, for_a_slot = _comes_back(error)
@@ -714,8 +717,18 @@ class Router(AsyncContextManagerMixin):
 
     # -- introspection ------------------------------------------------------------------------------
 
+    def observe(self, observer: _obs.Observer) -> None:
+        """Have ``observer`` told of every selection from now on (used by metrics collectors)."""
+        self._observers = (*self._observers, observer)
+        if self._state is RouterState.RUNNING:
+            self._observer = _obs.select_observer(self._observers)
+
     async def statistics(self) -> RouterStatistics:
         """Mailbox depths, calls, errors by code and restarts per actor (a :class:`RouterStatistics`)."""
+        return self.statistics_now()
+
+    def statistics_now(self) -> RouterStatistics:
+        """:meth:`statistics`, synchronously (it asks no actor): for metrics exporters in other threads."""
         children = self._supervisor.children if self._supervisor is not None else ()
         return RouterStatistics(
             self.state,
