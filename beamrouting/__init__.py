@@ -19,6 +19,7 @@ from ._core._errors import (
     BeamRoutingError,
     CallTimeout,
     CatalogError,
+    ConfigError,
     InvalidAffinityKey,
     InvalidFallbackPolicy,
     InvalidHealthStatus,
@@ -43,7 +44,9 @@ from ._core._explain import BackendVerdict, Explanation
 from ._core._health import BackendState, BackendStatus, HealthPolicy, Outcome
 from ._core._profiles import PolicyProfile, ProfileRule
 from ._core._request import RequestLimits, RequestNormalizer, RouteRequest
+from ._core._settings import RoutingSettings
 from ._core._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
+from ._runtime._config import Config, RouterOptions, StoreConfig, load_config
 from ._runtime._router import Router, RouterSession, RouterState, RouterStatistics
 from ._runtime._subscription import Subscription, SubscriptionGap
 from ._store._memory import MemoryStore
@@ -71,6 +74,8 @@ __all__ = [
     "CallTimeout",
     "Catalog",
     "CatalogError",
+    "Config",
+    "ConfigError",
     "Explanation",
     "FallbackPolicy",
     "Health",
@@ -99,15 +104,18 @@ __all__ = [
     "RouteRequest",
     "Router",
     "RouterClosed",
+    "RouterOptions",
     "RouterSession",
     "RouterState",
     "RouterStatistics",
     "RouterUnavailable",
     "RoutingEngine",
     "RoutingError",
+    "RoutingSettings",
     "SessionExists",
     "SessionHandle",
     "Store",
+    "StoreConfig",
     "StoreCrash",
     "StoreDataError",
     "StoreUnavailable",
@@ -118,6 +126,7 @@ __all__ = [
     "UnknownCapability",
     "UnsupportedRouteKey",
     "__version__",
+    "load_config",
 ]
 
 

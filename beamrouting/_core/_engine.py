@@ -35,6 +35,7 @@ from ._planner import DONE, LEAST_LOADED, ROTATE, STICKY, Planner, RoutePlan, St
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
 from ._request import RequestLimits, RequestNormalizer, RouteRequest, merge_session
 from ._sessions import check_session_id, session_handle
+from ._settings import RoutingSettings
 from ._state import RoutingState
 from ._types import JournalEvent, RouteDecision, SessionHandle
 
@@ -316,6 +317,35 @@ class RoutingEngine:
         existed = profiles.pop(check_profile_id(profile_id), None) is not None
         self._filters = any(p.filters for p in profiles.values())
         return existed
+
+    def reconfigure(self, settings: RoutingSettings) -> None:
+        """Apply ``settings`` in one step: exactly its profiles, its health policy, limits and weights.
+
+        Everything is validated against the catalogue first, so a bad value changes nothing.
+        What was learned about backends, live sessions, bindings and counters stay: a new
+        limit below a backend's live sessions only stops new sessions there. Raises what
+        :meth:`RoutingSettings.checked <beamrouting.RoutingSettings.checked>` raises, and
+        :class:`TypeError` when ``settings`` is not a :class:`~beamrouting.RoutingSettings`.
+        """
+        if not isinstance(settings, RoutingSettings):
+            raise TypeError(f"settings must be RoutingSettings, not {type(settings).__name__}")
+        settings = settings.recheck(self.catalog)
+        state = self._state
+        self.health = settings.health
+        self.limits_of = dict(settings.limits)
+        state.limits = dict(settings.limits)
+        if settings.weights != self.weights:
+            self.weights = dict(settings.weights)
+            self.planner = Planner(self.catalog, self.weights)
+        state.profiles.clear()
+        state.profiles.update(settings.profiles)
+        self._filters = any(p.filters for p in state.profiles.values())
+
+    def settings(self) -> RoutingSettings:
+        """What :meth:`reconfigure` sets, as the engine has it now (a :class:`~beamrouting.RoutingSettings`)."""
+        return RoutingSettings(
+            dict(self._state.profiles), self.health, dict(self.limits_of), dict(self.weights)
+        )
 
     def policy_profiles(self) -> dict[str, PolicyProfile]:
         """The stored profiles by id."""

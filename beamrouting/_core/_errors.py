@@ -18,6 +18,7 @@ Every exception the library raises on purpose derives from :class:`BeamRoutingEr
     │   ├── PolicyDenied                  policy_denied
     │   └── InvalidPolicyProfile          invalid_policy_profile
     ├── CatalogError (also ValueError)  a catalogue definition is malformed
+    ├── ConfigError (also ValueError)   a configuration is invalid, or cannot be applied by reload
     ├── ActorCrashed                    the actor handling this call crashed (it was restarted)
     ├── RouterUnavailable               the supervisor gave up after too many crashes
     ├── RouterClosed                    the router is shut down or shutting down
@@ -44,6 +45,7 @@ __all__ = [
     "BeamRoutingError",
     "CallTimeout",
     "CatalogError",
+    "ConfigError",
     "InvalidAffinityKey",
     "InvalidFallbackPolicy",
     "InvalidHealthStatus",
@@ -280,6 +282,33 @@ class CatalogError(BeamRoutingError, ValueError):
     """A catalogue definition is malformed (duplicate names, bad aliases, unknown capabilities)."""
 
     code = "catalog_error"
+
+
+class ConfigError(BeamRoutingError, ValueError):
+    """A configuration is invalid, or :meth:`Router.reload <beamrouting.Router.reload>` cannot apply it.
+
+    ``ConfigError(reason, *, field=None, source=None, line=None)``: ``reason`` says what is
+    wrong; ``field`` names the setting in dotted form (``"store.url"``,
+    ``"catalog.backends[1].name"``); ``source`` is the file read and ``line`` the line of
+    the file it is on, where known. The message puts them together:
+    ``beamrouting.toml:12: store.url: ...``.
+    """
+
+    code = "config_error"
+
+    def __init__(
+        self, reason: str, *, field: str | None = None, source: str | None = None, line: int | None = None
+    ) -> None:
+        self.reason = reason
+        """What is wrong."""
+        self.field = field
+        """The setting, in dotted form (``None``: the file as a whole)."""
+        self.source = source
+        """The file read (``None``: a configuration built in code)."""
+        self.line = line
+        """The line of ``source`` the setting is on (1-based), where known."""
+        where = "" if source is None else f"{source}:{line}: " if line is not None else f"{source}: "
+        super().__init__(f"{where}{field}: {reason}" if field else f"{where}{reason}")
 
 
 class ActorCrashed(BeamRoutingError):

@@ -18,6 +18,7 @@ from .._core._explain import Explanation
 from .._core._health import BackendState, Outcome
 from .._core._profiles import PolicyProfile
 from .._core._request import RouteRequest
+from .._core._settings import RoutingSettings
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "LookupSession",
     "Ok",
     "PutProfile",
+    "Reconfigure",
     "Register",
     "Release",
     "Released",
@@ -134,6 +136,12 @@ class GetStates(_Message, frozen=True, tag="get_states"):
     """Read what is known of every backend."""
 
 
+class Reconfigure(_Message, frozen=True, tag="reconfigure"):
+    """Apply new routing settings in one step (exactly these profiles)."""
+
+    settings: RoutingSettings
+
+
 RoutingMessage: TypeAlias = (
     Select
     | Clear
@@ -146,6 +154,7 @@ RoutingMessage: TypeAlias = (
     | Restore
     | Release
     | GetStates
+    | Reconfigure
 )
 """What the routing-table actor accepts."""
 

@@ -16,7 +16,6 @@ the engine's errors for the same input.
 
 from __future__ import annotations
 
-import enum
 import functools
 import uuid
 import weakref
@@ -25,7 +24,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar, overload
 
 import anyio
-import msgspec
 from anyio import AsyncContextManagerMixin
 
 from .._core._catalog import Catalog
@@ -34,6 +32,7 @@ from .._core._errors import (
     ActorCrashed,
     BeamRoutingError,
     CallTimeout,
+    ConfigError,
     NoBackendAvailable,
     RouterClosed,
     RouterUnavailable,
@@ -51,10 +50,12 @@ from .._store._environment import current_async_library
 from .._store._memory import MemoryStore
 from .._store._protocol import Store
 from . import _observability as _obs
+from ._config import Config, RouterOptions, reload_settings
 from ._mailbox import mailbox_class
 from ._routing_table import RoutingTable, RoutingTableClient
 from ._session import RouterSession
 from ._session_registry import SessionRegistry, SessionRegistryClient
+from ._status import RouterState, RouterStatistics
 from ._subscription import DEFAULT_MAXLEN, Subscription, journal_source
 from ._supervisor import Child, Supervisor
 from ._waiting import Waiters
@@ -66,40 +67,6 @@ _MESSAGES_KEPT: Final = 1024
 _MESSAGE_BYTES: Final = 1 << 21
 """Bytes of requests and their encoded messages a router keeps (2 MiB)."""
 _R = TypeVar("_R")
-
-
-class RouterState(enum.StrEnum):
-    """Where a :class:`Router` is in its life."""
-
-    NEW = "new"
-    """Created, not entered yet."""
-    STARTING = "starting"
-    """Entering: the store and the actors are starting."""
-    RUNNING = "running"
-    """Serving calls (inside ``async with``)."""
-    CLOSED = "closed"
-    """Left (or failed to start); calls raise :class:`~beamrouting.RouterClosed`."""
-    UNAVAILABLE = "unavailable"
-    """The supervisor gave up; calls raise :class:`~beamrouting.RouterUnavailable`."""
-
-
-class RouterStatistics(msgspec.Struct, frozen=True):
-    """A snapshot of a router's counters (:meth:`Router.statistics`)."""
-
-    state: RouterState
-    """Where the router is in its life."""
-    calls: int
-    """Calls made to the router's API."""
-    errors: dict[str, int]
-    """Failed calls by error ``code`` (a routing error's, or ``actor_crashed``,
-    ``call_timeout``, ``router_closed``, ``router_unavailable``, ``store_unavailable``)."""
-    mailbox_depths: dict[str, int]
-    """Messages waiting per actor (``routing_table``, ``session_registry``), callers blocked
-    on a full mailbox included."""
-    mailbox_size: int
-    """The bound of each mailbox."""
-    restarts: dict[str, int]
-    """How many times the supervisor restarted each actor."""
 
 
 def _comes_back(error: NoBackendAvailable) -> tuple[float | None, bool]:
@@ -204,6 +171,40 @@ class Router(AsyncContextManagerMixin):
         self._calls = 0
         self._errors: dict[str, int] = {}
         self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._config: Config | None = None
+        """The configuration the router was built from (:meth:`from_config`, :meth:`reload`)."""
+        self._options = RouterOptions(max_restarts, restart_period, mailbox_size, call_timeout, max_waiters)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Router:
+        """A new router as ``config`` (from :func:`~beamrouting.load_config`) describes it.
+
+        Builds the store (:meth:`Config.build_store <beamrouting.Config.build_store>`) with
+        the catalogue, health policy, limits and weights, and the router with
+        ``config.router``'s options; the configuration's policy profiles are put when the
+        router starts (added to the store's; with Redis, for the whole fleet). Returns the
+        router, not started. Raises :class:`~beamrouting.ConfigError` for a store option
+        the store refuses, and :class:`ImportError` for a Redis store without the
+        ``redis`` extra.
+        """
+        if not isinstance(config, Config):
+            raise ConfigError(f"from_config takes a Config (from load_config), not {type(config).__name__}")
+        options = config.router
+        router = cls(
+            store=config.build_store(),
+            max_restarts=options.max_restarts,
+            restart_period=options.restart_period,
+            mailbox_size=options.mailbox_size,
+            call_timeout=options.call_timeout,
+            max_waiters=options.max_waiters,
+        )
+        router._config = config
+        return router
+
+    @property
+    def config(self) -> Config | None:
+        """The configuration the router was built from or last reloaded (``None``: built in code)."""
+        return self._config
 
     @property
     def store(self) -> Store:
@@ -266,6 +267,9 @@ class Router(AsyncContextManagerMixin):
                     self._state = RouterState.RUNNING
                     try:
                         with body:
+                            if self._config is not None:
+                                for profile_id, profile in self._config.settings.profiles.items():
+                                    await self._table.put_profile(profile_id, profile)
                             yield self
                     except anyio.get_cancelled_exc_class():
                         raise  # an outer cancellation: the task group handles it
@@ -714,6 +718,24 @@ class Router(AsyncContextManagerMixin):
                 return  # the registry is gone with everything in it
             except CallTimeout:
                 return  # the call was refused; the router is overloaded or stuck
+
+    @_api
+    async def reload(self, config: Config) -> None:
+        """Apply ``config``'s policy profiles, health policy, limits and weights, all in one step.
+
+        ``config`` is validated first and nothing changes when it is refused. Afterwards the
+        store's profiles are exactly ``config``'s (with Redis, for the whole fleet), and the
+        health policy, limits and weights are ``config``'s (with Redis, for this process
+        only: roll a changed file out to every process). What was learned, live sessions,
+        bindings and counters stay; waiting callers try again. Raises
+        :class:`~beamrouting.ConfigError` when ``config`` changes the catalogue, the store
+        or the router's own options (they need a new router), and what the store raises
+        (:class:`~beamrouting.StoreUnavailable`, ...).
+        """
+        settings = reload_settings(self._config, self._store, self._options, self._catalog, config)
+        await self._table.reconfigure(settings)
+        self._config = config
+        self._waiters.wake()
 
     # -- introspection ------------------------------------------------------------------------------
 

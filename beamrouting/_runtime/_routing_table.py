@@ -11,6 +11,7 @@ from .._core._health import BackendState, Outcome, check_outcome, check_reset
 from .._core._profiles import PolicyProfile, check_profile_id, parse_profile
 from .._core._request import RequestNormalizer, RouteRequest
 from .._core._sessions import check_metadata, check_session_id
+from .._core._settings import RoutingSettings
 from .._core._types import JournalEvent, RouteDecision
 from .._store._protocol import (
     ClearOp,
@@ -20,6 +21,7 @@ from .._store._protocol import (
     PutProfileOp,
     ReadJournalOp,
     ReadStatesOp,
+    ReconfigureOp,
     ReleaseOp,
     ReportOp,
     RestoreOp,
@@ -42,6 +44,7 @@ from ._messages import (
     GetStates,
     Ok,
     PutProfile,
+    Reconfigure,
     Release,
     Released,
     Report,
@@ -111,6 +114,9 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
                 return ReleaseOp(self._normalizer.affinity_key(affinity_key))
             case GetStates():
                 return ReadStatesOp()
+            case Reconfigure(settings):
+                # Never trust the bytes: validate the settings again against the catalogue.
+                return ReconfigureOp(settings.recheck(self._catalog))
         raise AssertionError(f"unhandled message {message!r}")
 
     def _backend(self, name: str) -> str:
@@ -132,7 +138,7 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
         if type(result) is RouteDecision and type(op) is SelectOp:
             return result
         match op:
-            case ClearOp() | EnsureTablesOp() | PutProfileOp() if result is None:
+            case ClearOp() | EnsureTablesOp() | PutProfileOp() | ReconfigureOp() if result is None:
                 return self._ok
             case DeleteProfileOp() if type(result) is bool:
                 return self.encode(Deleted(result))
@@ -185,6 +191,10 @@ class RoutingTableClient(ActorClient):
     async def ensure_tables(self) -> None:
         """Make sure the store's tables exist."""
         await self.ask(EnsureTables(), Ok)
+
+    async def reconfigure(self, settings: RoutingSettings) -> None:
+        """Apply ``settings`` in one step (:class:`~beamrouting.store.ReconfigureOp`)."""
+        await self.ask(Reconfigure(settings), Ok)
 
     async def put_profile(self, profile_id: str, profile: PolicyProfile) -> None:
         """Store a parsed profile."""

@@ -22,6 +22,7 @@ from ._protocol import (
     PutProfileOp,
     ReadJournalOp,
     ReadStatesOp,
+    ReconfigureOp,
     RegisterOp,
     ReleaseOp,
     ReportOp,
@@ -76,6 +77,7 @@ class MemoryStore:
             RestoreOp: lambda op: engine.restore(op.backend),
             ReleaseOp: lambda op: state.release(op.affinity_key),
             ReadStatesOp: lambda op: list(engine.backend_states()),
+            ReconfigureOp: self._reconfigure,
         }
         self._session_ops: dict[type[Any], Callable[[Any], SessionResult]] = {
             RegisterOp: lambda op: state.register(op.handle, exclusive=op.exclusive),
@@ -143,6 +145,11 @@ class MemoryStore:
         if op.session_id is None:
             return self.engine.select_normalized(op.request)
         return self.engine.select_and_register(op.request, op.session_id, op.metadata, exclusive=op.exclusive)
+
+    def _reconfigure(self, op: ReconfigureOp) -> None:
+        self.engine.reconfigure(op.settings)
+        for changed in self._watchers:  # a limit may have risen, or learning stopped
+            changed()
 
     def _unregister(self, op: UnregisterOp) -> None:
         if self.engine.state.unregister(op.session_id):

@@ -31,6 +31,7 @@ from .._core._health import BackendState, Outcome
 from .._core._journal import Journal, JournalRecord
 from .._core._profiles import PolicyProfile
 from .._core._request import RequestLimits, RouteRequest
+from .._core._settings import RoutingSettings
 from .._core._types import JournalEvent, RouteDecision, SessionHandle
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "PutProfileOp",
     "ReadJournalOp",
     "ReadStatesOp",
+    "ReconfigureOp",
     "RegisterOp",
     "ReleaseOp",
     "ReportOp",
@@ -172,6 +174,19 @@ class ReadStatesOp(msgspec.Struct, frozen=True):
     """Read what is known of every backend; answers a ``list`` of :class:`~beamrouting.BackendState`, catalogue order."""
 
 
+class ReconfigureOp(msgspec.Struct, frozen=True):
+    """Apply ``settings`` (validated already) in one atomic step; answers ``None``.
+
+    Afterwards the store's policy profiles are exactly ``settings.profiles`` (a shared
+    store changes them for every process), and its health policy, backend limits and
+    weights are ``settings``' (a shared store keeps those per process). Learned state, live
+    sessions, bindings and counters stay. See :meth:`RoutingEngine.reconfigure
+    <beamrouting.RoutingEngine.reconfigure>`.
+    """
+
+    settings: RoutingSettings
+
+
 RoutingOp: TypeAlias = (
     SelectOp
     | ExplainOp
@@ -184,6 +199,7 @@ RoutingOp: TypeAlias = (
     | RestoreOp
     | ReleaseOp
     | ReadStatesOp
+    | ReconfigureOp
 )
 """An operation of :meth:`Store.routing_batch`."""
 
