@@ -1,25 +1,24 @@
-"""The router benchmark: the engine's direct call beside ``Router.select_backend``.
+"""The benchmark: every figure a ratio to a bare-Python yardstick, measured in one run.
 
-For every policy and every async backend (asyncio, asyncio with uvloop, trio) it measures
-the engine called directly (one caller, no event loop involved) and the router with 1, 10,
-100 and 1,000 concurrent callers, all in one process. Repetitions are interleaved (each
-repetition passes over every cell before the next starts) and medians are reported, since
-machines are noisy. ``beamrouting bench`` and ``python -m benchmarks`` both run it.
+Absolute times on a shared machine drift from minute to minute; ratios between timings
+taken together, in one process, hardly do. So each cell (:mod:`._bench_cells`) reports its
+cost in µs per selection *and* its ratio to a reference measured beside it: mostly
+:func:`~._bench_cells.bare`, a few lines of plain Python making the same decision, or the
+same thing in another configuration (a bigger catalogue, a full state, learning on).
+Targets are printed beside each figure, with met or not met.
 
-The two headline ratios:
-
-* **round trip**: the router's median time per call with one caller over the engine's
-  median direct call; target at most 3.5x on uvloop. (Medians, because a busy machine's
-  preemptions inflate means; the ratio of throughputs is reported beside it.)
-* **100 callers**: the router's throughput with 100 concurrent callers as a share of the
-  engine's single-caller rate; target at least 40%.
+How it measures: every repetition runs every cell once (repetitions are interleaved, not
+one cell five times in a row); each cell warms up, collects garbage, then times its series
+with :func:`time.perf_counter` in alternating chunks; the figures are medians over the
+repetitions (a cell's ratio is the median of its per-repetition ratios). Router cells run
+in ``anyio.run`` on their backend (uvloop with ``use_uvloop``). ``beamrouting bench`` and
+``python -m benchmarks`` both run it.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import math
+import json
 import os
 import platform
 import statistics
@@ -31,284 +30,137 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import anyio
+from beamrouting import Catalog
 
-from beamrouting import Catalog, Policy, RoutingEngine
-
-from ._argtypes import comma_separated, concurrency_levels, positive_float, positive_int
+from ._argtypes import comma_separated, positive_float, positive_int
 from ._backends import BACKENDS, MissingBackend, installed, require, run_on
+from ._bench_cells import CAPS, GROUPS, PTF, ROUTER_CAP, RR, Budget, Cell, cells_for, probes_for
 from ._console import Output
 
 __all__ = [
     "BACKENDS",
-    "CONCURRENCY",
-    "POLICIES",
+    "GROUPS",
     "BenchConfig",
     "BenchReport",
-    "BenchResult",
     "BenchSetupError",
+    "CellResult",
     "add_bench_arguments",
     "config_from_args",
-    "headline_lines",
+    "markdown_report",
     "markdown_table",
     "plot_report",
     "print_report",
-    "requests_for",
+    "readme_table",
     "run_benchmark",
     "table_rows",
+    "update_readme",
 ]
 
-POLICIES: Final[tuple[str, ...]] = tuple(p.value for p in Policy)
-CONCURRENCY: Final[tuple[int, ...]] = (1, 10, 100, 1000)
-ROUND_TRIP_TARGET: Final = 3.5
-"""Headline 1: one-caller router round trip over the engine's direct call, at most (uvloop)."""
-CONCURRENT_TARGET: Final = 0.40
-"""Headline 2: 100-caller router throughput over the engine's single-caller rate, at least."""
-REDIS_CONCURRENCY: Final = 100
-_MIN_CALLS_PER_CALLER: Final = 20
-_WARMUP_CALLS: Final = 300
-_STICKY_KEYS: Final = 1024
-_LATENCY_SAMPLE: Final = 20_000
-
-ENGINE: Final = "engine"
-ANY_BACKEND: Final = "any"
-"""The backend column of the engine's rows: its direct call runs outside any event loop."""
-ROUTER: Final = "router"
-ROUTER_REDIS: Final = "router+redis"
+QUICK_CAP_LIMIT: Final = 1_000_000
+"""``--quick`` leaves out the state-cap cells of this cap and above."""
+README_BEGIN: Final = "<!-- benchmark table: written by python -m benchmarks --readme -->"
+README_END: Final = "<!-- end of benchmark table -->"
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure and for how long."""
 
-    policies: tuple[str, ...] = POLICIES
     backends: tuple[str, ...] = BACKENDS
-    concurrency: tuple[int, ...] = CONCURRENCY
+    """The async backends the router cells may run on (others are skipped)."""
+    groups: tuple[str, ...] = GROUPS
+    """The groups of cells to run (see :data:`~._bench_cells.GROUPS`)."""
     calls: int = 20_000
-    """Calls per cell and repetition (at least 20 per caller)."""
+    """Operations per series and repetition (the state-cap cells run their cap's size)."""
     duration: float | None = None
-    """Seconds per cell and repetition; when set it replaces ``calls``."""
+    """Seconds per series and repetition; when set it replaces ``calls``."""
     repeat: int = 3
     """Interleaved repetitions; the medians are reported."""
-    catalog: Catalog | None = None
+    caps: tuple[int, ...] = CAPS
+    """The engine's state caps (``--quick`` leaves out 1,000,000)."""
+    router_cap: int = ROUTER_CAP
     redis_url: str | None = None
+    quick: bool = False
 
-    def cells(self) -> int:
+    def cells(self) -> list[Cell]:
+        """The cells this configuration reports (skipped ones included)."""
+        return [
+            cell
+            for cell in cells_for(self.caps, self.router_cap)
+            if cell.group in self.groups and (cell.group != "redis" or self.redis_url is not None)
+        ]
+
+    def skipped(self, backend: str | None) -> str | None:
+        """Why cells on ``backend`` are skipped, or ``None`` when they run."""
+        if backend is None:
+            return None
+        if not installed(backend):
+            return f"{backend} is not installed"
+        if backend not in self.backends:
+            return f"{backend} is not among --backends"
+        return None
+
+    def steps(self) -> int:
         """How many measurements one run takes (for progress bars)."""
-        per_backend = len(self.policies) * (1 + len(self.concurrency))
-        redis = sum(1 for b in self.backends if b != "trio") if self.redis_url else 0
-        return self.repeat * (len(self.backends) * per_backend + redis)
+        probes = probes_for(self.cells())
+        return self.repeat * sum(1 for p in probes if self.skipped(p.backend) is None)
 
 
 @dataclass
-class BenchResult:
+class CellResult:
     """One cell: medians over the repetitions."""
 
-    target: str
-    """``"engine"`` (direct call), ``"router"`` or ``"router+redis"``."""
-    backend: str
-    policy: str
-    concurrency: int
-    throughput: float
-    """Calls per second."""
-    p50_us: float
-    p99_us: float
-    ratio: float | None = None
-    """Throughput over the engine's (same backend and policy); the router's share of it."""
-    samples: list[float] = field(default_factory=list)
-    """Throughput of each repetition."""
+    key: str
+    group: str
+    label: str
+    versus: str
+    backend: str | None
+    """The async backend (``None``: a synchronous cell, no event loop)."""
+    us: float | None
+    """µs per operation (median over the repetitions)."""
+    reference_us: float | None
+    """µs per operation of what it is compared with, measured beside it."""
+    ratio: float | None
+    """The median of the per-repetition ratios (1.0 for a yardstick)."""
+    target: float | None
+    comparison: str | None
+    """``"<="`` (a cost ratio, the target its maximum) or ``">="`` (a throughput ratio)."""
+    met: bool | None
+    ratios: list[float] = field(default_factory=list)
+    samples_us: list[float] = field(default_factory=list)
+    skipped: str | None = None
 
 
 @dataclass
 class BenchReport:
-    """A benchmark run: its settings, the environment, every cell and the headline ratios."""
+    """A benchmark run: its settings, the environment and every cell."""
 
     config: dict[str, Any]
     environment: dict[str, Any]
-    results: list[BenchResult]
-    headline: dict[str, dict[str, float | None]]
-    """Per backend, geometric means over the policies: ``round_trip`` (median one-caller router
-    call over the median direct engine call; lower is better), ``round_trip_mean`` (the same
-    from throughputs, so from mean times, which preemption on a busy machine inflates) and
-    ``concurrent_100`` (100-caller router throughput as a share of the engine's)."""
+    results: list[CellResult]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible data."""
         return {
             "config": self.config,
             "environment": self.environment,
-            "headline": self.headline,
-            "targets": {"round_trip_max": ROUND_TRIP_TARGET, "concurrent_100_min": CONCURRENT_TARGET},
-            "results": [asdict(r) for r in self.results],
+            "yardstick": {"PTF": PTF, "RR": RR},
+            "cells": [asdict(r) for r in self.results],
         }
 
-
-# --------------------------------------------------------------------------- requests
-
-
-def requests_for(policy: str, catalog: Catalog) -> list[dict[str, Any]]:
-    """The requests one policy's cells cycle through (valid for ``catalog``)."""
-    backends = catalog.backends
-    first, last = backends[0], backends[-1]
-    second = backends[1] if len(backends) > 1 else first
-    if policy == Policy.EXPLICIT:
-        return [{"policy": "explicit", "backend": first}]
-    if policy == Policy.STICKY:
-        return [{"policy": "sticky", "affinity_key": f"workspace-{i}"} for i in range(_STICKY_KEYS)]
-    if policy == Policy.ROUND_ROBIN:
-        return [{"policy": "round_robin"}]
-    if policy == Policy.FAILOVER:
-        return [{"policy": "failover", "last_backend": first}]
-    if policy == Policy.CAPABILITY_FIRST:
-        caps = [c for c in catalog.capabilities if c in catalog.supported(first)][:2]
-        return [{"policy": "capability_first", "capabilities": caps}]
-    if policy == Policy.PREFERRED_THEN_FALLBACK:
-        return [{"preferred_backends": [last], "fallback_backends": [second]}]
-    raise ValueError(f"unknown policy {policy!r}")
+    def cell(self, key: str) -> CellResult | None:
+        """The result of the cell ``key``, if it was run."""
+        return next((r for r in self.results if r.key == key), None)
 
 
-# --------------------------------------------------------------------------- measuring
+# --------------------------------------------------------------------------- running
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
-@dataclass
-class _Sample:
-    throughput: float
-    p50: float
-    p99: float
-
-
-def _measure_engine(engine: RoutingEngine, requests: list[dict[str, Any]], config: BenchConfig) -> _Sample:
-    select = engine.select_backend
-    m = len(requests)
-    for j in range(_WARMUP_CALLS):
-        select(requests[j % m])
-    clock = time.perf_counter
-    gc.collect()
-    # Throughput: a tight loop, no timer per call.
-    if config.duration is not None:
-        deadline = clock() + config.duration
-        n = 0
-        start = clock()
-        while True:
-            for j in range(256):
-                select(requests[(n + j) % m])
-            n += 256
-            if clock() >= deadline:
-                break
-        elapsed = clock() - start
-    else:
-        n = config.calls
-        start = clock()
-        for j in range(n):
-            select(requests[j % m])
-        elapsed = clock() - start
-    # Latency: each call timed, separately so the timers do not slow the throughput loop.
-    lat: list[float] = []
-    append = lat.append
-    for j in range(min(n, _LATENCY_SAMPLE)):
-        t = clock()
-        select(requests[j % m])
-        append(clock() - t)
-    lat.sort()
-    return _Sample(n / elapsed, _percentile(lat, 0.5), _percentile(lat, 0.99))
-
-
-async def _measure_router(
-    router: Any, requests: list[dict[str, Any]], concurrency: int, config: BenchConfig
-) -> _Sample:
-    select = router.select_backend
-    m = len(requests)
-    for j in range(_WARMUP_CALLS):
-        await select(requests[j % m])
-    clock = time.perf_counter
-    lat: list[float] = []
-    append = lat.append
-    go = anyio.Event()
-    per_caller = max(config.calls // concurrency, _MIN_CALLS_PER_CALLER)
-    deadline = math.inf
-    counts = [0] * concurrency
-
-    async def caller(index: int) -> None:
-        await go.wait()
-        offset = index * 7
-        if config.duration is None:
-            for j in range(per_caller):
-                t = clock()
-                await select(requests[(offset + j) % m])
-                append(clock() - t)
-            counts[index] = per_caller
-        else:
-            j = 0
-            while True:
-                t = clock()
-                await select(requests[(offset + j) % m])
-                done = clock()
-                append(done - t)
-                j += 1
-                if done >= deadline:
-                    break
-            counts[index] = j
-
-    gc.collect()
-    async with anyio.create_task_group() as tg:
-        for index in range(concurrency):
-            tg.start_soon(caller, index)
-        await anyio.lowlevel.checkpoint()
-        start = clock()
-        if config.duration is not None:
-            deadline = start + config.duration
-        go.set()
-    elapsed = clock() - start
-    lat.sort()
-    return _Sample(sum(counts) / elapsed, _percentile(lat, 0.5), _percentile(lat, 0.99))
-
-
-_Key = tuple[str, str, str, int]
-"""``(target, backend, policy, concurrency)``."""
-
-
-async def _round(
-    backend: str,
-    config: BenchConfig,
-    catalog: Catalog,
-    samples: dict[_Key, list[_Sample]],
-    step: Callable[[str], None],
-) -> None:
-    from beamrouting import Router
-
-    engine = RoutingEngine(catalog)
-    async with Router(catalog) as router:
-        for policy in config.policies:
-            requests = requests_for(policy, catalog)
-            # The engine's direct call involves no event loop: its samples from every backend's
-            # rounds are pooled into one baseline per policy (more samples, less noise).
-            samples.setdefault((ENGINE, ANY_BACKEND, policy, 1), []).append(
-                _measure_engine(engine, requests, config)
-            )
-            step(f"{backend} {policy} engine")
-            for concurrency in config.concurrency:
-                sample = await _measure_router(router, requests, concurrency, config)
-                samples.setdefault((ROUTER, backend, policy, concurrency), []).append(sample)
-                step(f"{backend} {policy} x{concurrency}")
-    if config.redis_url and backend != "trio":
-        from beamrouting import RedisStore
-
-        prefix = f"beamrouting-bench:{os.getpid()}:{time.time_ns()}:"
-        store = RedisStore(config.redis_url, prefix=prefix, catalog=catalog)
-        async with Router(store=store) as router:
-            requests = requests_for(Policy.ROUND_ROBIN, catalog)
-            sample = await _measure_router(router, requests, REDIS_CONCURRENCY, config)
-            samples.setdefault(
-                (ROUTER_REDIS, backend, Policy.ROUND_ROBIN.value, REDIS_CONCURRENCY), []
-            ).append(sample)
-            await router.clear()
-        step(f"{backend} round_robin x{REDIS_CONCURRENCY} redis")
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def _environment() -> dict[str, Any]:
@@ -333,311 +185,341 @@ def _environment() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "versions": versions,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_start": _load(),
     }
-
-
-def _geomean(values: Sequence[float]) -> float | None:
-    values = [v for v in values if v > 0 and math.isfinite(v)]
-    if not values:
-        return None
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchReport:
     """Run every cell ``config.repeat`` times, interleaved, and report the medians.
 
-    ``progress`` is called once per finished cell with its description (``config.cells()``
-    calls in all).
+    ``progress`` is called once per finished measurement with its description
+    (``config.steps()`` calls in all).
     """
     for backend in config.backends:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    for policy in config.policies:
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
-    if any(c < 1 for c in config.concurrency):
-        raise ValueError("concurrency must be >= 1")
-    catalog = config.catalog if config.catalog is not None else Catalog.default()
-    samples: dict[_Key, list[_Sample]] = {}
+    for group in config.groups:
+        if group not in GROUPS:
+            raise ValueError(f"unknown group of cells {group!r} (choose from {', '.join(GROUPS)})")
+    environment = _environment()
+    cells = config.cells()
+    probes = [p for p in probes_for(cells) if config.skipped(p.backend) is None]
     step = progress if progress is not None else (lambda _description: None)
-    for _ in range(config.repeat):
-        for backend in config.backends:
-            run_on(backend, _round, backend, config, catalog, samples, step)
-    results: list[BenchResult] = []
-    engine_rate: dict[str, float] = {}
-    engine_p50: dict[str, float] = {}
-    for (target, backend, policy, concurrency), runs in samples.items():
-        result = BenchResult(
-            target,
-            backend,
-            policy,
-            concurrency,
-            statistics.median(s.throughput for s in runs),
-            statistics.median(s.p50 for s in runs) * 1e6,
-            statistics.median(s.p99 for s in runs) * 1e6,
-            samples=[round(s.throughput, 1) for s in runs],
+    samples: dict[str, list[dict[str, float]]] = {p.name: [] for p in probes}
+    run_prefix = f"beamrouting-bench:{os.getpid()}:{time.time_ns()}:"
+    for repetition in range(config.repeat):
+        budget = Budget(
+            config.calls,
+            config.duration,
+            flip=repetition % 2 == 1,
+            redis_url=config.redis_url,
+            redis_prefix=f"{run_prefix}{repetition}:",
         )
-        if target == ENGINE:
-            engine_rate[policy] = result.throughput
-            engine_p50[policy] = result.p50_us
-            result.ratio = 1.0
-        results.append(result)
-    for result in results:
-        base = engine_rate.get(result.policy)
-        if result.target != ENGINE and base:
-            result.ratio = result.throughput / base
-    headline: dict[str, dict[str, float | None]] = {}
-    for backend in config.backends:
-        single = [r for r in results if r.target == ROUTER and r.backend == backend and r.concurrency == 1]
-        one = [r.p50_us / engine_p50[r.policy] for r in single if engine_p50.get(r.policy)]
-        one_mean = [engine_rate[r.policy] / r.throughput for r in single if r.policy in engine_rate]
-        hundred = [
-            r.ratio
-            for r in results
-            if r.target == ROUTER and r.backend == backend and r.concurrency == 100 and r.ratio
-        ]
-        headline[backend] = {
-            "round_trip": _geomean(one),
-            "round_trip_mean": _geomean(one_mean),
-            "concurrent_100": _geomean(hundred),
-        }
+        for probe in probes:
+            if probe.backend is None:
+                measured = probe.measure(budget)
+            else:
+                measured = run_on(probe.backend, probe.measure, budget)
+            samples[probe.name].append(measured)
+            step(probe.description)
+    environment["load_average_end"] = _load()
+    results = [_result(cell, config, samples.get(cell.probe, [])) for cell in cells]
     config_dict = {
-        "policies": list(config.policies),
         "backends": list(config.backends),
-        "concurrency": list(config.concurrency),
+        "groups": list(config.groups),
         "calls": config.calls,
         "duration": config.duration,
         "repeat": config.repeat,
-        "catalog": None if config.catalog is None else list(catalog.backends),
+        "quick": config.quick,
+        "caps": list(config.caps),
+        "router_cap": config.router_cap,
         "redis": config.redis_url is not None,
     }
-    return BenchReport(config_dict, _environment(), results, headline)
+    return BenchReport(config_dict, environment, results)
+
+
+def _result(cell: Cell, config: BenchConfig, runs: list[dict[str, float]]) -> CellResult:
+    probe = probes_for([cell])[0]
+    comparison = None if cell.target is None else (">=" if cell.throughput else "<=")
+    result = CellResult(
+        cell.key,
+        cell.group,
+        cell.label,
+        cell.versus,
+        probe.backend,
+        None,
+        None,
+        None,
+        cell.target,
+        comparison,
+        None,
+        skipped=config.skipped(probe.backend),
+    )
+    if not runs:
+        return result
+    subject = [run[cell.subject] for run in runs]
+    result.samples_us = [round(s * 1e6, 4) for s in subject]
+    result.us = statistics.median(subject) * 1e6
+    if cell.reference is None:
+        result.ratios = [1.0] * len(runs)
+    else:
+        reference = [run[cell.reference] for run in runs]
+        result.reference_us = statistics.median(reference) * 1e6
+        result.ratios = [round(cell.ratio(s, r), 4) for s, r in zip(subject, reference, strict=True)]
+    result.ratio = statistics.median(result.ratios)
+    result.met = cell.met(result.ratio)
+    return result
 
 
 # --------------------------------------------------------------------------- reporting
 
-TABLE_HEADERS: Final = ("policy", "backend", "callers", "target", "calls/s", "p50 µs", "p99 µs", "vs engine")
+TABLE_HEADERS: Final = ("cell", "what", "on", "µs", "vs", "ref µs", "ratio", "target", "")
 
 
-def _fmt_ratio(value: float | None) -> str:
-    return "" if value is None else f"{value:.0%}"
+def _us(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
+
+
+def _ratio(result: CellResult) -> str:
+    if result.ratio is None:
+        return ""
+    return f"{result.ratio:.2f}" if result.comparison == ">=" else f"{result.ratio:.2f}x"
+
+
+def _target(result: CellResult) -> str:
+    if result.target is None:
+        return ""
+    if result.comparison == ">=":
+        return f"≥ {result.target:g}"
+    return f"≤ {result.target:g}x"
+
+
+def _verdict(result: CellResult) -> str:
+    if result.skipped is not None:
+        return f"skipped: {result.skipped}"
+    if result.met is None:
+        return ""
+    return "met" if result.met else "NOT MET"
 
 
 def table_rows(report: BenchReport) -> list[tuple[str, ...]]:
-    """The result table, one row per cell: per policy the engine's direct call, then each backend."""
-    order = {ENGINE: 0, ROUTER: 1, ROUTER_REDIS: 2}
-    backend_order = {b: i for i, b in enumerate((ANY_BACKEND, *BACKENDS))}
-    policy_order = {p: i for i, p in enumerate(POLICIES)}
-    rows: list[tuple[str, ...]] = []
-    for r in sorted(
-        report.results,
-        key=lambda r: (
-            policy_order.get(r.policy, 9),
-            backend_order.get(r.backend, 9),
-            order[r.target],
-            r.concurrency,
-        ),
-    ):
-        rows.append(
-            (
-                r.policy,
-                r.backend,
-                "direct" if r.target == ENGINE else str(r.concurrency),
-                r.target,
-                f"{r.throughput:,.0f}",
-                f"{r.p50_us:.1f}",
-                f"{r.p99_us:.1f}",
-                _fmt_ratio(r.ratio),
-            )
+    """The result table, one row per cell, in the cells' order."""
+    return [
+        (
+            r.key,
+            r.label,
+            r.backend or "-",
+            _us(r.us),
+            r.versus or "(yardstick)",
+            _us(r.reference_us),
+            _ratio(r),
+            _target(r),
+            _verdict(r),
         )
-    return rows
+        for r in report.results
+    ]
 
 
-def headline_lines(report: BenchReport) -> list[str]:
-    """The two headline ratios per backend, with their targets."""
-    lines = []
-    for backend, values in report.headline.items():
-        rt, cc = values.get("round_trip"), values.get("concurrent_100")
-        if rt is not None:
-            verdict = "met" if rt <= ROUND_TRIP_TARGET else "not met"
-            mean = values.get("round_trip_mean")
-            beside = "" if mean is None else f"; from throughputs {mean:.2f}x"
-            lines.append(
-                f"{backend:8} 1-caller router round trip vs engine direct call: {rt:5.2f}x "
-                f"(target <= {ROUND_TRIP_TARGET}x: {verdict}{beside})"
-            )
-        if cc is not None:
-            verdict = "met" if cc >= CONCURRENT_TARGET else "not met"
-            lines.append(
-                f"{backend:8} 100-caller router throughput vs engine single caller: {cc:5.0%} "
-                f"(target >= {CONCURRENT_TARGET:.0%}: {verdict})"
-            )
-    redis = [r for r in report.results if r.target == ROUTER_REDIS]
-    for r in redis:
-        memory = next(
-            (
-                m
-                for m in report.results
-                if m.target == ROUTER
-                and m.backend == r.backend
-                and m.policy == r.policy
-                and m.concurrency == r.concurrency
-            ),
-            None,
-        )
-        beside = (
-            ""
-            if memory is None
-            else f" (in memory: {memory.throughput:,.0f} calls/s, p99 {memory.p99_us:.0f} µs)"
-        )
-        lines.append(
-            f"{r.backend:8} redis: {r.concurrency} round-robin callers {r.throughput:,.0f} calls/s, p99 {r.p99_us:.0f} µs{beside}"
-        )
-    return lines
+def _summary(report: BenchReport) -> str:
+    judged = [r for r in report.results if r.met is not None]
+    missed = [r.key for r in judged if not r.met]
+    text = f"{len(judged) - len(missed)} of {len(judged)} targets met"
+    return text + (f"; not met: {', '.join(missed)}" if missed else "")
 
 
 def print_report(out: Output, report: BenchReport) -> None:
-    """Print the result table and the headline ratios."""
+    """Print the result table and how many targets were met."""
     out.table(
         TABLE_HEADERS,
         table_rows(report),
-        title="Engine direct call vs Router.select_backend",
-        right=(2, 4, 5, 6, 7),
+        title="beamrouting benchmark: µs per operation and ratios, medians of interleaved repetitions",
+        right=(3, 5, 6),
     )
-    out.heading("Headline ratios")
-    for line in headline_lines(report):
-        out.line(line, style="bold")
+    load = report.environment.get("load_average_start")
+    if load:
+        out.line(f"load average at start: {load[0]:.2f} (1 min)")
+    out.line(_summary(report), style="bold")
+
+
+def _md_row(values: Sequence[str]) -> str:
+    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
 
 
 def markdown_table(report: BenchReport) -> str:
-    """The results as a markdown document: environment, headline ratios and the full table."""
+    """Every cell as a markdown table: µs, what it is compared with, ratio, target, met."""
+    lines = [
+        _md_row(("cell", "what", "on", "µs", "vs", "ref µs", "ratio", "target", "met")),
+        "|---|---|---|--:|---|--:|--:|---|---|",
+    ]
+    for row in table_rows(report):
+        lines.append(_md_row(row))
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(report: BenchReport) -> str:
+    """A compact markdown table for the README: one row per cell with a ratio."""
+    lines = ["| cell | on | µs | ratio | vs | target |", "|---|---|--:|--:|---|---|"]
+    for r in report.results:
+        if r.ratio is None:
+            continue
+        target = _target(r)
+        if target:
+            target += " " + ("met" if r.met else "**not met**")
+        lines.append(
+            _md_row((r.label, r.backend or "-", _us(r.us), _ratio(r), r.versus or "(yardstick)", target))
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _environment_line(report: BenchReport) -> str:
     env = report.environment
+    load = env.get("load_average_start")
+    end = env.get("load_average_end")
+    where = f"Python {env['python']} ({env['implementation']}) on {env['platform']}, {env['cpus']} CPUs, {env['date']}"
+    if load:
+        where += f"; load average (1, 5, 15 min) {load[0]}, {load[1]}, {load[2]} at the start"
+        if end:
+            where += f", {end[0]}, {end[1]}, {end[2]} at the end"
+    return where + "."
+
+
+def markdown_report(report: BenchReport) -> str:
+    """The run as a markdown document: environment, settings, the table and how to read it."""
     cfg = report.config
+    versions = ", ".join(f"{k} {v}" for k, v in report.environment["versions"].items() if v)
+    size = f"{cfg['duration']} s" if cfg["duration"] else f"{cfg['calls']:,} operations"
     out = [
         "# beamrouting benchmark",
         "",
-        f"Python {env['python']} on {env['platform']} ({env['cpus']} CPUs), {env['date']}.",
-        f"{cfg['repeat']} interleaved repetitions, medians reported; "
-        + (f"{cfg['duration']} s per cell." if cfg["duration"] else f"{cfg['calls']:,} calls per cell."),
+        _environment_line(report),
+        f"Versions: {versions}.",
         "",
-        "## Headline ratios",
+        f"{cfg['repeat']} interleaved repetition{'s' if cfg['repeat'] != 1 else ''} (every cell once "
+        f"per repetition), medians reported; {size} per series and repetition, in alternating chunks "
+        "(a tenth of that for router.session()); the state-cap cells run their cap's size twice "
+        "(filling, then full).",
         "",
-        "| backend | 1-caller router round trip vs engine direct call (medians) | same, from throughputs "
-        "| 100-caller router throughput vs engine single caller |",
-        "|---|---|---|---|",
+        markdown_table(report),
+        _summary(report) + ".",
+        "",
+        "## How to read it",
+        "",
+        "- **µs**: time per operation (one selection, one report, one session entered and left);",
+        "  for the 100-caller cells, wall time over selections.",
+        "- **ratio**: the median of the per-repetition ratios to the **vs** series, measured in",
+        "  the same cell beside it. `x` ratios are costs (lower is better, the target a",
+        "  maximum); plain ones are throughputs (higher is better, the target a minimum).",
+        "- **bare PTF / bare RR**: the yardstick, a plain-Python decision for the requests",
+        f"  `PTF = {json.dumps(PTF)}` and `RR = {json.dumps(RR)}` (see `beamrouting/_cli/_bench_cells.py`).",
+        "- **on**: the async backend (`-`: synchronous, no event loop).",
+        "",
     ]
-
-    def fmt(value: float | None, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
-
-    for backend, values in report.headline.items():
-        out.append(
-            f"| {backend} | {fmt(values.get('round_trip'), '.2f')}x (target ≤ {ROUND_TRIP_TARGET}x) "
-            f"| {fmt(values.get('round_trip_mean'), '.2f')}x "
-            f"| {fmt(values.get('concurrent_100'), '.0%')} (target ≥ {CONCURRENT_TARGET:.0%}) |"
-        )
-    out += [
-        "",
-        "The engine's direct call runs outside any event loop, so its rows pool the samples taken",
-        "in every backend's rounds (backend `any`); `vs engine` is throughput relative to it.",
-    ]
-    out += [
-        "",
-        "## All cells",
-        "",
-        "| " + " | ".join(TABLE_HEADERS) + " |",
-        "|" + "---|" * len(TABLE_HEADERS),
-    ]
-    for row in table_rows(report):
-        out.append("| " + " | ".join(row) + " |")
-    out.append("")
     return "\n".join(out)
 
 
+def update_readme(path: str | Path, report: BenchReport) -> None:
+    """Replace the table between the README's benchmark markers with :func:`readme_table`.
+
+    Raises :class:`ValueError` when the file lacks the markers.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"{path} has no benchmark table markers ({README_BEGIN!r} ... {README_END!r})")
+    head = text[: begin + len(README_BEGIN)]
+    body = f"\n\n{readme_table(report)}\n{_environment_line(report)}\n\n"
+    path.write_text(head + body + text[end:], encoding="utf-8")
+
+
 def plot_report(report: BenchReport, path: str | Path) -> None:
-    """Draw throughput and p99 latency against concurrency (needs matplotlib, the ``plot`` extra)."""
+    """Draw each cell's ratio against its target (needs matplotlib, the ``plot`` extra)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_rate, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for backend in report.config["backends"]:
-        router = [r for r in report.results if r.target == ROUTER and r.backend == backend]
-        levels = sorted({r.concurrency for r in router})
-        rates = [_geomean([r.throughput for r in router if r.concurrency == c]) or 0.0 for c in levels]
-        p99s = [_geomean([r.p99_us for r in router if r.concurrency == c]) or 0.0 for c in levels]
-        (line,) = ax_rate.plot(levels, rates, marker="o", label=f"router, {backend}")
-        ax_p99.plot(levels, p99s, marker="o", color=line.get_color(), label=f"router, {backend}")
-        for r in report.results:
-            if r.target == ROUTER_REDIS and r.backend == backend:
-                for ax, value in ((ax_rate, r.throughput), (ax_p99, r.p99_us)):
-                    ax.plot(
-                        [r.concurrency],
-                        [value],
-                        marker="s",
-                        color=line.get_color(),
-                        linestyle="none",
-                        label=f"redis round_robin, {backend}",
-                    )
-    engine = _geomean([r.throughput for r in report.results if r.target == ENGINE])
-    if engine:
-        ax_rate.axhline(engine, linestyle="--", color="black", alpha=0.6, label="engine direct call")
-    ax_rate.set(
-        xscale="log",
-        yscale="log",
-        xlabel="concurrent callers",
-        ylabel="calls per second",
-        title="Throughput (geometric mean over policies)",
-    )
-    ax_p99.set(
-        xscale="log",
-        yscale="log",
-        xlabel="concurrent callers",
-        ylabel="p99 latency (µs)",
-        title="p99 latency",
-    )
-    ax_rate.legend(fontsize="small")
-    ax_p99.legend(fontsize="small")
-    ax_rate.grid(True, which="both", alpha=0.3)
-    ax_p99.grid(True, which="both", alpha=0.3)
+    rows = [r for r in report.results if r.ratio is not None and r.group != "yardstick"]
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(rows) + 1.5))
+    labels = [f"{r.key}" + (f" ({r.backend})" if r.backend and r.backend not in r.key else "") for r in rows]
+    colors = ["tab:gray" if r.met is None else "tab:green" if r.met else "tab:red" for r in rows]
+    positions = list(range(len(rows)))
+    ax.barh(positions, [r.ratio or 0.0 for r in rows], color=colors)
+    for y, r in zip(positions, rows, strict=True):
+        if r.target is not None:
+            ax.plot([r.target, r.target], [y - 0.4, y + 0.4], color="black", linewidth=2)
+    ax.axvline(1.0, color="black", alpha=0.3, linestyle="--")
+    ax.set_yticks(positions, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set_xlabel("ratio (x: cost vs reference, lower is better; others: throughput, higher is better)")
+    ax.set_title("beamrouting benchmark: ratios (bars) and targets (black ticks); green met, red not")
+    ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 # --------------------------------------------------------------------------- command-line options
 
 
+class _Removed(argparse.Action):
+    """An option of the old benchmark that the cells made meaningless: passing it is a usage error."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            f"{option_string} is no longer an option: every cell fixes its own policy and callers "
+            "(use --cells to choose cells)"
+        )
+
+
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared by ``beamrouting bench`` and ``python -m benchmarks``)."""
     parser.add_argument(
-        "--quick", action="store_true", help="a short run: 2,000 calls per cell, one repetition"
+        "--quick",
+        action="store_true",
+        help="a short run: 2,000 operations per series, one repetition, no 1,000,000 state-cap cell",
     )
     parser.add_argument(
-        "--policies",
-        type=comma_separated(POLICIES, "policy"),
-        metavar="P,...",
-        help=f"policies to measure (default: all: {','.join(POLICIES)})",
+        "--cells",
+        type=comma_separated(GROUPS, "group of cells"),
+        metavar="G,...",
+        help=f"groups of cells to run (default: all: {','.join(GROUPS)}; redis needs --redis)",
     )
     parser.add_argument(
         "--backends",
         type=comma_separated(BACKENDS, "backend"),
         metavar="B,...",
-        help="async backends (default: asyncio,uvloop,trio)",
+        help="async backends the router cells may use (default: the installed ones of asyncio,uvloop,trio); "
+        "cells on others are skipped",
     )
-    parser.add_argument(
-        "--concurrency",
-        type=concurrency_levels,
-        metavar="N,...",
-        help="concurrent callers (default: 1,10,100,1000)",
-    )
+    for removed in ("--policies", "--concurrency"):
+        parser.add_argument(
+            removed,
+            action=_Removed,
+            nargs="?",
+            metavar="...",
+            help="removed: each cell fixes its own policy and callers; passing it is an error",
+        )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
-        "--calls", type=positive_int, metavar="N", help="calls per cell and repetition (default: 20000)"
+        "--calls",
+        type=positive_int,
+        metavar="N",
+        help="operations per series and repetition (default: 20000; the state-cap cells run their cap's size)",
     )
     size.add_argument(
-        "--duration", type=positive_float, metavar="SECONDS", help="seconds per cell and repetition"
+        "--duration",
+        type=positive_float,
+        metavar="SECONDS",
+        help="seconds per series and repetition, instead of --calls",
     )
     parser.add_argument(
         "--repeat", type=positive_int, metavar="N", help="interleaved repetitions (default: 3)"
@@ -649,7 +531,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
         metavar="URL",
-        help=f"also measure {REDIS_CONCURRENCY} round-robin callers on a RedisStore at URL",
+        help="also measure 100 round-robin callers on a RedisStore at URL against the same in memory",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -672,11 +554,16 @@ def config_from_args(args: argparse.Namespace, catalog: Catalog | None = None) -
     """A :class:`BenchConfig` from parsed :func:`add_bench_arguments` options.
 
     Checked before anything runs: a backend asked for by name must be installed (without
-    ``--backends`` the installed ones are measured), and the ``--json`` and ``--plot``
-    files must be writable. Raises :class:`BenchSetupError` saying what to do otherwise.
+    ``--backends`` the installed ones are measured), the ``--json`` and ``--plot`` files
+    must be writable, and no custom catalogue is given (the cells are defined on the
+    default one, the yardstick's). Raises :class:`BenchSetupError` saying what to do otherwise.
     """
     defaults = BenchConfig()
     quick = bool(args.quick)
+    if catalog is not None:
+        raise BenchSetupError(
+            "the benchmark's cells are defined on the default catalogue (the yardstick's): drop --catalog"
+        )
     if args.backends is None:
         backends = tuple(b for b in defaults.backends if installed(b))
     else:
@@ -684,15 +571,18 @@ def config_from_args(args: argparse.Namespace, catalog: Catalog | None = None) -
             backends = tuple(require(b) for b in args.backends)
         except MissingBackend as exc:
             raise BenchSetupError(str(exc)) from None
+    if args.cells is not None and "redis" in args.cells and args.redis is None:
+        raise BenchSetupError("--cells redis needs --redis URL")
     _check_output("--json", args.json_path)
     _check_output("--plot", args.plot_path)
     return BenchConfig(
-        policies=args.policies or defaults.policies,
         backends=backends,
-        concurrency=args.concurrency or defaults.concurrency,
+        groups=args.cells or defaults.groups,
         calls=args.calls or (2_000 if quick else defaults.calls),
         duration=args.duration,
         repeat=args.repeat or (1 if quick else defaults.repeat),
-        catalog=catalog,
+        caps=tuple(c for c in CAPS if c < QUICK_CAP_LIMIT) if quick else CAPS,
+        router_cap=ROUTER_CAP,
         redis_url=args.redis,
+        quick=quick,
     )
