@@ -269,14 +269,14 @@ class Settler:
         for entry in pending:
             if entry.index >= batch.limit:
                 break
+            if waiting:  # what follows a request that waits waits too: decisions are journaled in order
+                waiting.append(entry)
+                continue
             try:
                 self._plan(entry, now)
             except Exception as exc:
                 batch.crashed(entry.index, exc)
                 break
-            if waiting:  # what follows a request that waits waits too: decisions are journaled in order
-                waiting.append(entry)
-                continue
             op, plan = entry.op, entry.plan
             base = eligible(op.request)
             least = op.request.policy is Policy.LEAST_LOADED

@@ -10,13 +10,10 @@ import json
 import subprocess
 import sys
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from beamrouting import RedisStore
-
-__all__ = ["WORKER", "Clock", "count_scripts", "run_workers", "script_calls", "spawn"]
+__all__ = ["START", "WORKER", "Clock", "finish", "run_workers", "script_calls", "spawn"]
 
 WORKER = Path(__file__).with_name("_fleet_worker.py")
 START = 1_800_000_000.0
@@ -40,21 +37,6 @@ def script_calls(client: Any) -> int:
     """How many scripts the Redis server ran so far (``EVALSHA`` and ``EVAL``), from its command stats."""
     stats = client.info("commandstats")
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
-
-
-def count_scripts(store: RedisStore) -> Counter[str]:
-    """Count the calls of ``state.lua`` and ``commit.lua`` ``store`` makes from now on (by name)."""
-    counts: Counter[str] = Counter()
-    fleet = store._fleet
-    for name in ("state", "commit"):
-        original = getattr(fleet, name)
-
-        async def counted(*args: Any, _original: Any = original, _name: str = name, **options: Any) -> Any:
-            counts[_name] += 1
-            return await _original(*args, **options)
-
-        setattr(fleet, name, counted)
-    return counts
 
 
 def spawn(
