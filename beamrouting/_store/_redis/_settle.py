@@ -28,7 +28,6 @@ then, or a probe slot taken by the time the commit runs, goes round again too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -460,7 +459,7 @@ class Settler:
                         binding[2],
                         decision.backend,
                         1 if deny is not None else 2,
-                        call.value(codec.payload(time.time(), request, decision, deny)),
+                        call.value(codec.payload(now, request, decision, deny)),
                         session,
                         0 if probe is None else call.value(view.encode_ledger(probe)),
                     ]

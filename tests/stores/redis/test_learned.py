@@ -286,6 +286,8 @@ async def test_outcomes_and_health_changes_are_journaled_for_the_fleet(
             (7, "audit"),
         ]
         assert seen[2].payload == {"backend": "codex", "outcome": "quota", "retry_at": START + 10}
+        start, later = int(START * 1000), int((START + 10) * 1000)  # the store's clock
+        assert [e.timestamp for e in seen] == [start] * 4 + [later] * 3
         assert seen[4].payload["status"] == "healthy" and seen[4].tags == ("health",)
         assert seen == await other.journal()
     assert [entry[1][b"e"] for entry in inspect.xrange(prefix + "journal")] == [b"2", b"1", b"1", b"1", b"2"]
