@@ -2,15 +2,15 @@
 
 The engine (:class:`RoutingEngine`) is pure and synchronous; :class:`Router` serves it from
 supervised actors for async orchestrators. :class:`RedisStore` (the ``redis`` extra) shares
-the routing state of a fleet; it is imported on first use, so ``import beamrouting`` never
-imports redis-py. The store protocol is in :mod:`beamrouting.store`, test helpers in
+the routing state of a fleet; redis-py is imported when the first one is made, so
+``import beamrouting`` works without the extra. The store protocol is in :mod:`beamrouting.store`, test helpers in
 :mod:`beamrouting.testing`.
 """
 
 from importlib import metadata as _metadata
-from typing import TYPE_CHECKING, Any
 
-from ._core._catalog import DEFAULT_CAPABILITIES, BackendSpec, Catalog
+from ._core._catalog import DEFAULT_CAPABILITIES as _DEFAULT_CAPABILITIES
+from ._core._catalog import BackendSpec, Catalog
 from ._core._engine import RoutePlan, RoutingEngine
 from ._core._errors import (
     ActorCrashed,
@@ -51,9 +51,10 @@ from ._runtime._router import Router, RouterSession, RouterState, RouterStatisti
 from ._runtime._subscription import Subscription, SubscriptionGap
 from ._store._memory import MemoryStore
 from ._store._protocol import JournalFeed, Store, StoreCrash
+from ._store._redis import RedisStore
 
-if TYPE_CHECKING:
-    from ._store._redis import RedisStore
+DEFAULT_CAPABILITIES: tuple[str, ...] = _DEFAULT_CAPABILITIES
+"""The capabilities of the default catalogue; every built-in backend supports all of them."""
 
 try:
     __version__: str = _metadata.version("beamrouting")
@@ -128,11 +129,3 @@ __all__ = [
     "__version__",
     "load_config",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "RedisStore":  # imported on first use: it needs the redis extra
-        from ._store._redis import RedisStore
-
-        return RedisStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

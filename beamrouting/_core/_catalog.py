@@ -42,6 +42,7 @@ DEFAULT_CAPABILITIES: Final[tuple[str, ...]] = (
     "event_streaming",
     "memory",
 )
+"""The capabilities of the default catalogue (every built-in backend supports all of them)."""
 
 
 class BackendSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -52,8 +53,11 @@ class BackendSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
 
     name: str
+    """The canonical name (not ``auto``, unique in the catalogue)."""
     aliases: tuple[str, ...] = ()
+    """Other spellings requests may use for it."""
     capabilities: tuple[str, ...] | None = None
+    """What it supports (``None``: every capability of the catalogue)."""
 
 
 _DEFAULT_BACKENDS: Final[tuple[BackendSpec, ...]] = (
@@ -73,9 +77,13 @@ class _CatalogFile(msgspec.Struct, forbid_unknown_fields=True):
 class Catalog:
     """An immutable catalogue of backends, in their declared (available) order.
 
-    Build your own with ``Catalog([BackendSpec("mine", aliases=("my_agent",)), ...])``;
-    ``Catalog.default()`` is the five built-in backends with every capability supported.
-    Malformed definitions raise :class:`CatalogError`.
+    ``Catalog(backends, capabilities=DEFAULT_CAPABILITIES)``: ``backends`` are
+    :class:`BackendSpec` (or plain names), in available order; ``capabilities`` is every
+    capability id a request may ask for. Build your own with
+    ``Catalog([BackendSpec("mine", aliases=("my_agent",)), ...])``; ``Catalog.default()`` is
+    the five built-in backends with every capability supported. Catalogues compare equal
+    when they define the same backends, spellings and capabilities. Malformed definitions
+    raise :class:`CatalogError`.
     """
 
     __slots__ = ("_aliases", "_backends", "_capabilities", "_capability_set", "_specs", "_support")
@@ -165,7 +173,7 @@ class Catalog:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Catalog:
-        """Build a catalogue from ``{"backends": [{"name", "aliases", "capabilities"}], "capabilities": [...]}``.
+        """Build a catalogue from ``data``: ``{"backends": [{"name", "aliases", "capabilities"}], "capabilities": [...]}``.
 
         Raises :class:`CatalogError` for anything that is not such a definition.
         """
@@ -182,7 +190,7 @@ class Catalog:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Catalog:
-        """Read a catalogue from a ``.toml`` or ``.json`` file (the shape of :meth:`from_dict`).
+        """Read a catalogue from the ``.toml`` or ``.json`` file at ``path`` (the shape of :meth:`from_dict`).
 
         Raises :class:`CatalogError` when the file cannot be read, is not one of those
         formats, or does not hold a valid catalogue.

@@ -52,7 +52,8 @@ class RoutingEngine:
     ``RoutingEngine(catalog=None, *, max_counters=100_000, max_bindings=100_000,
     binding_ttl=None, journal_size=10_000, clock=None, max_sessions=100_000,
     max_key_length=1024, max_list_entries=256, max_metadata_bytes=65_536,
-    health=HealthPolicy())``:
+    health=HealthPolicy(), limits=None, weights=None)``: ``catalog`` is the
+    :class:`~beamrouting.Catalog` (the five built-in backends by default), and
 
     - ``max_counters``, ``max_bindings``: how many round-robin counters and sticky bindings
       are kept; past the cap the least recently used one is forgotten.
@@ -62,6 +63,11 @@ class RoutingEngine:
       deadline is measured on: binding TTLs, quota cooldowns, ejections, probe slots.
     - ``health``: how reported outcomes change eligibility (:class:`~beamrouting.HealthPolicy`);
       ``None`` turns learning off.
+    - ``limits``: the most live sessions each limited backend may have (any accepted
+      spelling to a positive int); a new session past it raises
+      :class:`~beamrouting.BackendAtCapacity` and selections skip a full backend.
+    - ``weights``: each backend's weight for the ``weighted`` policy (1 to 10,000; 1 when
+      absent).
     - ``journal_size``: how many journal events are kept.
     - ``max_sessions``: how many live sessions may be registered (never evicted).
     - ``max_key_length``, ``max_list_entries``, ``max_metadata_bytes``: the size limits of
@@ -103,6 +109,7 @@ class RoutingEngine:
         weights: Mapping[str, int] | None = None,
     ) -> None:
         self.catalog: Catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
+        """The catalogue requests are checked against (``catalog``, or the default one)."""
         self.limits_of = backend_numbers("limits", limits, self.catalog)
         """The most live sessions each limited backend may have."""
         self.weights = backend_numbers("weights", weights, self.catalog, maximum=MAX_WEIGHT)
@@ -203,7 +210,7 @@ class RoutingEngine:
     def select_and_register(
         self, req: RouteRequest, session_id: str, metadata: dict[str, Any], *, exclusive: bool = True
     ) -> RouteDecision:
-        """Select for ``req`` and register session ``session_id`` on the chosen backend, in one step.
+        """Select for ``req`` and register session ``session_id`` (with ``metadata``) on the chosen backend, in one step.
 
         Nothing changes when the session cannot be registered: ``exclusive`` refuses a live
         id (:class:`~beamrouting.SessionExists`), and :class:`~beamrouting.TooManySessions`
@@ -273,7 +280,7 @@ class RoutingEngine:
         return self.planner.plan(req)
 
     def validate(self, req: RouteRequest) -> None:
-        """Re-check a decoded :class:`RouteRequest` against the catalogue; raise its :class:`RoutingError`."""
+        """Re-check ``req``, a decoded :class:`RouteRequest`, against the catalogue; raise its :class:`RoutingError`."""
         self.normalizer.validate(req)
 
     @staticmethod
@@ -295,7 +302,7 @@ class RoutingEngine:
         """
 
     def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
-        """Store (or replace) a policy profile.
+        """Store (or replace) ``profile`` under ``profile_id``.
 
         Raises :class:`~beamrouting.InvalidPolicyProfile` if the profile (or its id) is malformed.
         """
@@ -305,7 +312,7 @@ class RoutingEngine:
         self._filters = any(p.filters for p in profiles.values())
 
     def delete_policy_profile(self, profile_id: str) -> bool:
-        """Remove a policy profile; return whether it existed.
+        """Remove the policy profile ``profile_id``; return whether it existed.
 
         Raises :class:`~beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
         """
@@ -364,7 +371,7 @@ class RoutingEngine:
     def register_session(
         self, session_id: str, backend: str, metadata: Mapping[str, Any] | None = None
     ) -> SessionHandle:
-        """Register a live session on ``backend`` (any accepted spelling), replacing one with its id.
+        """Register a live session ``session_id`` (with ``metadata``) on ``backend`` (any accepted spelling), replacing one with its id.
 
         Returns the :class:`~beamrouting.SessionHandle` as registered. Raises
         :class:`~beamrouting.UnknownBackend`, :class:`~beamrouting.InvalidRouteRequest` for
@@ -375,11 +382,11 @@ class RoutingEngine:
         return handle
 
     def unregister_session(self, session_id: str) -> None:
-        """Forget a session; a no-op for an unknown id (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
+        """Forget the session ``session_id``; a no-op for an unknown id (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
         self._state.unregister(check_session_id(session_id, self.limits))
 
     def session_backend(self, session_id: str) -> str | None:
-        """The backend of a live session, or ``None`` (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
+        """The backend of the live session ``session_id``, or ``None`` (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
         handle = self._state.sessions.get(check_session_id(session_id, self.limits))
         return None if handle is None else handle.backend
 

@@ -156,13 +156,15 @@ class BeamRoutingError(Exception):
     """
 
     code: ClassVar[str] = "beamrouting_error"
+    """The kind of failure, the same for every instance of the class (``policy_denied``, ``call_timeout``, ...)."""
 
 
 class RoutingError(BeamRoutingError):
     """A request cannot be routed.
 
-    ``code`` names the failure (one of the contract's error codes) and ``detail`` carries
-    the offending value, always JSON-compatible.
+    ``RoutingError(detail=None)``: ``code`` names the failure (one of the contract's error
+    codes) and ``detail`` carries the offending value, always JSON-compatible (other values
+    become their ``repr()``).
     """
 
     code = "routing_error"
@@ -170,6 +172,7 @@ class RoutingError(BeamRoutingError):
 
     def __init__(self, detail: object = None) -> None:
         self.detail: JSONValue = json_detail(detail)
+        """The offending value (JSON-compatible: a name, a list, a mapping of what failed)."""
         super().__init__(f"{self.code}: {self._summary} ({_MESSAGE_REPR.repr(self.detail)})")
 
     def __reduce__(self) -> tuple[Any, ...]:

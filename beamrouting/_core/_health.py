@@ -119,12 +119,15 @@ class BackendState(msgspec.Struct, frozen=True):
     """What the router knows of one backend now (:meth:`Router.backend_states`)."""
 
     backend: str
+    """The backend (canonical name)."""
     status: BackendStatus
+    """What was learned about it."""
     until: float | None
     """When the status ends (UNIX seconds), if it ends by itself."""
     reason: str | None
     """Why the backend is not healthy (``None`` when it is)."""
     consecutive_failures: int
+    """Failures reported since its last success."""
     ejections: int
     """Consecutive ejections (reset by a success)."""
     live_sessions: int = 0

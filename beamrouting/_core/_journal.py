@@ -1,7 +1,5 @@
 """The decision journal: a bounded ring of events, recorded cheaply and rendered on read."""
 
-from __future__ import annotations
-
 import os
 import time
 from collections import deque
@@ -155,7 +153,12 @@ def check_journal_query(event_type: object, limit: object) -> tuple[str | None, 
 
 
 class Journal:
-    """A bounded ring of journal records with a strictly increasing sequence."""
+    """A bounded ring of journal records with a strictly increasing sequence.
+
+    ``Journal(size=10_000, *, wall_clock=time.time)``: ``size`` is how many events are kept
+    (older ones are dropped); ``wall_clock`` timestamps them, in UNIX seconds. Raises
+    :class:`TypeError` or :class:`ValueError` for a bad ``size``.
+    """
 
     __slots__ = ("_base", "_listeners", "_records", "_sequence", "_size", "_wall_clock")
 
@@ -180,7 +183,7 @@ class Journal:
         return self._size
 
     def record(self, request: RouteRequest, decision: RouteDecision, deny_reason: str | None) -> None:
-        """Record a decision: ``routing_selected`` and ``audit`` on success, ``audit`` on a deny."""
+        """Record ``decision`` for ``request``: ``routing_selected`` and ``audit`` on success, one ``audit`` when ``deny_reason`` is set."""
         sequence = self._sequence + 1
         self._sequence = sequence if deny_reason is not None else sequence + 1
         record = _new_record(
@@ -192,7 +195,7 @@ class Journal:
                 listener(record)
 
     def note(self, event_type: str, payload: dict[str, Any], when: float | None = None) -> None:
-        """Record one event of ``event_type`` (``outcome``, ``backend_health``), at ``when`` or now."""
+        """Record one event of ``event_type`` (``outcome``, ``backend_health``) with ``payload``, at ``when`` (UNIX seconds) or now."""
         sequence = self._sequence = self._sequence + 1
         record = JournalRecord(
             sequence, self._wall_clock() if when is None else when, None, None, None, event_type, payload

@@ -178,7 +178,11 @@ def _decision(
 class RoutePlan:
     """The state-free part of a selection (see :data:`DONE`, :data:`ROTATE`, :data:`STICKY`).
 
-    ``decision`` is set for a ``DONE`` plan; ``counter_key`` for the other two.
+    Made by :meth:`RoutingEngine.plan <beamrouting.RoutingEngine.plan>` (and the stores),
+    never by hand: ``request``, ``kind``, the candidate sets ``eligible``, ``ordered``,
+    ``preferred`` and ``fallback``, and per kind ``decision`` (a ``DONE`` plan),
+    ``counter_key`` and ``counter_id`` (the others), ``held_out`` and ``sequence`` (see
+    each attribute).
     """
 
     __slots__ = (
@@ -211,13 +215,21 @@ class RoutePlan:
         counter_id: bytes | None = None,
     ) -> None:
         self.request = request
+        """The normalised request."""
         self.kind = kind
+        """:data:`DONE`, :data:`ROTATE`, :data:`STICKY` or :data:`LEAST_LOADED`: what state the selection needs."""
         self.eligible = eligible
+        """The eligible backends, in available order."""
         self.ordered = ordered
+        """The candidates in the order the policy considers them."""
         self.preferred = preferred
+        """The eligible preferred backends."""
         self.fallback = fallback
+        """The eligible fallback backends."""
         self.decision = decision
+        """The decision of a ``DONE`` plan (``None`` for the others)."""
         self.counter_key = counter_key
+        """The key of the round-robin counter the selection advances (``None`` for a ``DONE`` plan)."""
         self.held_out = held_out
         """Backends the request would have found eligible but the store holds out (learned
         unavailability, capacity): a sticky key bound to one keeps its binding."""

@@ -26,9 +26,13 @@ class ProfileRule(msgspec.Struct, frozen=True):
     """One validated rule of a policy profile."""
 
     action: str
+    """What the rule is about (``"backend"``, ``"routing"``, ...)."""
     decision: Literal["allow", "deny"]
+    """``"allow"`` or ``"deny"`` when it matches."""
     match: Any
+    """The condition, such as ``["eq", "backend", "codex"]``."""
     reason: str
+    """Why, reported with a deny."""
 
 
 class PolicyProfile(msgspec.Struct, frozen=True):
@@ -41,8 +45,11 @@ class PolicyProfile(msgspec.Struct, frozen=True):
     """
 
     default: Literal["allow", "deny"] = "allow"
+    """What applies when no rule matches."""
     rules: tuple[ProfileRule, ...] = ()
+    """The rules, deny rules checked before allow rules."""
     mode: Literal["veto", "filter"] = "veto"
+    """``"veto"`` (check the decision) or ``"filter"`` (remove denied candidates)."""
 
     def evaluate(self, context: Callable[[], Context]) -> str | None:
         """Return ``None`` to allow, or the deny reason.

@@ -91,16 +91,27 @@ class RouteRequest(msgspec.Struct, frozen=True, array_like=True):
     """
 
     policy: Policy
+    """How the backend is chosen."""
     backend: str | None = None
+    """The explicitly requested backend (``explicit`` policy), if any."""
     preferred_backends: tuple[str, ...] = ()
+    """Backends to try first, in order."""
     excluded_backends: tuple[str, ...] = ()
+    """Backends never to choose."""
     fallback_backends: tuple[str, ...] = ()
+    """Backends to try after the preferred ones, in order."""
     capabilities: tuple[str, ...] = ()
+    """Capabilities the backend must support."""
     last_backend: str | None = None
+    """Where the session ran before (``failover`` moves away from it)."""
     fallback_policy: FallbackPolicy = FallbackPolicy.AVAILABLE
+    """Whether backends named neither preferred nor fallback may be chosen."""
     affinity_key: str | None = None
+    """The sticky key: every request with it goes to one backend."""
     policy_profile_id: str | None = None
+    """The policy profile the decision must satisfy."""
     health: dict[str, Health] = msgspec.field(default_factory=dict)
+    """The caller's view of backends that are not healthy."""
 
     def summary(self) -> dict[str, Any]:
         """The journal's view of the request: every routing field, optional ones only when set."""
@@ -160,7 +171,8 @@ def _str_sort_key(key: object) -> str:
 class RequestNormalizer:
     """Validates and normalises requests against one catalogue (section 3 of the contract).
 
-    ``limits`` bounds the sizes a request may have (:class:`RequestLimits`); each size is
+    ``RequestNormalizer(catalog, limits=None)``: ``catalog`` is the
+    :class:`~beamrouting.Catalog` requests are checked against; ``limits`` bounds the sizes a request may have (:class:`RequestLimits`); each size is
     checked at its field's place in the validation order, before any work proportional to
     it. Raises :class:`TypeError` for a catalogue or limits of the wrong type.
     """
@@ -182,7 +194,9 @@ class RequestNormalizer:
 
     def __init__(self, catalog: Catalog, limits: RequestLimits | None = None) -> None:
         self.catalog = check_instance("catalog", catalog, Catalog)
+        """The catalogue requests are checked against."""
         self.limits = RequestLimits() if limits is None else check_instance("limits", limits, RequestLimits)
+        """The size limits of requests."""
         self._aliases: dict[str, str] = dict(catalog.aliases)
         self._capabilities = frozenset(catalog.capabilities)
         self._known_backends = frozenset(catalog.backends)
@@ -321,7 +335,7 @@ class RequestNormalizer:
         return True
 
     def normalize_fields(self, request: dict[Any, Any]) -> RouteRequest:
-        """:meth:`normalize` of a plain dict field by field (lists and health cached by content)."""
+        """:meth:`normalize` of ``request``, a plain dict, field by field (lists and health cached by content)."""
         try:
             fast = self._fast(request)
         except Exception:  # whatever is unusual goes the exact way, which names the error

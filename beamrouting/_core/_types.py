@@ -51,9 +51,13 @@ class Health(enum.StrEnum):
     """Per-request health of a backend; ``unhealthy`` and ``down`` make it ineligible."""
 
     HEALTHY = "healthy"
+    """Eligible (the default for a backend the request does not mention)."""
     DEGRADED = "degraded"
+    """Still eligible: the caller knows it is struggling."""
     UNHEALTHY = "unhealthy"
+    """Ineligible for this request."""
     DOWN = "down"
+    """Ineligible for this request."""
 
 
 class RouteDecision(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -64,12 +68,19 @@ class RouteDecision(msgspec.Struct, frozen=True, omit_defaults=True):
     """
 
     backend: str
+    """The chosen backend (canonical name)."""
     candidates: tuple[str, ...]
+    """The ordered eligible backends the policy chose from, ``backend`` first."""
     policy: Policy
+    """The policy that decided."""
     reasons: tuple[str, ...]
+    """Why, in words (``"selected by round robin policy"``, ...)."""
     fallback_chain: tuple[str, ...]
+    """``candidates[1:]``: where to retry, in order, if ``backend`` fails to start."""
     affinity_key: str | None = None
+    """The request's sticky affinity key, if it had one."""
     policy_profile_id: str | None = None
+    """The policy profile the decision was checked against, if any."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the decision as plain JSON-compatible data, without unset optional fields."""
@@ -91,12 +102,17 @@ class JournalEvent(msgspec.Struct, frozen=True):
     """One entry of the decision journal (``routing_selected`` or ``audit``)."""
 
     event_id: str
+    """A unique id (the journal's run id and the sequence number)."""
     sequence: int
+    """The event's position in the journal, from 1, never reused."""
     timestamp: int
     """Wall-clock time in milliseconds since the Unix epoch."""
     event_type: str
+    """``routing_selected``, ``audit``, ``outcome`` or ``backend_health``."""
     tags: tuple[str, ...]
+    """Labels for filtering (``routing``, ``audit``, ``health``)."""
     payload: dict[str, Any]
+    """The event's data (for a decision: the request's summary and the decision)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as plain JSON-compatible data."""
@@ -118,5 +134,8 @@ class SessionHandle(msgspec.Struct, frozen=True):
     """
 
     session_id: str
+    """The session's id."""
     backend: str
+    """The backend the session runs on (canonical name)."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    """What the orchestrator registered with it (plain data)."""

@@ -73,11 +73,11 @@ class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_sessions: _Positive | None = None
     """Memory only: how many live sessions may be registered (default 100,000)."""
     idle_ttl: _Seconds | None = None
-    """Redis only: seconds an unused counter or binding lives (default one day)."""
+    """Redis only: seconds an unused counter or binding lives (default seven days)."""
     session_ttl: _Seconds | None = None
     """Redis only: seconds a registered session lives without a heartbeat (default: forever)."""
     operation_timeout: _Seconds | None = None
-    """Redis only: seconds one Redis operation may take (default 2)."""
+    """Redis only: seconds one Redis operation may take (default 1)."""
     retry_interval: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """Redis only: seconds between reconnection attempts (default: ``operation_timeout``)."""
 

@@ -108,11 +108,14 @@ class Router(AsyncContextManagerMixin):
     """Route agent sessions from supervised actors; an async context manager.
 
     ``Router(catalog=None, *, max_restarts=3, restart_period=5.0, mailbox_size=10_000,
-    call_timeout=5.0, store=None, **engine_options)``: ``engine_options`` are
+    call_timeout=5.0, store=None, max_waiters=10_000, **engine_options)``: ``catalog`` is
+    the :class:`~beamrouting.Catalog` (the built-in one by default); ``engine_options`` are
     :class:`~beamrouting.RoutingEngine`'s (``max_counters``, ``max_bindings``,
-    ``binding_ttl``, ``journal_size``, ``clock``). With ``store`` (a
-    :class:`~beamrouting.store.Store`, such as a shared one) the catalogue and engine options
-    belong to the store instead. The default is a fresh :class:`~beamrouting.MemoryStore`.
+    ``binding_ttl``, ``journal_size``, ``clock``, ``health``, ``limits``, ``weights``, the
+    size limits). With ``store`` (a :class:`~beamrouting.store.Store`, such as a shared one)
+    the catalogue and engine options belong to the store instead. The default is a fresh
+    :class:`~beamrouting.MemoryStore`. ``max_waiters`` bounds the callers waiting (``wait=``)
+    for a backend at once. :meth:`from_config` builds one from a configuration file.
 
     Supervision: a crashed actor restarts with all of its state; the caller whose message
     it was handling gets :class:`~beamrouting.ActorCrashed` and every other message is
@@ -495,7 +498,7 @@ class Router(AsyncContextManagerMixin):
 
     @_api
     async def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
-        """Store (or replace) a policy profile.
+        """Store (or replace) ``profile`` under ``profile_id``.
 
         Raises :class:`~beamrouting.InvalidPolicyProfile` if the profile or its id is malformed.
         """
@@ -504,7 +507,7 @@ class Router(AsyncContextManagerMixin):
 
     @_api
     async def delete_policy_profile(self, profile_id: str) -> bool:
-        """Remove a policy profile; return whether it existed.
+        """Remove the policy profile ``profile_id``; return whether it existed.
 
         Raises :class:`~beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
         """
@@ -665,7 +668,8 @@ class Router(AsyncContextManagerMixin):
         Routes with ``select_backend(opts, request)`` when ``opts`` is given, else
         ``select_backend(session_id, request)`` when ``session_id`` is given, else
         ``select_backend(request)``; registers under ``session_id`` or a new random id, and
-        yields the :class:`RouterSession`. ``wait`` is as for :meth:`select_backend`. The
+        yields the :class:`RouterSession`; ``metadata`` is registered with the session.
+        ``wait`` is as for :meth:`select_backend`. The
         session is unregistered however the block ends, cancellation included; if that
         fails while the block's own exception propagates, the block's exception wins (the
         failure is logged and noted on it).

@@ -43,6 +43,10 @@ class RouterSession:
     Read-only: ``id``, ``backend``, ``decision``, ``handle`` and ``tried`` (every backend it
     was routed to, in order). :meth:`report` tells the router what became of it;
     :meth:`failover` moves it to another backend.
+
+    :meth:`Router.session` makes it (``router``, ``session_id``, the normalised ``request``,
+    its first ``decision``, its registry ``handle`` and ``metadata``); there is no need to
+    build one by hand.
     """
 
     __slots__ = ("_decision", "_handle", "_id", "_metadata", "_request", "_router", "_tried")
@@ -95,7 +99,11 @@ class RouterSession:
     async def report(
         self, outcome: Outcome | str, *, retry_at: float | None = None, retry_after: float | None = None
     ) -> BackendState:
-        """:meth:`Router.report` for the session's current backend; returns its state after."""
+        """:meth:`Router.report` of ``outcome`` (with ``retry_at`` or ``retry_after`` for a quota) for the session's current backend.
+
+        Returns the backend's :class:`~beamrouting.BackendState` after; raises what
+        :meth:`Router.report` raises.
+        """
         return await self._router.report(self.backend, outcome, retry_at=retry_at, retry_after=retry_after)
 
     async def failover(
@@ -105,7 +113,7 @@ class RouterSession:
         retry_at: float | None = None,
         retry_after: float | None = None,
     ) -> RouteDecision:
-        """Report ``outcome`` for the current backend, then move the session to another one.
+        """Report ``outcome`` for the current backend (with ``retry_at`` or ``retry_after``, as :meth:`report` takes them), then move the session to another one.
 
         Routes the session's original request again with every backend in :attr:`tried`
         excluded and moves the session's registration to the new backend in the same step

@@ -69,6 +69,7 @@ class SubscriptionGap(msgspec.Struct, frozen=True):
     """
 
     missed: int
+    """How many events were lost here."""
 
 
 class Subscription:
@@ -101,6 +102,9 @@ class Subscription:
                     print("missed", event.missed)
                 else:
                     print(event.sequence, event.event_type)
+
+    ``on_close`` (for the router's bookkeeping) is called with the subscription once, when
+    it closes. Raises :class:`TypeError` or :class:`ValueError` for a bad source or option.
     """
 
     __slots__ = (

@@ -128,11 +128,11 @@ class MemoryStore:
         return self.engine.journal_ring
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
-        """Apply each operation with the engine, in order (:func:`~beamrouting.store.run_batch`)."""
+        """Apply each of ``ops`` with the engine, in order; return their answers (:func:`~beamrouting.store.run_batch`)."""
         return run_batch(ops, self._route)
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        """Apply each operation to the engine's sessions, in order (:func:`~beamrouting.store.run_batch`)."""
+        """Apply each of ``ops`` to the engine's sessions, in order; return their answers (:func:`~beamrouting.store.run_batch`)."""
         handlers = self._session_ops
         return run_batch(ops, lambda op: handlers[type(op)](op))
 

@@ -76,6 +76,7 @@ class StoreCrash:
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+        """The exception applying the operation raised."""
 
     def __repr__(self) -> str:
         return f"StoreCrash({self.error!r})"
@@ -101,15 +102,20 @@ class SelectOp(msgspec.Struct, frozen=True):
     """
 
     request: RouteRequest
+    """The normalised request."""
     session_id: str | None = None
+    """The session to register on the chosen backend in the same step (``None``: none)."""
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The session's metadata (with ``session_id``)."""
     exclusive: bool = True
+    """Refuse a live session with the same id (:class:`~beamrouting.SessionExists`) instead of moving it."""
 
 
 class ExplainOp(msgspec.Struct, frozen=True):
     """Explain how ``request`` would route now, changing nothing; answers an :class:`~beamrouting.Explanation`."""
 
     request: RouteRequest
+    """The normalised request."""
 
 
 class ClearOp(msgspec.Struct, frozen=True):
@@ -124,13 +130,16 @@ class PutProfileOp(msgspec.Struct, frozen=True):
     """Store (or replace) a validated policy profile; answers ``None``."""
 
     profile_id: str
+    """The profile's id."""
     profile: PolicyProfile
+    """The validated profile."""
 
 
 class DeleteProfileOp(msgspec.Struct, frozen=True):
     """Remove a policy profile; answers whether it existed (``bool``)."""
 
     profile_id: str
+    """The profile's id."""
 
 
 class ReadJournalOp(msgspec.Struct, frozen=True):
@@ -140,7 +149,9 @@ class ReadJournalOp(msgspec.Struct, frozen=True):
     """
 
     event_type: str | None = None
+    """Only events of this type (``None``: every type)."""
     limit: int | None = None
+    """At most this many, the most recent (``None``: the whole journal)."""
 
 
 class ReportOp(msgspec.Struct, frozen=True):
@@ -153,21 +164,27 @@ class ReportOp(msgspec.Struct, frozen=True):
     """
 
     backend: str
+    """The backend (canonical name)."""
     outcome: Outcome
+    """What became of the session."""
     retry_at: float | None = None
+    """When a quota resets, in UNIX seconds."""
     retry_after: float | None = None
+    """When a quota resets, in seconds from the store's now."""
 
 
 class RestoreOp(msgspec.Struct, frozen=True):
     """Forget what was learned about ``backend``; answers its :class:`~beamrouting.BackendState` after."""
 
     backend: str
+    """The backend (canonical name)."""
 
 
 class ReleaseOp(msgspec.Struct, frozen=True):
     """Forget an affinity key's sticky binding (and temporary backend); answers whether it had one (``bool``)."""
 
     affinity_key: str
+    """The sticky affinity key."""
 
 
 class ReadStatesOp(msgspec.Struct, frozen=True):
@@ -185,6 +202,7 @@ class ReconfigureOp(msgspec.Struct, frozen=True):
     """
 
     settings: RoutingSettings
+    """The settings to apply (profiles, health policy, limits, weights)."""
 
 
 RoutingOp: TypeAlias = (
@@ -229,19 +247,23 @@ class RegisterOp(msgspec.Struct, frozen=True):
     """
 
     handle: SessionHandle
+    """The session as it is to be registered."""
     exclusive: bool = False
+    """Refuse a live session with the same id instead of replacing it."""
 
 
 class UnregisterOp(msgspec.Struct, frozen=True):
     """Forget a session (a no-op for an unknown id); answers ``None``."""
 
     session_id: str
+    """The session's id."""
 
 
 class LookupOp(msgspec.Struct, frozen=True):
     """Ask for a session's backend; answers the backend (``str``) or ``None`` for an unknown id."""
 
     session_id: str
+    """The session's id."""
 
 
 class ListSessionsOp(msgspec.Struct, frozen=True):
@@ -360,11 +382,20 @@ class Store(Protocol):
         ...
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
-        """Apply a drained batch of routing operations in order; one :data:`RoutingResult` per operation."""
+        """Apply ``ops``, a drained batch of routing operations, in order; return one :data:`RoutingResult` per operation.
+
+        A typed error (a :class:`~beamrouting.RoutingError`,
+        :class:`~beamrouting.StoreUnavailable`, ...) is an answer, not raised; an operation
+        that raises anything else is answered by a :class:`StoreCrash`. Raises only what
+        makes the whole batch fail (the store cannot be reached: every caller gets it).
+        """
         ...
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        """Apply a drained batch of session operations in order; one :data:`SessionResult` per operation."""
+        """Apply ``ops``, a drained batch of session operations, in order; return one :data:`SessionResult` per operation.
+
+        Errors are answered as :meth:`routing_batch` answers them.
+        """
         ...
 
     async def watch(self, changed: Callable[[], None]) -> None:

@@ -224,11 +224,16 @@ class RedisStore:
         check_asyncio(running=False)
         url = check_url(url)
         self.prefix = check_text("prefix", prefix)
+        """The prefix of every key the store writes (processes sharing it share the state)."""
         # TTLs become whole milliseconds in Redis, so they must be finite (None: no TTL).
         self.binding_ttl = optional(check_seconds, "binding_ttl", binding_ttl, finite=True)
+        """Seconds a sticky binding lives after its last use (``None``: ``idle_ttl``)."""
         self.idle_ttl = optional(check_seconds, "idle_ttl", idle_ttl, finite=True)
+        """Seconds an unused counter or binding lives (``None``: until cleared)."""
         self.session_ttl = optional(check_seconds, "session_ttl", session_ttl, finite=True)
+        """Seconds a session lives after its last registration (``None``: until unregistered)."""
         self.journal_size = check_count("journal_size", journal_size, 0)
+        """About how many journal events the shared stream keeps."""
         timeout = check_seconds("operation_timeout", operation_timeout)
         retry = optional(check_seconds, "retry_interval", retry_interval, minimum=0.0)
         catalog = optional(check_instance, "catalog", catalog, Catalog) or Catalog.default()
@@ -398,7 +403,7 @@ class RedisStore:
     # -- the routing half -------------------------------------------------------------------------
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
-        """Apply a drained batch in order: each run of selections settled together, the rest one by one.
+        """Apply the drained batch ``ops`` in order: each run of selections settled together, the rest one by one.
 
         A run of selections costs two Redis round trips (see :mod:`._settle`). The answer
         ends at the first :class:`~beamrouting.store.StoreCrash`.
@@ -598,7 +603,7 @@ class RedisStore:
     # -- the session half ---------------------------------------------------------------------------
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        """Apply a drained batch of session operations in one script call, atomically and in order.
+        """Apply the drained batch of session operations ``ops`` in one script call, atomically and in order.
 
         A stored session that is not one this store wrote answers
         :class:`~beamrouting.StoreDataError` for the lookup or listing that read it only; a
