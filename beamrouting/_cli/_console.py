@@ -123,6 +123,11 @@ class Output:
         """Whether rich renders the output."""
         return self._console is not None
 
+    @property
+    def console(self) -> Any:
+        """The rich console printing to stdout (``None`` for plain text)."""
+        return self._console
+
     def line(self, text: str = "", *, style: str | None = None) -> None:
         """Print one line of text."""
         if self._console is None:

@@ -1,9 +1,12 @@
 """The ``beamrouting`` command line (also ``python -m beamrouting``).
 
-Commands: ``demo``, ``select``, ``explain``, ``backends`` and ``bench``. Exit status: 0 on
-success, 1 when a request cannot be routed (its code and message are printed), 2 on bad
-input (invalid JSON, an invalid request, an unreadable catalogue, a bad option), 130 when
-interrupted. Errors are one line on stderr, never a traceback.
+Commands: ``demo``, ``select``, ``explain``, ``backends`` and ``bench``, and the operator's
+commands against a fleet's Redis: ``states``, ``report``, ``restore``, ``release`` and
+``watch``. Every command takes ``--config FILE``; flags given beside it override the file.
+Exit status: 0 on success, 1 when a request cannot be routed (its code and message are
+printed) or the store cannot be reached, 2 on bad input (invalid JSON, an invalid request,
+an unreadable catalogue or configuration, a bad option), 130 when interrupted. Errors are
+one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,27 +19,31 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
-from beamrouting import BeamRoutingError, Catalog, CatalogError, Explanation, RouteDecision, RoutingError
+from beamrouting import BeamRoutingError, Catalog, Explanation, RouteDecision, RoutingError
 
 from ._argtypes import positive_int
-from ._backends import MissingBackend, require
+from ._common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROUTING,
+    EXIT_USAGE,
+    PROG,
+    SELECTION_CODES,
+    UsageError,
+    config_from_args,
+    json_argument,
+    redis_store,
+    require_backend,
+    router_from_config,
+    routing_failure,
+)
 from ._console import Output
+from ._fleet import FLEET_COMMANDS, add_fleet_commands
 
 __all__ = ["main"]
 
-PROG: Final = "beamrouting"
-EXIT_OK: Final = 0
-EXIT_ROUTING: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INTERRUPTED: Final = 130
-
 _OPTION_KEYS: Final = frozenset({"backend", "routing"})
 """What the command line reads of session options (the library ignores any other key)."""
-
-SELECTION_CODES: Final = frozenset(
-    {"backend_not_eligible", "no_backend_supports_capabilities", "no_backend_available", "policy_denied"}
-)
-"""Codes of a valid request that cannot be routed (exit 1); every other code is bad input (exit 2)."""
 
 _EXAMPLES: Final = """\
 examples:
@@ -45,12 +52,12 @@ examples:
   beamrouting select '{"policy": "sticky"}' --session sess-42 --json
   beamrouting explain '{"capabilities": ["hooks"], "health": {"codex": "down"}}'
   beamrouting backends --catalog my-backends.toml
+  beamrouting select '{"policy": "weighted"}' --config beamrouting.toml
   beamrouting bench --quick
+  beamrouting states --redis redis://localhost:6379/0
+  beamrouting report codex quota --retry-after 600 --redis redis://localhost:6379/0
+  beamrouting watch --config fleet.toml
 """
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,22 +70,17 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- parsing
 
 
-def _json_argument(text: str, what: str) -> Any:
-    if text == "-":
-        text = sys.stdin.read()
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError(f"{what} is nested too deep to be a request") from None
-
-
 def _build_parser() -> _Parser:
     from ._backends import BACKENDS, default_backend
     from ._bench import add_bench_arguments
 
     def add_common_options(target: argparse.ArgumentParser, default: Any) -> None:
+        target.add_argument(
+            "--config",
+            metavar="FILE",
+            default=default,
+            help="a configuration file (.toml or .json): catalogue, profiles, health, limits, weights, store",
+        )
         target.add_argument(
             "--catalog",
             metavar="FILE",
@@ -175,49 +177,8 @@ def _build_parser() -> _Parser:
         "beside it (mostly a bare-Python decision), with its target and whether it is met.",
     )
     add_bench_arguments(bench)
+    add_fleet_commands(command)
     return parser
-
-
-def _load_catalog(path: str | None) -> Catalog | None:
-    if path is None:
-        return None
-    try:
-        return Catalog.from_file(path)
-    except CatalogError as exc:
-        raise UsageError(f"bad catalogue: {exc}") from None
-
-
-def _redis_store(url: str | None, catalog: Catalog | None = None, backend: str = "asyncio") -> Any:
-    """A :class:`~beamrouting.RedisStore` for ``--redis URL`` (``None`` without one); bad input is a usage error."""
-    if url is None:
-        return None
-    if backend == "trio":
-        raise UsageError("--redis needs --backend asyncio or uvloop (the Redis store runs on asyncio)")
-    try:
-        from beamrouting import RedisStore
-
-        return RedisStore(url, catalog=catalog)
-    except ImportError:
-        raise UsageError("--redis needs the redis extra: pip install 'beamrouting[redis]'") from None
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"--redis needs a redis://, rediss:// or unix:// URL: {exc}") from None
-
-
-def _backend(name: str) -> str:
-    """``name`` if that async backend is installed; a usage error naming what to install otherwise."""
-    try:
-        return require(name)
-    except MissingBackend as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _routing_failure(out: Output, exc: RoutingError) -> int:
-    detail = json.dumps(exc.detail, sort_keys=True)
-    if exc.code in SELECTION_CODES:
-        out.error(f"{PROG}: cannot route: {exc.code}: {exc._summary}; detail: {detail}")
-        return EXIT_ROUTING
-    out.error(f"{PROG}: bad request: {exc.code}: {exc._summary}; detail: {detail}")
-    return EXIT_USAGE
 
 
 # --------------------------------------------------------------------------- commands
@@ -241,15 +202,15 @@ def _decision_rows(decisions: Sequence[RouteDecision]) -> list[tuple[str, ...]]:
 
 
 def _cmd_select(args: argparse.Namespace, out: Output) -> int:
-    catalog = _load_catalog(args.catalog)
-    request = _json_argument(args.request, "REQUEST")
+    config = config_from_args(args)
+    request = json_argument(args.request, "REQUEST")
     origin: Any = None
     if args.session is not None:
         if not args.session:
             raise UsageError("--session needs a non-empty session id")
         origin = args.session
     elif args.opts is not None:
-        origin = _json_argument(args.opts, "OPTIONS")
+        origin = json_argument(args.opts, "OPTIONS")
         if not isinstance(origin, dict):
             raise UsageError(
                 "OPTIONS must be a JSON object (session options with 'backend' and/or 'routing')"
@@ -257,14 +218,11 @@ def _cmd_select(args: argparse.Namespace, out: Output) -> int:
         unknown = sorted(key for key in origin if key not in _OPTION_KEYS)
         if unknown:
             raise UsageError(f"OPTIONS may hold 'backend' and 'routing', not {unknown[0]!r}")
-    store = _redis_store(args.redis, catalog)
+    router = router_from_config(config)
 
     async def run() -> tuple[list[RouteDecision], RoutingError | None]:
-        from beamrouting import Router
-
         decisions: list[RouteDecision] = []
         error: RoutingError | None = None
-        router = Router(catalog) if store is None else Router(store=store)
         async with router:
             for _ in range(args.repeat):
                 try:
@@ -308,18 +266,16 @@ def _cmd_select(args: argparse.Namespace, out: Output) -> int:
     if error is not None:
         if args.json:
             print(json.dumps({"error": error.to_dict()}), file=out.stdout)
-        return _routing_failure(out, error)
+        return routing_failure(out, error)
     return EXIT_OK
 
 
 def _cmd_explain(args: argparse.Namespace, out: Output) -> int:
-    catalog = _load_catalog(args.catalog)
-    request = _json_argument(args.request, "REQUEST")
+    router = router_from_config(config_from_args(args))
+    request = json_argument(args.request, "REQUEST")
 
     async def run() -> Explanation:
-        from beamrouting import Router
-
-        async with Router(catalog) as router:
+        async with router:
             explanation: Explanation = await router.explain(request)
         return explanation
 
@@ -328,7 +284,7 @@ def _cmd_explain(args: argparse.Namespace, out: Output) -> int:
     try:
         explanation = anyio.run(run)
     except RoutingError as exc:
-        return _routing_failure(out, exc)
+        return routing_failure(out, exc)
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2), file=out.stdout)
     else:
@@ -377,7 +333,7 @@ def _print_explanation(e: Explanation, out: Output) -> None:
 
 
 def _cmd_backends(args: argparse.Namespace, out: Output) -> int:
-    catalog = _load_catalog(args.catalog) or Catalog.default()
+    catalog = config_from_args(args).catalog
     if args.json:
         print(json.dumps(catalog.to_dict(), indent=2), file=out.stdout)
         return EXIT_OK
@@ -407,18 +363,21 @@ def _cmd_backends(args: argparse.Namespace, out: Output) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: Output) -> int:
-    from ._bench import BenchSetupError, config_from_args, plot_report, print_report, run_benchmark
+    from ._bench import BenchSetupError, plot_report, print_report, run_benchmark
+    from ._bench import config_from_args as bench_config
 
-    catalog = _load_catalog(args.catalog)
+    configured = config_from_args(args)
+    catalog = configured.catalog
+    args.redis = configured.store.url if configured.store.kind == "redis" else None
     if args.redis is not None:
-        _redis_store(args.redis, catalog)
+        redis_store(args.redis, catalog)
     if args.plot_path is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs the plot extra: pip install 'beamrouting[plot]'") from None
     try:
-        config = config_from_args(args, catalog)
+        config = bench_config(args, None if catalog == Catalog.default() else catalog)
     except BenchSetupError as exc:
         raise UsageError(str(exc)) from None
     with out.progress(config.steps(), "benchmark", enabled=not args.no_progress) as bar:
@@ -444,9 +403,11 @@ def _write(path: str, text: str) -> None:
 def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
     from ._demo import DemoConfig, run_demo
 
-    catalog = _load_catalog(args.catalog)
-    _backend(args.backend)
-    _redis_store(args.redis, catalog, args.backend)
+    configured = config_from_args(args)
+    catalog = configured.catalog
+    args.redis = configured.store.url if configured.store.kind == "redis" else None
+    require_backend(args.backend)
+    redis_store(args.redis, catalog, args.backend)
     config = DemoConfig(
         sessions=args.sessions,
         concurrency=args.concurrency,
@@ -534,6 +495,7 @@ _COMMANDS: Final = {
     "explain": _cmd_explain,
     "backends": _cmd_backends,
     "bench": _cmd_bench,
+    **FLEET_COMMANDS,
 }
 
 
@@ -555,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error(f"{PROG}: {exc}" if not str(exc).startswith(PROG) else str(exc))
         return EXIT_USAGE
     except RoutingError as exc:
-        return _routing_failure(out, exc)
+        return routing_failure(out, exc)
     except BeamRoutingError as exc:
         out.error(f"{PROG}: {type(exc).__name__}: {exc}")
         return EXIT_ROUTING
