@@ -401,7 +401,7 @@ def _write(path: str, text: str) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
-    from ._demo import DemoConfig, run_demo
+    from ._demo import DemoConfig, print_demo, run_demo
 
     configured = config_from_args(args)
     catalog = configured.catalog
@@ -415,6 +415,7 @@ def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
         backend=args.backend,
         catalog=catalog,
         redis_url=args.redis,
+        config=configured if args.config is not None else None,
     )
     if not args.json:
         out.line(
@@ -428,65 +429,12 @@ def _cmd_demo(args: argparse.Namespace, out: Output) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2), file=out.stdout)
     else:
-        _print_demo(report, out)
+        print_demo(report, out)
     if not report.ok:
         failed = [inv.name for inv in report.invariants if not inv.ok]
         out.error(f"{PROG}: demo invariant failed: {'; '.join(failed)}")
         return EXIT_ROUTING
     return EXIT_OK
-
-
-def _print_demo(report: Any, out: Output) -> None:
-    out.heading("Timeline")
-    for event in report.events:
-        out.line(event)
-    backends = list(report.config["catalog"])
-    rows = []
-    totals = dict.fromkeys(backends, 0)
-    for kind, counts in report.by_policy_backend.items():
-        rows.append((kind, *(f"{counts.get(b, 0):,}" for b in backends), f"{sum(counts.values()):,}"))
-        for b in backends:
-            totals[b] += counts.get(b, 0)
-    rows.append(("total", *(f"{totals[b]:,}" for b in backends), f"{sum(totals.values()):,}"))
-    out.table(
-        ("policy", *backends, "total"),
-        rows,
-        title="Decisions per policy and backend",
-        right=tuple(range(1, len(backends) + 2)),
-    )
-    errors = list(report.errors.items()) or [("(none)", 0)]
-    out.table(
-        ("error code", "count"), [(code, f"{n:,}") for code, n in errors], title="Errors by code", right=(1,)
-    )
-    out.line("actor_crashed calls were retried; the other errors are typed routing failures.")
-    out.heading("Summary")
-    restarts = ", ".join(f"{k} {v}" for k, v in report.restarts.items()) or "none"
-    sticky = report.sticky
-    for label, value in (
-        (
-            "sessions",
-            f"{report.sessions:,} ({report.routed:,} routed, {report.failed:,} failed, {report.failovers:,} failovers)",
-        ),
-        ("restarts", restarts),
-        (
-            "throughput",
-            f"{report.sessions_per_second:,.0f} sessions/s, {report.calls_per_second:,.0f} routing calls/s",
-        ),
-        ("session start latency", f"p50 {report.p50_us:,.0f} µs, p99 {report.p99_us:,.0f} µs"),
-        (
-            "sticky workspaces",
-            f"{sticky['workspaces']:,}: {sticky['consistent']:,} on one backend, "
-            f"{sticky['moved_by_outage']:,} moved off {report.outage_backend} by the outage, "
-            f"{sticky['violations']} violations",
-        ),
-        ("elapsed", f"{report.elapsed:.2f} s"),
-    ):
-        out.line(f"{label:>22}: {value}")
-    out.table(
-        ("invariant", "result", "detail"),
-        [(inv.name, "PASS" if inv.ok else "FAIL", inv.detail) for inv in report.invariants],
-        title="Invariants",
-    )
 
 
 _COMMANDS: Final = {

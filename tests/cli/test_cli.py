@@ -450,7 +450,7 @@ def test_demo_small_passes_its_invariants(capsys: pytest.CaptureFixture[str]) ->
 def test_demo_exits_1_when_an_invariant_fails(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import beamrouting._cli._demo as demo
+    import beamrouting._cli._demo._checks as demo
 
     real = demo._sticky_check
 
@@ -494,7 +494,9 @@ def test_run_demo_invariants(backend: str) -> None:
         "actor_crashed",
         "policy_denied",
         "backend_not_eligible",
-        "no_backend_supports_capabilities",  # its only backends were held out
+        # a request whose only backends were all held out (down, cooling, ejected or full)
+        "no_backend_supports_capabilities",
+        "no_backend_available",
     }
     assert report.failovers > 0
     assert report.outage_backend == "codex"

@@ -145,3 +145,32 @@ def test_select_on_the_files_redis_store(
     # Without the file: another prefix, another rotation.
     status, out, _ = run(capsys, "select", '{"policy": "round_robin"}', "--json", "--redis", redis_url)
     assert status == 0 and backends_of(out) == ["claude"]
+
+
+DEMO_CONFIG = """\
+[health]
+failure_threshold = 3
+base_ejection = 10.0
+
+[limits]
+claude = 20
+codex = 20
+"""
+
+
+def test_demo_runs_with_the_files_limits_and_health_policy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "demo.toml"
+    path.write_text(DEMO_CONFIG, encoding="utf-8")
+    status, out, err = run(
+        capsys, "demo", "--config", str(path), "--sessions", "600", "--concurrency", "40", "--json"
+    )
+    assert status == 0, err
+    report = json.loads(out)
+    assert report["ok"] is True
+    # The file's limits hold for the backends it names; the demo's own for the rest.
+    assert report["limits"]["claude"] == 20
+    assert report["limits"]["codex"] == 20
+    assert report["health_policy"]["failure_threshold"] == 3
+    assert all(report["peak_live"][b] <= limit for b, limit in report["limits"].items())

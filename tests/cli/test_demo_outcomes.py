@@ -9,7 +9,9 @@ from typing import Any, Literal
 import pytest
 
 from beamrouting import Catalog, RouteDecision, Router
-from beamrouting._cli._demo import DemoConfig, _Plan, _Run, _session
+from beamrouting._cli._demo._run import _session
+from beamrouting._cli._demo._setup import DemoConfig, _Plan
+from beamrouting._cli._demo._state import _Run
 from beamrouting.testing import crash_actor
 
 pytestmark = pytest.mark.anyio
