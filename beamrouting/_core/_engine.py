@@ -23,14 +23,13 @@ from ._health import (
     Outcome,
     check_outcome,
     check_reset,
-    held_out,
     observe,
     reported,
     restored,
     took_probe,
     unlearned,
 )
-from ._holds import Holds, collect_holds
+from ._holds import NO_HOLDS, Holds, LearnedHolds, collect_holds, learned_holds
 from ._journal import Journal
 from ._planner import DONE, LEAST_LOADED, ROTATE, STICKY, Planner, RoutePlan, StateOutcome, authorize
 from ._profiles import PolicyProfile, check_profile_id, parse_profile
@@ -81,6 +80,8 @@ class RoutingEngine:
 
     __slots__ = (
         "_filters",
+        "_learned",
+        "_learned_policy",
         "_state",
         "catalog",
         "health",
@@ -133,6 +134,10 @@ class RoutingEngine:
         )
         self._filters = False
         """Whether a stored profile filters candidates (so selections check for one)."""
+        self._learned: LearnedHolds | None = None
+        """What the ledgers held out when last observed, reused until a deadline or a change."""
+        self._learned_policy: HealthPolicy | None = None
+        """The health policy :attr:`_learned` was computed under."""
 
     @property
     def state(self) -> RoutingState:
@@ -203,7 +208,10 @@ class RoutingEngine:
         if ledgers and self.health is not None:
             ledger = ledgers.get(decision.backend)
             if ledger is not None:
-                ledgers[decision.backend] = took_probe(ledger, state.clock(), self.health)
+                after = took_probe(ledger, state.clock(), self.health)
+                if after is not ledger:
+                    ledgers[decision.backend] = after
+                    self._learned = None
         state.journal.record(req, decision, None)
         return decision
 
@@ -225,22 +233,41 @@ class RoutingEngine:
         return decision
 
     def _holds(self, req: RouteRequest, *, observe: bool) -> Holds:
-        """What the state holds out of selecting for ``req`` now (``observe`` journals what time changed)."""
+        """What the state holds out of selecting for ``req`` now (``observe`` journals what time changed).
+
+        The learned part is kept between calls: statuses change only at a deadline or when
+        a ledger changes (:meth:`_keep`, a probe taken), so until then the last observation
+        stands and nothing new needs journaling.
+        """
         state = self._state
         now = state.clock()
-        if observe and state.ledgers and self.health is not None:
-            self._observe(now)
+        policy = self.health
+        learned = NO_HOLDS
+        if state.ledgers and policy is not None:
+            view = self._learned
+            if view is not None and self._learned_policy is policy and view.since <= now < view.until:
+                learned = view.holds
+            elif observe:
+                self._observe(now)
+                view = learned_holds(state.ledgers, now, policy)
+                self._learned, self._learned_policy = view, policy
+                learned = view.holds
+            else:  # an explanation: compute, but keep nothing (only an observation may be reused)
+                learned = learned_holds(state.ledgers, now, policy).holds
         profile_id = req.policy_profile_id
         profile = state.profiles.get(profile_id) if profile_id is not None and self._filters else None
+        if profile is None and not state.limits:
+            return learned
         return collect_holds(
             req,
             self.planner.eligible,
             ledgers=state.ledgers,
             now=now,
-            policy=self.health,
+            policy=policy,
             live=state.live,
             limits=state.limits,
             profile=profile,
+            learned=learned,
         )
 
     def _state_step(self, plan: RoutePlan, *, advance: bool) -> tuple[StateOutcome, bool]:
@@ -335,6 +362,7 @@ class RoutingEngine:
         settings = settings.recheck(self.catalog)
         state = self._state
         self.health = settings.health
+        self._learned = None
         self.limits_of = dict(settings.limits)
         state.limits = dict(settings.limits)
         if settings.weights != self.weights:
@@ -473,20 +501,19 @@ class RoutingEngine:
             raise UnknownBackend(backend)
         return name
 
-    def _observe(self, now: float) -> frozenset[str]:
-        """Journal the changes of status time brought; return the backends held out at ``now``."""
+    def _observe(self, now: float) -> None:
+        """Journal the changes of status time brought (a cooldown or an ejection ending)."""
         policy = self.health
-        state = self._state
         if policy is None:
-            return _NONE
-        for backend, ledger in tuple(state.ledgers.items()):
+            return
+        for backend, ledger in tuple(self._state.ledgers.items()):
             if ledger.status(now, policy)[0] is not ledger.announced:
                 self._keep(backend, *observe(backend, ledger, now, policy))
-        return held_out(state.ledgers, now, policy)
 
     def _keep(self, backend: str, ledger: Ledger, events: list[HealthEvent]) -> None:
         """Store ``backend``'s ledger (forgetting a fresh one) and journal ``events``."""
         state = self._state
+        self._learned = None
         if ledger.is_fresh:
             state.ledgers.pop(backend, None)
         else:

@@ -228,6 +228,17 @@ class Ledger(msgspec.Struct, frozen=True, array_like=True):
         slots = [deadline for deadline in self.probes if deadline > now]
         return min(slots) if slots else now
 
+    def next_change(self, now: float) -> float:
+        """The earliest deadline after ``now`` (a cooldown's or ejection's end, a probe slot freed); infinite if none.
+
+        Until then, time alone changes nothing about the backend's status or eligibility.
+        """
+        change = math.inf
+        for deadline in (self.cooling_until, self.ejected_until, *self.probes):
+            if deadline is not None and now < deadline < change:
+                change = deadline
+        return change
+
     def explain(self, now: float, policy: HealthPolicy) -> str | None:
         """Why the backend is ineligible at ``now`` (``None`` when it is eligible)."""
         if self.available(now, policy):

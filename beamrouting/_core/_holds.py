@@ -10,6 +10,7 @@ for explanations and for the errors that say when to retry.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
@@ -17,27 +18,52 @@ from ._health import HealthPolicy, Ledger
 from ._profiles import PolicyProfile
 from ._request import RouteRequest
 
-__all__ = ["NO_HOLDS", "Holds", "at_capacity", "collect_holds", "filter_denied"]
+__all__ = [
+    "NO_HOLDS",
+    "Holds",
+    "LearnedHolds",
+    "at_capacity",
+    "collect_holds",
+    "filter_denied",
+    "learned_holds",
+]
 
 
-class Holds(NamedTuple):
-    """Backends held out of one selection (each mapping: backend -> why)."""
+class Holds:
+    """Backends held out of one selection (each mapping: backend -> why).
 
-    learned: Mapping[str, str]
-    """Held out by what was learned (``"cooling until ... (quota)"``)."""
-    back: Mapping[str, float]
-    """When each learned-out backend is next eligible (UNIX seconds)."""
-    full: Mapping[str, str]
-    """At their limit of live sessions (``"at capacity 10/10"``)."""
-    denied: Mapping[str, str]
-    """Removed by a filtering profile: the deny reason of the rule that removed each."""
-    profile_id: str | None = None
-    """The filtering profile's id, when one took part."""
+    ``Holds(learned, back, full, denied, profile_id=None)``; immutable by convention (the
+    engine reuses one while the learned state stays the same).
+    """
 
-    @property
-    def unavailable(self) -> frozenset[str]:
+    __slots__ = ("back", "denied", "full", "learned", "profile_id", "unavailable")
+
+    def __init__(
+        self,
+        learned: Mapping[str, str],
+        back: Mapping[str, float],
+        full: Mapping[str, str],
+        denied: Mapping[str, str],
+        profile_id: str | None = None,
+    ) -> None:
+        self.learned = learned
+        """Held out by what was learned (``"cooling until ... (quota)"``)."""
+        self.back = back
+        """When each learned-out backend is next eligible (UNIX seconds)."""
+        self.full = full
+        """At their limit of live sessions (``"at capacity 10/10"``)."""
+        self.denied = denied
+        """Removed by a filtering profile: the deny reason of the rule that removed each."""
+        self.profile_id = profile_id
+        """The filtering profile's id, when one took part."""
+        self.unavailable: frozenset[str] = frozenset((*learned, *full, *denied))
         """Every backend held out."""
-        return frozenset((*self.learned, *self.full, *self.denied))
+
+    def __repr__(self) -> str:
+        return (
+            f"Holds(learned={self.learned!r}, back={self.back!r}, full={self.full!r}, "
+            f"denied={self.denied!r}, profile_id={self.profile_id!r})"
+        )
 
     def reasons(self) -> dict[str, str]:
         """Why each held-out backend is out, for an explanation (all reasons, joined)."""
@@ -52,6 +78,38 @@ class Holds(NamedTuple):
         """The earliest time one of ``backends`` held out by learned state is back, or ``None``."""
         times = [self.back[b] for b in backends if b in self.back]
         return min(times) if times else None
+
+
+class LearnedHolds(NamedTuple):
+    """What learned state holds out from ``since`` until ``until`` (nothing changes between).
+
+    Statuses change only at a deadline (a cooldown's or an ejection's end, a probe slot
+    freed) or when an outcome is reported, so a store may reuse this until ``until`` or
+    until its ledgers change.
+    """
+
+    holds: Holds
+    """The learned part of the holds (nothing full, nothing denied)."""
+    since: float
+    """When it was computed."""
+    until: float
+    """The earliest deadline after ``since`` (infinite when there is none)."""
+
+
+def learned_holds(ledgers: Mapping[str, Ledger], now: float, policy: HealthPolicy) -> LearnedHolds:
+    """What ``ledgers`` hold out at ``now`` under ``policy``, and until when that holds."""
+    learned: dict[str, str] = {}
+    back: dict[str, float] = {}
+    until = math.inf
+    for backend, ledger in ledgers.items():
+        reason = ledger.explain(now, policy)
+        if reason is not None:
+            learned[backend] = reason
+            back[backend] = ledger.back_at(now)
+        change = ledger.next_change(now)
+        if change < until:
+            until = change
+    return LearnedHolds(Holds(learned, back, {}, {}), now, until)
 
 
 NO_HOLDS: Final = Holds({}, {}, {}, {})
@@ -93,24 +151,22 @@ def collect_holds(
     live: Mapping[str, int],
     limits: Mapping[str, int],
     profile: PolicyProfile | None,
+    learned: Holds | None = None,
 ) -> Holds:
     """What a store's state holds out of selecting for ``req`` at ``now`` (pure; every store composes it the same way).
 
     ``ledgers`` are the backends' learned state (ignored when ``policy`` is ``None``),
     ``live`` and ``limits`` their live sessions and limits, ``profile`` the stored profile
     the request names (``None`` if it names none or none is stored): a filtering one
-    removes the candidates it denies among ``eligible(req)``.
+    removes the candidates it denies among ``eligible(req)``. ``learned``: what
+    :func:`learned_holds` found at ``now``, when the caller kept it (else computed here).
     """
-    learned: dict[str, str] = {}
-    back: dict[str, float] = {}
-    if ledgers and policy is not None:
-        for backend, ledger in ledgers.items():
-            reason = ledger.explain(now, policy)
-            if reason is not None:
-                learned[backend] = reason
-                back[backend] = ledger.back_at(now)
+    if learned is None:
+        learned = learned_holds(ledgers, now, policy).holds if ledgers and policy is not None else NO_HOLDS
     full = at_capacity(live, limits) if limits else {}
     denied: dict[str, str] = {}
     if profile is not None and profile.filters:
         denied = filter_denied(profile, req, eligible(req))
-    return Holds(learned, back, full, denied, req.policy_profile_id if denied else None)
+    if not full and not denied:
+        return learned
+    return Holds(learned.learned, learned.back, full, denied, req.policy_profile_id if denied else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import msgspec
 import pytest
 
 from beamrouting import (
@@ -822,3 +823,41 @@ def test_health_policy_rejects_bad_values(options: dict[str, Any], error: type[E
 def test_engine_rejects_a_health_option_that_is_not_a_policy() -> None:
     with pytest.raises(TypeError):
         RoutingEngine(health={"failure_threshold": 3})  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- what selections reuse
+
+
+def test_selections_reuse_what_was_learned_until_a_deadline_passes() -> None:
+    """Selections between two deadlines reuse one observation; the first after a deadline sees it."""
+    clock = FakeClock()
+    engine = make(clock)
+    engine.report("gemini", "quota", retry_after=10)
+    only_gemini = {"backend": "gemini"}
+    for _ in range(3):
+        with pytest.raises(BackendNotEligible):
+            engine.select_backend(only_gemini)
+        clock.advance(3)  # 9 s in: still cooling
+    assert engine.explain(only_gemini).error is not None
+    clock.advance(1)  # the cooldown ended exactly now
+    assert engine.explain(only_gemini).error is None  # an explanation sees it and journals nothing
+    assert [e["status"] for e in health_events(engine)] == ["cooling"]
+    assert engine.select_backend(only_gemini).backend == "gemini"
+    assert [e["status"] for e in health_events(engine)] == ["cooling", "healthy"]
+
+
+def test_a_report_or_a_reconfiguration_is_seen_by_the_next_selection() -> None:
+    clock = FakeClock()
+    engine = make(clock)
+    request = {"policy": "preferred_then_fallback", "preferred_backends": ["codex"]}
+    assert engine.select_backend(request).backend == "codex"
+    engine.report("codex", "quota", retry_after=60)
+    assert engine.select_backend(request).backend != "codex"
+    engine.reconfigure(
+        msgspec.structs.replace(engine.settings(), health=None)
+    )  # learning off: nothing held out
+    assert engine.select_backend(request).backend == "codex"
+    engine.reconfigure(msgspec.structs.replace(engine.settings(), health=HealthPolicy()))
+    assert engine.select_backend(request).backend != "codex"
+    engine.restore("codex")
+    assert engine.select_backend(request).backend == "codex"
