@@ -60,7 +60,7 @@ _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 class RouterCollector:
-    """A ``prometheus_client`` collector for one :class:`~beamrouting.Router`.
+    """A ``prometheus_client`` collector for one :class:`beamrouting.Router`.
 
     ``RouterCollector(router, *, namespace="beamrouting")``: ``router`` is the router to
     report on (started or not); ``namespace`` prefixes every metric name and must itself be

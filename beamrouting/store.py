@@ -1,11 +1,11 @@
-"""The store protocol: everything a store behind a :class:`~beamrouting.Router` implements.
+"""The store protocol: everything a store behind a :class:`beamrouting.Router` implements.
 
 A store keeps a router's state across actor restarts (and, when shared, across the
 processes of a fleet). It implements :class:`Store`: six members, whose operations and
 answers are the public types below. :class:`MemoryStore` is the embedded default and
-:class:`~beamrouting.RedisStore` the shared one; :func:`beamrouting.testing.check_store`
+:class:`beamrouting.RedisStore` the shared one; :func:`beamrouting.testing.check_store`
 is the conformance suite a third-party implementation runs. A minimal store can delegate
-the routing half to a :class:`~beamrouting.RoutingEngine`::
+the routing half to a :class:`beamrouting.RoutingEngine`::
 
     from beamrouting import RoutingEngine
     from beamrouting.store import SelectOp, run_batch

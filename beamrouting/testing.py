@@ -1,4 +1,4 @@
-"""Test helpers for code that embeds a :class:`~beamrouting.Router` or implements a store.
+"""Test helpers for code that embeds a :class:`beamrouting.Router` or implements a store.
 
 - :func:`crash_actor` reaches into a router's supervision on purpose, to test what your
   code does when an actor crashes; do not use it in production code.
@@ -58,10 +58,10 @@ __all__ = ["check_store", "crash_actor"]
 def crash_actor(router: Router, actor: Literal["routing_table", "session_registry"]) -> None:
     """Make ``actor`` crash on the next message it handles.
 
-    The caller of that message gets :class:`~beamrouting.ActorCrashed`; the supervisor
+    The caller of that message gets :class:`beamrouting.ActorCrashed`; the supervisor
     restarts the actor with its state and the restarted actor serves every other message,
     unless the restart intensity is exceeded. It returns at once (it does not wait for the
-    crash). Raises :class:`~beamrouting.RouterClosed` if the router is not running and
+    crash). Raises :class:`beamrouting.RouterClosed` if the router is not running and
     :class:`ValueError` for an unknown actor name.
     """
     supervisor = router._supervisor
@@ -110,14 +110,14 @@ async def check_store(make_store: _StoreMaker) -> list[str]:
     return a new, empty store on the default catalogue each time it is called, with no
     state shared with earlier ones (for a shared store: a fresh key prefix). The first
     checks call it without arguments. The others pass keyword arguments, the options of
-    :class:`~beamrouting.RoutingEngine` of the same names, which the store must honour:
+    :class:`beamrouting.RoutingEngine` of the same names, which the store must honour:
 
     - ``clock``: a callable answering UNIX seconds, which the store must measure every
       deadline on (quota cooldowns, ejections, probe slots); the check moves it by hand.
       It checks reports, restores, backend states, probe slots, temporary sticky backends
       and the ``outcome`` and ``backend_health`` journal events.
     - ``limits``: the most live sessions per backend (a mapping of backend to int). It
-      checks capacity: full backends held out, :class:`~beamrouting.BackendAtCapacity`,
+      checks capacity: full backends held out, :class:`beamrouting.BackendAtCapacity`,
       live counts.
     - ``weights``: each backend's weight for the ``weighted`` policy.
 
@@ -125,13 +125,13 @@ async def check_store(make_store: _StoreMaker) -> list[str]:
     ``**options``); the names of the checks it skipped are returned, so a caller can
     insist on none (``assert not await check_store(...)``). Selections that register their
     session, ``least_loaded``, filtering profiles, releases and reconfigurations
-    (:class:`~beamrouting.store.ReconfigureOp`) need no option.
+    (:class:`beamrouting.store.ReconfigureOp`) need no option.
 
     Each check starts its own store, applies operations through
-    :meth:`~beamrouting.store.Store.routing_batch` and
-    :meth:`~beamrouting.store.Store.session_batch` as the actors would, compares every
-    answer with what a :class:`~beamrouting.MemoryStore` built with the same options (a
-    :class:`~beamrouting.RoutingEngine`) answers, and closes the store. Run it on asyncio
+    :meth:`beamrouting.store.Store.routing_batch` and
+    :meth:`beamrouting.store.Store.session_batch` as the actors would, compares every
+    answer with what a :class:`beamrouting.MemoryStore` built with the same options (a
+    :class:`beamrouting.RoutingEngine`) answers, and closes the store. Run it on asyncio
     (a store may refuse trio). Raises :class:`AssertionError` naming the first rule a store
     breaks.
     """
@@ -376,7 +376,7 @@ def _describe(op: object) -> str:
 
 
 class _Lockstep:
-    """The store under test and a :class:`~beamrouting.MemoryStore` with its options, fed the same batches."""
+    """The store under test and a :class:`beamrouting.MemoryStore` with its options, fed the same batches."""
 
     def __init__(self, store: Store, options: Mapping[str, Any]) -> None:
         self.store = store

@@ -75,7 +75,7 @@ def load_catalog(path: str | None) -> Catalog | None:
 
 
 def redis_store(url: str | None, catalog: Catalog | None = None, backend: str = "asyncio") -> Any:
-    """A :class:`~beamrouting.RedisStore` for ``--redis URL`` (``None`` without one); bad input is a usage error."""
+    """A :class:`beamrouting.RedisStore` for ``--redis URL`` (``None`` without one); bad input is a usage error."""
     if url is None:
         return None
     if backend == "trio":

@@ -52,7 +52,7 @@ class RoutingEngine:
     binding_ttl=None, journal_size=10_000, clock=None, max_sessions=100_000,
     max_key_length=1024, max_list_entries=256, max_metadata_bytes=65_536,
     health=HealthPolicy(), limits=None, weights=None)``: ``catalog`` is the
-    :class:`~beamrouting.Catalog` (the five built-in backends by default), and
+    :class:`beamrouting.Catalog` (the five built-in backends by default), and
 
     - ``max_counters``, ``max_bindings``: how many round-robin counters and sticky bindings
       are kept; past the cap the least recently used one is forgotten.
@@ -60,21 +60,21 @@ class RoutingEngine:
       (``None``: until evicted).
     - ``clock``: the wall clock, in UNIX seconds (default :func:`time.time`), every
       deadline is measured on: binding TTLs, quota cooldowns, ejections, probe slots.
-    - ``health``: how reported outcomes change eligibility (:class:`~beamrouting.HealthPolicy`);
+    - ``health``: how reported outcomes change eligibility (:class:`beamrouting.HealthPolicy`);
       ``None`` turns learning off.
     - ``limits``: the most live sessions each limited backend may have (any accepted
       spelling to a positive int); a new session past it raises
-      :class:`~beamrouting.BackendAtCapacity` and selections skip a full backend.
+      :class:`beamrouting.BackendAtCapacity` and selections skip a full backend.
     - ``weights``: each backend's weight for the ``weighted`` policy (1 to 10,000; 1 when
       absent).
     - ``journal_size``: how many journal events are kept.
     - ``max_sessions``: how many live sessions may be registered (never evicted).
     - ``max_key_length``, ``max_list_entries``, ``max_metadata_bytes``: the size limits of
-      :class:`~beamrouting.RequestLimits`.
+      :class:`beamrouting.RequestLimits`.
 
     The engine owns its state (sticky bindings, round-robin counters, live sessions, policy
     profiles and the journal). It is synchronous and not thread-safe: use it from one
-    thread, or use :class:`~beamrouting.Router`, which serialises calls through an actor.
+    thread, or use :class:`beamrouting.Router`, which serialises calls through an actor.
     Raises :class:`TypeError` or :class:`ValueError` for a bad option.
     """
 
@@ -156,10 +156,10 @@ class RoutingEngine:
         """Choose a backend for ``request``, or for ``(session_or_opts, request)``.
 
         With two arguments the first is a session id (its affinity key), a
-        :class:`~beamrouting.SessionHandle` (its backend becomes ``last_backend``) or
+        :class:`beamrouting.SessionHandle` (its backend becomes ``last_backend``) or
         session options (their ``routing`` and ``backend``), merged under ``request``.
-        Returns the :class:`~beamrouting.RouteDecision`. Raises a
-        :class:`~beamrouting.RoutingError` subclass when the request cannot be routed, and
+        Returns the :class:`beamrouting.RouteDecision`. Raises a
+        :class:`beamrouting.RoutingError` subclass when the request cannot be routed, and
         :class:`TypeError` for a wrong number of arguments.
         """
         if len(args) == 1:
@@ -221,7 +221,7 @@ class RoutingEngine:
         """Select for ``req`` and register session ``session_id`` (with ``metadata``) on the chosen backend, in one step.
 
         Nothing changes when the session cannot be registered: ``exclusive`` refuses a live
-        id (:class:`~beamrouting.SessionExists`), and :class:`~beamrouting.TooManySessions`
+        id (:class:`beamrouting.SessionExists`), and :class:`beamrouting.TooManySessions`
         past ``max_sessions``. The selection only chooses backends below their limit, so
         the registration always finds a slot. Otherwise raises what
         :meth:`select_normalized` raises.
@@ -331,7 +331,7 @@ class RoutingEngine:
     def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
         """Store (or replace) ``profile`` under ``profile_id``.
 
-        Raises :class:`~beamrouting.InvalidPolicyProfile` if the profile (or its id) is malformed.
+        Raises :class:`beamrouting.InvalidPolicyProfile` if the profile (or its id) is malformed.
         """
         parsed = parse_profile(profile)
         profiles = self._state.profiles
@@ -341,7 +341,7 @@ class RoutingEngine:
     def delete_policy_profile(self, profile_id: str) -> bool:
         """Remove the policy profile ``profile_id``; return whether it existed.
 
-        Raises :class:`~beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
+        Raises :class:`beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
         """
         profiles = self._state.profiles
         existed = profiles.pop(check_profile_id(profile_id), None) is not None
@@ -355,7 +355,7 @@ class RoutingEngine:
         What was learned about backends, live sessions, bindings and counters stay: a new
         limit below a backend's live sessions only stops new sessions there. Raises what
         :meth:`RoutingSettings.checked <beamrouting.RoutingSettings.checked>` raises, and
-        :class:`TypeError` when ``settings`` is not a :class:`~beamrouting.RoutingSettings`.
+        :class:`TypeError` when ``settings`` is not a :class:`beamrouting.RoutingSettings`.
         """
         if not isinstance(settings, RoutingSettings):
             raise TypeError(f"settings must be RoutingSettings, not {type(settings).__name__}")
@@ -373,7 +373,7 @@ class RoutingEngine:
         self._filters = any(p.filters for p in state.profiles.values())
 
     def settings(self) -> RoutingSettings:
-        """What :meth:`reconfigure` sets, as the engine has it now (a :class:`~beamrouting.RoutingSettings`)."""
+        """What :meth:`reconfigure` sets, as the engine has it now (a :class:`beamrouting.RoutingSettings`)."""
         return RoutingSettings(
             dict(self._state.profiles), self.health, dict(self.limits_of), dict(self.weights)
         )
@@ -385,13 +385,13 @@ class RoutingEngine:
     def journal(self, event_type: str | None = None, limit: int | None = None) -> list[JournalEvent]:
         """The most recent journal events, oldest first (optionally one type, at most ``limit``).
 
-        Raises :class:`~beamrouting.InvalidRouteRequest` for a bad ``event_type`` or ``limit``.
+        Raises :class:`beamrouting.InvalidRouteRequest` for a bad ``event_type`` or ``limit``.
         """
         return self._state.journal.events(event_type, limit)
 
     @property
     def journal_ring(self) -> Journal:
-        """The journal itself (what a :class:`~beamrouting.Subscription` listens to)."""
+        """The journal itself (what a :class:`beamrouting.Subscription` listens to)."""
         return self._state.journal
 
     # -- sessions -----------------------------------------------------------------------------
@@ -401,20 +401,20 @@ class RoutingEngine:
     ) -> SessionHandle:
         """Register a live session ``session_id`` (with ``metadata``) on ``backend`` (any accepted spelling), replacing one with its id.
 
-        Returns the :class:`~beamrouting.SessionHandle` as registered. Raises
-        :class:`~beamrouting.UnknownBackend`, :class:`~beamrouting.InvalidRouteRequest` for
-        a bad id or metadata, and :class:`~beamrouting.TooManySessions` past ``max_sessions``.
+        Returns the :class:`beamrouting.SessionHandle` as registered. Raises
+        :class:`beamrouting.UnknownBackend`, :class:`beamrouting.InvalidRouteRequest` for
+        a bad id or metadata, and :class:`beamrouting.TooManySessions` past ``max_sessions``.
         """
         handle = session_handle(self.catalog, session_id, backend, metadata, self.limits)
         self._state.register(handle)
         return handle
 
     def unregister_session(self, session_id: str) -> None:
-        """Forget the session ``session_id``; a no-op for an unknown id (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
+        """Forget the session ``session_id``; a no-op for an unknown id (:class:`beamrouting.InvalidRouteRequest` for a bad id)."""
         self._state.unregister(check_session_id(session_id, self.limits))
 
     def session_backend(self, session_id: str) -> str | None:
-        """The backend of the live session ``session_id``, or ``None`` (:class:`~beamrouting.InvalidRouteRequest` for a bad id)."""
+        """The backend of the live session ``session_id``, or ``None`` (:class:`beamrouting.InvalidRouteRequest` for a bad id)."""
         handle = self._state.sessions.get(check_session_id(session_id, self.limits))
         return None if handle is None else handle.backend
 
@@ -439,15 +439,15 @@ class RoutingEngine:
         retry_at: float | None = None,
         retry_after: float | None = None,
     ) -> BackendState:
-        """Learn what became of a session started on ``backend``; return its :class:`~beamrouting.BackendState`.
+        """Learn what became of a session started on ``backend``; return its :class:`beamrouting.BackendState`.
 
         ``outcome`` is ``"success"``, ``"failure"`` (it failed to start there), ``"quota"``
         (a usage limit: it cools down until ``retry_at``, UNIX seconds, or ``retry_after``
         seconds from now, or ``base_ejection`` without either) or ``"rejected"`` (the
         request's own fault: no effect). Journals an ``outcome`` event, and a
         ``backend_health`` event when the status changes. With ``health=None`` the report
-        is journaled and changes nothing. Raises :class:`~beamrouting.UnknownBackend` and
-        :class:`~beamrouting.InvalidRouteRequest` (detail ``"outcome"``, ``"retry_at"`` or
+        is journaled and changes nothing. Raises :class:`beamrouting.UnknownBackend` and
+        :class:`beamrouting.InvalidRouteRequest` (detail ``"outcome"``, ``"retry_at"`` or
         ``"retry_after"``) for bad arguments, changing nothing.
         """
         name, kind = self.canonical_backend(backend), check_outcome(outcome)
@@ -464,7 +464,7 @@ class RoutingEngine:
     def restore(self, backend: str) -> BackendState:
         """Forget what was learned about ``backend`` (an operator's override); return its state.
 
-        Raises :class:`~beamrouting.UnknownBackend` for a name the catalogue does not know.
+        Raises :class:`beamrouting.UnknownBackend` for a name the catalogue does not know.
         """
         name = self.canonical_backend(backend)
         state = self._state
@@ -490,12 +490,12 @@ class RoutingEngine:
     def release(self, affinity_key: str) -> bool:
         """Forget ``affinity_key``'s sticky binding (and temporary backend); return whether it had one.
 
-        Raises :class:`~beamrouting.InvalidAffinityKey` for a key that is not a valid affinity key.
+        Raises :class:`beamrouting.InvalidAffinityKey` for a key that is not a valid affinity key.
         """
         return self._state.release(self.normalizer.affinity_key(affinity_key))
 
     def canonical_backend(self, backend: object) -> str:
-        """The canonical name of ``backend`` (any accepted spelling); :class:`~beamrouting.UnknownBackend` otherwise."""
+        """The canonical name of ``backend`` (any accepted spelling); :class:`beamrouting.UnknownBackend` otherwise."""
         name = self.catalog.canonical(backend)
         if name is None:
             raise UnknownBackend(backend)

@@ -8,7 +8,7 @@ router to which nothing was reported keeps no ledger at all.
 
 - ``quota``: the backend cools down until ``retry_at`` (or now + ``retry_after``, or now +
   ``base_ejection``); a later quota report only extends the deadline. Only the deadline or
-  :meth:`~beamrouting.Router.restore` ends a cooldown.
+  :meth:`beamrouting.Router.restore` ends a cooldown.
 - ``failure``: counts a consecutive failure (while cooling too); ``success`` resets the
   count. At ``failure_threshold`` the backend is ejected for ``base_ejection * 2**(n-1)``
   (capped at ``max_ejection``), ``n`` counting consecutive ejections. When an ejection ends
@@ -142,7 +142,7 @@ def format_time(when: float) -> str:
 
 
 def check_outcome(outcome: object) -> Outcome:
-    """``outcome`` as an :class:`Outcome`; :class:`~beamrouting.InvalidRouteRequest` (detail ``"outcome"``) otherwise."""
+    """``outcome`` as an :class:`Outcome`; :class:`beamrouting.InvalidRouteRequest` (detail ``"outcome"``) otherwise."""
     try:
         return _OUTCOMES[outcome]  # type: ignore[index]
     except Exception:  # unhashable or hostile values name no outcome either
@@ -152,7 +152,7 @@ def check_outcome(outcome: object) -> Outcome:
 def check_reset(retry_at: object, retry_after: object, now: float) -> float | None:
     """The reset time a report gives: ``retry_at`` (UNIX seconds), ``now + retry_after``, or ``None``.
 
-    Raises :class:`~beamrouting.InvalidRouteRequest` (detail ``"retry_at"`` or
+    Raises :class:`beamrouting.InvalidRouteRequest` (detail ``"retry_at"`` or
     ``"retry_after"``) for a value that is not a number, a ``retry_at`` that is not finite,
     a negative or infinite ``retry_after``, or both given.
     """

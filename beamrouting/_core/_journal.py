@@ -139,7 +139,7 @@ def render_events(base: int, record: JournalRecord) -> list[JournalEvent]:
 def check_journal_query(event_type: object, limit: object) -> tuple[str | None, int | None]:
     """Validate the arguments of a journal read: ``event_type`` a str, ``limit`` an int >= 0.
 
-    Raises :class:`~beamrouting.InvalidRouteRequest` (detail ``"event_type"`` or
+    Raises :class:`beamrouting.InvalidRouteRequest` (detail ``"event_type"`` or
     ``"limit"``), as the router does for the same arguments.
     """
     if event_type is not None and (not isinstance(event_type, str) or not is_text(event_type)):

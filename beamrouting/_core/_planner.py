@@ -540,9 +540,9 @@ class Planner:
         """:meth:`route` with what the store holds out; the errors say why and when to retry.
 
         A selection that only a filtering profile emptied raises
-        :class:`~beamrouting.PolicyDenied` with the first denying rule's reason (an
+        :class:`beamrouting.PolicyDenied` with the first denying rule's reason (an
         explicit backend it denies, too). One that learned state or capacity emptied raises
-        :class:`~beamrouting.NoBackendAvailable` whose detail adds ``retry_at`` (when a
+        :class:`beamrouting.NoBackendAvailable` whose detail adds ``retry_at`` (when a
         learned-out backend is back) and ``"reason": "at_capacity"`` (when limits took part).
         """
         if holds is NO_HOLDS:

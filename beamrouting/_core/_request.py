@@ -172,7 +172,7 @@ class RequestNormalizer:
     """Validates and normalises requests against one catalogue (section 3 of the contract).
 
     ``RequestNormalizer(catalog, limits=None)``: ``catalog`` is the
-    :class:`~beamrouting.Catalog` requests are checked against; ``limits`` bounds the sizes a request may have (:class:`RequestLimits`); each size is
+    :class:`beamrouting.Catalog` requests are checked against; ``limits`` bounds the sizes a request may have (:class:`RequestLimits`); each size is
     checked at its field's place in the validation order, before any work proportional to
     it. Raises :class:`TypeError` for a catalogue or limits of the wrong type.
     """
@@ -494,7 +494,7 @@ class RequestNormalizer:
         )
 
     def affinity_key(self, key: object) -> str:
-        """``key`` as a plain ``str`` if it is a valid affinity key; :class:`~beamrouting.InvalidAffinityKey` otherwise."""
+        """``key`` as a plain ``str`` if it is a valid affinity key; :class:`beamrouting.InvalidAffinityKey` otherwise."""
         if not isinstance(key, str) or not key:
             raise InvalidAffinityKey(key)
         if len(key) > self._max_key:
@@ -641,7 +641,7 @@ def merge_session(
 
     ``session_backend`` is what a session registry knows of a session id, if anything;
     ``limits`` bounds the session id and the sizes of the mappings merged. Raises
-    :class:`~beamrouting.InvalidRouteRequest` for a bad session, options or request.
+    :class:`beamrouting.InvalidRouteRequest` for a bad session, options or request.
     """
     try:
         base = _session_base(session_or_opts, session_backend, limits)

@@ -22,7 +22,7 @@ _DEFAULT_LIMITS: Final = RequestLimits()
 def check_session_id(session_id: object, limits: RequestLimits = _DEFAULT_LIMITS) -> str:
     """``session_id`` as a plain ``str`` if it is non-empty text of at most ``max_key_length`` characters.
 
-    Raises :class:`~beamrouting.InvalidRouteRequest` (detail ``"session_id"``, or a dict
+    Raises :class:`beamrouting.InvalidRouteRequest` (detail ``"session_id"``, or a dict
     naming the field and the limit) otherwise.
     """
     if not isinstance(session_id, str) or not session_id:
@@ -39,7 +39,7 @@ def check_session_id(session_id: object, limits: RequestLimits = _DEFAULT_LIMITS
 def check_metadata(metadata: object, limits: RequestLimits = _DEFAULT_LIMITS) -> dict[str, Any]:
     """``metadata`` as a plain dict (``{}`` for ``None``).
 
-    Raises :class:`~beamrouting.InvalidRouteRequest` (detail ``"metadata"``) unless it is
+    Raises :class:`beamrouting.InvalidRouteRequest` (detail ``"metadata"``) unless it is
     ``None`` or a mapping with ``str`` keys and plain-data values, and (detail naming the
     limit) when it encodes to more than ``max_metadata_bytes``.
     """
@@ -73,8 +73,8 @@ def session_handle(
 ) -> SessionHandle:
     """A validated registration: the session id, the backend (canonical name) and the metadata.
 
-    Raises :class:`~beamrouting.InvalidRouteRequest` for a bad id or metadata and
-    :class:`~beamrouting.UnknownBackend` for a backend the catalogue does not name.
+    Raises :class:`beamrouting.InvalidRouteRequest` for a bad id or metadata and
+    :class:`beamrouting.UnknownBackend` for a backend the catalogue does not name.
     """
     checked_id = check_session_id(session_id, limits)
     if isinstance(backend, str):

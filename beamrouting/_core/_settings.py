@@ -46,11 +46,11 @@ class RoutingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ) -> RoutingSettings:
         """Validated settings for ``catalog``, with backends under their canonical names.
 
-        ``profiles`` maps ids to profiles (mappings or :class:`~beamrouting.PolicyProfile`);
-        ``health`` is the :class:`~beamrouting.HealthPolicy` (``None`` turns learning off);
+        ``profiles`` maps ids to profiles (mappings or :class:`beamrouting.PolicyProfile`);
+        ``health`` is the :class:`beamrouting.HealthPolicy` (``None`` turns learning off);
         ``limits`` and ``weights`` map any accepted backend spelling to a positive ``int``
         (weights at most 10,000). Returns the :class:`RoutingSettings`. Raises
-        :class:`~beamrouting.InvalidPolicyProfile` for a malformed profile or id,
+        :class:`beamrouting.InvalidPolicyProfile` for a malformed profile or id,
         :class:`TypeError` for a value of the wrong type and :class:`ValueError` for an
         unknown backend or a number out of range.
         """

@@ -29,7 +29,7 @@ class RoutingState:
     ``None``) expires a binding that no successful sticky decision refreshed for that long;
     ``clock`` is the wall clock (UNIX seconds) every deadline is measured on.
     ``max_sessions`` caps live sessions, which are never evicted: registering one more
-    raises :class:`~beamrouting.TooManySessions`. A binding may carry a temporary backend,
+    raises :class:`beamrouting.TooManySessions`. A binding may carry a temporary backend,
     used while its bound backend is held out. Bad options raise :class:`TypeError` or
     :class:`ValueError`.
     """
@@ -127,8 +127,8 @@ class RoutingState:
     def check_new(self, session_id: str, *, exclusive: bool) -> None:
         """Raise what registering ``session_id`` would raise, before any backend is chosen for it.
 
-        :class:`~beamrouting.SessionExists` when ``exclusive`` and the id is live;
-        :class:`~beamrouting.TooManySessions` for a new id past ``max_sessions``.
+        :class:`beamrouting.SessionExists` when ``exclusive`` and the id is live;
+        :class:`beamrouting.TooManySessions` for a new id past ``max_sessions``.
         """
         sessions = self.sessions
         if session_id in sessions:
@@ -142,7 +142,7 @@ class RoutingState:
     def register(self, handle: SessionHandle, *, exclusive: bool = False) -> None:
         """Register a live session, replacing (and moving to the end) one with its id.
 
-        Raises what :meth:`check_new` raises, and :class:`~beamrouting.BackendAtCapacity`
+        Raises what :meth:`check_new` raises, and :class:`beamrouting.BackendAtCapacity`
         when the session would pass its backend's limit. Re-registering a live session on
         its own backend (a heartbeat) never counts twice and never fails for capacity.
         """

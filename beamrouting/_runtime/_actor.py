@@ -4,7 +4,7 @@ An actor is one task that owns a piece of state and serves its mailbox: it waits
 message, drains every other pending one into a batch, turns each message into a validated
 store operation, hands the operations to its store in one call and answers each caller.
 An exception that is not a typed answer to a bad request is a crash: the caller whose
-message was in hand gets :class:`~beamrouting.ActorCrashed`, and the actor exits with
+message was in hand gets :class:`beamrouting.ActorCrashed`, and the actor exits with
 :class:`ActorExit` carrying every other unanswered message of the batch, for its restarted
 incarnation to serve first (the supervisor keeps them, with the state).
 
@@ -98,7 +98,7 @@ class Actor(ABC, Generic[_Message, _Op]):
     def operation(self, message: _Message) -> _Op:
         """The store operation ``message`` asks for, validated again (never trust the bytes).
 
-        Raises :class:`~beamrouting.RoutingError` for a message that is not valid.
+        Raises :class:`beamrouting.RoutingError` for a message that is not valid.
         """
 
     @abstractmethod
@@ -252,7 +252,7 @@ class ActorClient:
     """The caller's side of one actor: encodes a message, sends it, reads the reply.
 
     Until :meth:`connect` (and after :meth:`disconnect`) every call raises
-    :class:`~beamrouting.RouterClosed`.
+    :class:`beamrouting.RouterClosed`.
     """
 
     __slots__ = ("_decode", "call", "encode")

@@ -1,7 +1,7 @@
 """One configuration file: the catalogue, the routing settings, the store and the router's options.
 
 :func:`load_config` reads a TOML (or JSON) file into a :class:`Config`; every value is
-validated as it is read, and an invalid file raises :class:`~beamrouting.ConfigError`
+validated as it is read, and an invalid file raises :class:`beamrouting.ConfigError`
 naming the field, why, and (where it can be found) the line. The file's sections::
 
     [catalog]      backends (and capabilities); the five built-in backends when absent
@@ -44,9 +44,9 @@ _MaxFileBytes: Final = 1 << 20
 class StoreConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where the router keeps its state: in memory (the default) or on Redis.
 
-    Options left out take the store's own defaults (see :class:`~beamrouting.MemoryStore`,
-    :class:`~beamrouting.RoutingEngine` and :class:`~beamrouting.RedisStore`). Options of the
-    other kind of store are refused. Raises :class:`~beamrouting.ConfigError` when built
+    Options left out take the store's own defaults (see :class:`beamrouting.MemoryStore`,
+    :class:`beamrouting.RoutingEngine` and :class:`beamrouting.RedisStore`). Options of the
+    other kind of store are refused. Raises :class:`beamrouting.ConfigError` when built
     with an inconsistent set of options.
     """
 
@@ -110,7 +110,7 @@ _REDIS_ONLY: Final = ("url", "prefix", "idle_ttl", "session_ttl", "operation_tim
 
 
 class RouterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The router's own options (what :class:`~beamrouting.Router` takes besides a store)."""
+    """The router's own options (what :class:`beamrouting.Router` takes besides a store)."""
 
     max_restarts: _Count = 3
     """Restarts within ``restart_period`` before the supervisor gives up."""
@@ -128,7 +128,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A whole configuration: what :meth:`Router.from_config <beamrouting.Router.from_config>` builds a router from.
 
     Read one with :func:`load_config`, or build one in code (each part has its defaults).
-    Raises :class:`~beamrouting.ConfigError` when the settings do not fit the catalogue.
+    Raises :class:`beamrouting.ConfigError` when the settings do not fit the catalogue.
     """
 
     catalog: Catalog = msgspec.field(default_factory=Catalog.default)
@@ -163,9 +163,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Its policy profiles are put when a router built by :meth:`Router.from_config
         <beamrouting.Router.from_config>` starts.
 
-        Returns a :class:`~beamrouting.MemoryStore` or a :class:`~beamrouting.RedisStore`
+        Returns a :class:`beamrouting.MemoryStore` or a :class:`beamrouting.RedisStore`
         (which needs the ``redis`` extra: :class:`ImportError` without it). Raises
-        :class:`~beamrouting.ConfigError` for an option the store refuses.
+        :class:`beamrouting.ConfigError` for an option the store refuses.
         """
         settings = self.settings
         options = {
@@ -193,7 +193,7 @@ def reload_settings(
     ``running`` is the configuration the router was built from (``None``: built in code,
     when only the kind of store is compared), ``store``, ``options`` and ``catalog`` what
     it runs with. Raises
-    :class:`~beamrouting.ConfigError` when ``new`` is not a :class:`Config`, or changes
+    :class:`beamrouting.ConfigError` when ``new`` is not a :class:`Config`, or changes
     the catalogue, the store or the router's options (those need a new router).
     """
     if not isinstance(new, Config):
@@ -267,7 +267,7 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
 def load_config(path: str | Path) -> Config:
     """Read a configuration file (``.toml``, or ``.json``) into a validated :class:`Config`.
 
-    Raises :class:`~beamrouting.ConfigError` naming the file, the field, why, and the line
+    Raises :class:`beamrouting.ConfigError` naming the file, the field, why, and the line
     where the format allows: for a file that cannot be read or parsed, an unknown section or
     option, a value of the wrong type or out of range, an unknown backend, a malformed
     catalogue or profile, and :class:`TypeError` for a ``path`` that is not a ``str`` or a

@@ -109,23 +109,23 @@ class Router(AsyncContextManagerMixin):
 
     ``Router(catalog=None, *, max_restarts=3, restart_period=5.0, mailbox_size=10_000,
     call_timeout=5.0, store=None, max_waiters=10_000, **engine_options)``: ``catalog`` is
-    the :class:`~beamrouting.Catalog` (the built-in one by default); ``engine_options`` are
-    :class:`~beamrouting.RoutingEngine`'s (``max_counters``, ``max_bindings``,
+    the :class:`beamrouting.Catalog` (the built-in one by default); ``engine_options`` are
+    :class:`beamrouting.RoutingEngine`'s (``max_counters``, ``max_bindings``,
     ``binding_ttl``, ``journal_size``, ``clock``, ``health``, ``limits``, ``weights``, the
-    size limits). With ``store`` (a :class:`~beamrouting.store.Store`, such as a shared one)
+    size limits). With ``store`` (a :class:`beamrouting.store.Store`, such as a shared one)
     the catalogue and engine options belong to the store instead. The default is a fresh
-    :class:`~beamrouting.MemoryStore`. ``max_waiters`` bounds the callers waiting (``wait=``)
+    :class:`beamrouting.MemoryStore`. ``max_waiters`` bounds the callers waiting (``wait=``)
     for a backend at once. :meth:`from_config` builds one from a configuration file.
 
     Supervision: a crashed actor restarts with all of its state; the caller whose message
-    it was handling gets :class:`~beamrouting.ActorCrashed` and every other message is
+    it was handling gets :class:`beamrouting.ActorCrashed` and every other message is
     served. More than ``max_restarts`` restarts within ``restart_period`` seconds and the
-    router gives up: calls fail with :class:`~beamrouting.RouterUnavailable`, the code
+    router gives up: calls fail with :class:`beamrouting.RouterUnavailable`, the code
     inside ``async with`` is cancelled and the block raises ``RouterUnavailable``.
 
     Every call waits at most ``call_timeout`` seconds for its reply (and as long for room
-    in a full mailbox) before raising :class:`~beamrouting.CallTimeout`. Calls outside the
-    ``async with`` block raise :class:`~beamrouting.RouterClosed`. Runs on asyncio, uvloop
+    in a full mailbox) before raising :class:`beamrouting.CallTimeout`. Calls outside the
+    ``async with`` block raise :class:`beamrouting.RouterClosed`. Runs on asyncio, uvloop
     and trio; a router belongs to the event loop that entered it, and is entered once.
 
     A bad option raises :class:`TypeError` (wrong type) or :class:`ValueError` (out of range).
@@ -180,13 +180,13 @@ class Router(AsyncContextManagerMixin):
 
     @classmethod
     def from_config(cls, config: Config) -> Router:
-        """A new router as ``config`` (from :func:`~beamrouting.load_config`) describes it.
+        """A new router as ``config`` (from :func:`beamrouting.load_config`) describes it.
 
         Builds the store (:meth:`Config.build_store <beamrouting.Config.build_store>`) with
         the catalogue, health policy, limits and weights, and the router with
         ``config.router``'s options; the configuration's policy profiles are put when the
         router starts (added to the store's; with Redis, for the whole fleet). Returns the
-        router, not started. Raises :class:`~beamrouting.ConfigError` for a store option
+        router, not started. Raises :class:`beamrouting.ConfigError` for a store option
         the store refuses, and :class:`ImportError` for a Redis store without the
         ``redis`` extra.
         """
@@ -232,7 +232,7 @@ class Router(AsyncContextManagerMixin):
         """Start the store and the actors, run the block, stop everything in reverse order.
 
         The block's own exception propagates as it is, never in a group; if the supervisor
-        gave up, the block is cancelled and :class:`~beamrouting.RouterUnavailable` raised.
+        gave up, the block is cancelled and :class:`beamrouting.RouterUnavailable` raised.
         """
         if self._state is not RouterState.NEW:
             raise RuntimeError("a Router can be entered only once; create a new one (it may share the store)")
@@ -325,9 +325,9 @@ class Router(AsyncContextManagerMixin):
 
         A ``str`` session id routes with the id as affinity key and, when the session
         registry knows the session, its backend as ``last_backend``; a
-        :class:`~beamrouting.SessionHandle` (or a :class:`RouterSession`) routes with its
+        :class:`beamrouting.SessionHandle` (or a :class:`RouterSession`) routes with its
         backend as ``last_backend``; session options contribute their ``routing`` and
-        ``backend``. Returns the :class:`~beamrouting.RouteDecision`.
+        ``backend``. Returns the :class:`beamrouting.RouteDecision`.
 
         With ``wait`` (seconds), a request that finds no backend available because of what
         the router learned waits for one to come back, outside ``call_timeout``: it sleeps
@@ -335,9 +335,9 @@ class Router(AsyncContextManagerMixin):
         wakes it) and selects again, until ``wait`` runs out. It raises at once when no
         backend comes back within ``wait``.
 
-        Raises the :class:`~beamrouting.RoutingError` the engine raises for the same input,
-        the router's own errors (:class:`~beamrouting.RouterClosed`,
-        :class:`~beamrouting.CallTimeout`, ...), :class:`TypeError` for a wrong number of
+        Raises the :class:`beamrouting.RoutingError` the engine raises for the same input,
+        the router's own errors (:class:`beamrouting.RouterClosed`,
+        :class:`beamrouting.CallTimeout`, ...), :class:`TypeError` for a wrong number of
         arguments, and :class:`TypeError` or :class:`ValueError` for a bad ``wait``.
         """
         self._calls += 1
@@ -480,8 +480,8 @@ class Router(AsyncContextManagerMixin):
     async def explain(self, request: Mapping[str, Any]) -> Explanation:
         """How ``request`` would route now, changing no state and journaling nothing.
 
-        Returns the :class:`~beamrouting.Explanation`. Invalid requests raise the
-        :class:`~beamrouting.RoutingError` of :meth:`select_backend`; a selection that
+        Returns the :class:`beamrouting.Explanation`. Invalid requests raise the
+        :class:`beamrouting.RoutingError` of :meth:`select_backend`; a selection that
         would fail is reported in :attr:`Explanation.error <beamrouting.Explanation.error>`.
         """
         return await self._table.explain(self._normalize(request))
@@ -500,7 +500,7 @@ class Router(AsyncContextManagerMixin):
     async def put_policy_profile(self, profile_id: str, profile: Mapping[str, Any] | PolicyProfile) -> None:
         """Store (or replace) ``profile`` under ``profile_id``.
 
-        Raises :class:`~beamrouting.InvalidPolicyProfile` if the profile or its id is malformed.
+        Raises :class:`beamrouting.InvalidPolicyProfile` if the profile or its id is malformed.
         """
         parsed = parse_profile(profile)  # before the id, as the engine does
         await self._table.put_profile(check_profile_id(profile_id), parsed)
@@ -509,7 +509,7 @@ class Router(AsyncContextManagerMixin):
     async def delete_policy_profile(self, profile_id: str) -> bool:
         """Remove the policy profile ``profile_id``; return whether it existed.
 
-        Raises :class:`~beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
+        Raises :class:`beamrouting.InvalidPolicyProfile` for an id that is not a non-empty string.
         """
         return await self._table.delete_profile(check_profile_id(profile_id))
 
@@ -517,7 +517,7 @@ class Router(AsyncContextManagerMixin):
     async def journal(self, event_type: str | None = None, limit: int | None = None) -> list[JournalEvent]:
         """The most recent journal events, oldest first (optionally one type, at most ``limit``).
 
-        Raises :class:`~beamrouting.InvalidRouteRequest` for a bad ``event_type`` or ``limit``.
+        Raises :class:`beamrouting.InvalidRouteRequest` for a bad ``event_type`` or ``limit``.
         """
         event_type, limit = check_journal_query(event_type, limit)
         return await self._table.journal(event_type, limit)
@@ -525,22 +525,22 @@ class Router(AsyncContextManagerMixin):
     def subscribe(self, *, maxlen: int = DEFAULT_MAXLEN, event_type: str | None = None) -> Subscription:
         """Journal events as they happen: an async iterator, and an async context manager.
 
-        Yields :class:`~beamrouting.JournalEvent` in journal order (only ``event_type``'s
+        Yields :class:`beamrouting.JournalEvent` in journal order (only ``event_type``'s
         when given). At most ``maxlen`` undelivered events are buffered: a slow subscriber
         never slows routing; it loses events instead and finds a
-        :class:`~beamrouting.SubscriptionGap` with their number in their place. Iteration
+        :class:`beamrouting.SubscriptionGap` with their number in their place. Iteration
         ends when the router closes (or the subscription does).
 
         With a store that journals in this process (the in-memory default), listening
         starts when this returns, and the subscriber that falls ``maxlen`` events behind
         loses the oldest ones. With a shared store that offers a journal feed
-        (:class:`~beamrouting.RedisStore`), it delivers the journal events of the whole
+        (:class:`beamrouting.RedisStore`), it delivers the journal events of the whole
         fleet, in the shared journal's order; listening starts when the subscription is
         started: on entering ``async with``, at ``await subscription.start()``, or at its
         first ``__anext__``. It reads in batches on a connection of its own; its backlog
         is the shared journal, so it loses events only when the capped journal dropped
         them before they were read. If the store cannot be reached, starting or iterating
-        raises :class:`~beamrouting.StoreUnavailable` and the subscription is closed.
+        raises :class:`beamrouting.StoreUnavailable` and the subscription is closed.
         Raises :class:`TypeError` for a store that offers neither.
         """
         subscription = Subscription(
@@ -566,15 +566,15 @@ class Router(AsyncContextManagerMixin):
         retry_at: float | None = None,
         retry_after: float | None = None,
     ) -> BackendState:
-        """Tell the router what became of a session started on ``backend``; returns its :class:`~beamrouting.BackendState`.
+        """Tell the router what became of a session started on ``backend``; returns its :class:`beamrouting.BackendState`.
 
         ``outcome`` is ``"success"``, ``"failure"`` (the session failed to start there),
         ``"quota"`` (a usage limit: the backend cools down until ``retry_at``, UNIX seconds,
         or for ``retry_after`` seconds, or ``base_ejection`` without either) or
         ``"rejected"`` (the request's own fault: no effect). Failures eject a backend at
-        ``failure_threshold`` and probe it back in (see :class:`~beamrouting.HealthPolicy`).
+        ``failure_threshold`` and probe it back in (see :class:`beamrouting.HealthPolicy`).
         Every process sharing the store learns it. Raises
-        :class:`~beamrouting.UnknownBackend` or :class:`~beamrouting.InvalidRouteRequest`
+        :class:`beamrouting.UnknownBackend` or :class:`beamrouting.InvalidRouteRequest`
         (``"outcome"``, ``"retry_at"``, ``"retry_after"``) for a bad argument, changing nothing.
         """
         name = self._canonical(backend)
@@ -591,20 +591,20 @@ class Router(AsyncContextManagerMixin):
     async def restore(self, backend: str) -> BackendState:
         """Forget what was learned about ``backend`` (an operator's override); returns its state.
 
-        Raises :class:`~beamrouting.UnknownBackend` for a name the catalogue does not know.
+        Raises :class:`beamrouting.UnknownBackend` for a name the catalogue does not know.
         """
         return await self._table.restore(self._canonical(backend))
 
     @_api
     async def backend_states(self) -> tuple[BackendState, ...]:
-        """What the router knows of every backend now (:class:`~beamrouting.BackendState`), in catalogue order."""
+        """What the router knows of every backend now (:class:`beamrouting.BackendState`), in catalogue order."""
         return tuple(await self._table.states())
 
     @_api
     async def release(self, affinity_key: str) -> bool:
         """Forget ``affinity_key``'s sticky binding and any temporary backend; return whether it had one.
 
-        Raises :class:`~beamrouting.InvalidAffinityKey` for a key that is not a valid affinity key.
+        Raises :class:`beamrouting.InvalidAffinityKey` for a key that is not a valid affinity key.
         """
         return await self._table.release(self._affinity_key(affinity_key))
 
@@ -623,8 +623,8 @@ class Router(AsyncContextManagerMixin):
         """Register a live session on ``backend`` (any accepted spelling; stored canonical).
 
         Replaces a session registered under the same id and returns the
-        :class:`~beamrouting.SessionHandle` as registered. Raises
-        :class:`~beamrouting.UnknownBackend`, or :class:`~beamrouting.InvalidRouteRequest`
+        :class:`beamrouting.SessionHandle` as registered. Raises
+        :class:`beamrouting.UnknownBackend`, or :class:`beamrouting.InvalidRouteRequest`
         for an empty or non-``str`` id (``"session_id"``) or metadata that is not a mapping
         of ``str`` keys to plain data (``"metadata"``).
         """
@@ -636,7 +636,7 @@ class Router(AsyncContextManagerMixin):
     async def unregister_session(self, session_id: str) -> None:
         """Forget a session, freeing its slot; a no-op for an unknown id.
 
-        Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
+        Raises :class:`beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
         """
         await self._registry.unregister(check_session_id(session_id, self._limits))
 
@@ -644,7 +644,7 @@ class Router(AsyncContextManagerMixin):
     async def session_backend(self, session_id: str) -> str | None:
         """The backend of a live session, or ``None`` when it is not registered.
 
-        Raises :class:`~beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
+        Raises :class:`beamrouting.InvalidRouteRequest` (``"session_id"``) for a bad id.
         """
         return await self._registry.lookup(check_session_id(session_id, self._limits))
 
@@ -675,7 +675,7 @@ class Router(AsyncContextManagerMixin):
         failure is logged and noted on it).
 
         Raises what :meth:`select_backend` and :meth:`register_session` raise, and
-        :class:`~beamrouting.SessionExists` when ``session_id`` is the id of a live session
+        :class:`beamrouting.SessionExists` when ``session_id`` is the id of a live session
         (:meth:`register_session`, the heartbeat, replaces one instead).
         """
         request = {} if request is None else request
@@ -732,9 +732,9 @@ class Router(AsyncContextManagerMixin):
         health policy, limits and weights are ``config``'s (with Redis, for this process
         only: roll a changed file out to every process). What was learned, live sessions,
         bindings and counters stay; waiting callers try again. Raises
-        :class:`~beamrouting.ConfigError` when ``config`` changes the catalogue, the store
+        :class:`beamrouting.ConfigError` when ``config`` changes the catalogue, the store
         or the router's own options (they need a new router), and what the store raises
-        (:class:`~beamrouting.StoreUnavailable`, ...).
+        (:class:`beamrouting.StoreUnavailable`, ...).
         """
         settings = reload_settings(self._config, self._store, self._options, self._catalog, config)
         await self._table.reconfigure(settings)

@@ -193,7 +193,7 @@ class RoutingTableClient(ActorClient):
         await self.ask(EnsureTables(), Ok)
 
     async def reconfigure(self, settings: RoutingSettings) -> None:
-        """Apply ``settings`` in one step (:class:`~beamrouting.store.ReconfigureOp`)."""
+        """Apply ``settings`` in one step (:class:`beamrouting.store.ReconfigureOp`)."""
         await self.ask(Reconfigure(settings), Ok)
 
     async def put_profile(self, profile_id: str, profile: PolicyProfile) -> None:

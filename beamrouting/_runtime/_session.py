@@ -101,7 +101,7 @@ class RouterSession:
     ) -> BackendState:
         """:meth:`Router.report` of ``outcome`` (with ``retry_at`` or ``retry_after`` for a quota) for the session's current backend.
 
-        Returns the backend's :class:`~beamrouting.BackendState` after; raises what
+        Returns the backend's :class:`beamrouting.BackendState` after; raises what
         :meth:`Router.report` raises.
         """
         return await self._router.report(self.backend, outcome, retry_at=retry_at, retry_after=retry_after)
@@ -119,7 +119,7 @@ class RouterSession:
         excluded and moves the session's registration to the new backend in the same step
         (taking one of its session slots, freeing the old one), and updates
         :attr:`backend`, :attr:`decision`, :attr:`handle` and :attr:`tried`. Returns the
-        new decision. Raises :class:`~beamrouting.NoBackendAvailable` when no eligible
+        new decision. Raises :class:`beamrouting.NoBackendAvailable` when no eligible
         backend is left (the session stays where it was), and what :meth:`report` and
         :meth:`Router.select_backend` raise.
         """

@@ -19,9 +19,9 @@ class RouterState(enum.StrEnum):
     RUNNING = "running"
     """Serving calls (inside ``async with``)."""
     CLOSED = "closed"
-    """Left (or failed to start); calls raise :class:`~beamrouting.RouterClosed`."""
+    """Left (or failed to start); calls raise :class:`beamrouting.RouterClosed`."""
     UNAVAILABLE = "unavailable"
-    """The supervisor gave up; calls raise :class:`~beamrouting.RouterUnavailable`."""
+    """The supervisor gave up; calls raise :class:`beamrouting.RouterUnavailable`."""
 
 
 class RouterStatistics(msgspec.Struct, frozen=True):

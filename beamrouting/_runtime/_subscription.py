@@ -2,15 +2,15 @@
 
 A :class:`Subscription` listens to one of two sources:
 
-- **An in-process journal** (:class:`~beamrouting._journal.Journal`: the in-memory store's,
+- **An in-process journal** (:class:`beamrouting._journal.Journal`: the in-memory store's,
   or an engine's). The journal calls the subscription synchronously with each record, and
   all it does there is append the record to a bounded buffer, so a slow subscriber never
   slows routing. When the buffer is full the oldest events are dropped; the subscriber
   learns how many from a :class:`SubscriptionGap` marker that takes their place in the
   stream, and from :attr:`Subscription.missed`. Listening starts when the subscription is
   created.
-- **A shared journal** read through a :class:`~beamrouting.JournalFeed`, such as the
-  capped Redis stream of a :class:`~beamrouting.RedisStore` fleet, whose events are those
+- **A shared journal** read through a :class:`beamrouting.JournalFeed`, such as the
+  capped Redis stream of a :class:`beamrouting.RedisStore` fleet, whose events are those
   of every process. The subscription pulls a batch of at most ``maxlen`` events whenever
   its buffer is empty, on the feed's own connection, so routing never waits for it. Its
   backlog is the shared journal itself: when the journal dropped records the subscriber
@@ -18,7 +18,7 @@ A :class:`Subscription` listens to one of two sources:
   stands where they were, its count taken from the sequence numbers. Listening starts when
   the subscription is started: on entering ``async with``, at :meth:`Subscription.start`,
   or at the first ``__anext__``, whichever comes first. A feed that fails raises
-  :class:`~beamrouting.StoreUnavailable` from the call that was waiting on it, and the
+  :class:`beamrouting.StoreUnavailable` from the call that was waiting on it, and the
   subscription is then closed.
 """
 
@@ -75,7 +75,7 @@ class SubscriptionGap(msgspec.Struct, frozen=True):
 class Subscription:
     """An async iterator (and async context manager) of journal events as they happen.
 
-    It yields :class:`~beamrouting.JournalEvent` in journal order and, where events were
+    It yields :class:`beamrouting.JournalEvent` in journal order and, where events were
     lost because the subscriber fell behind, a :class:`SubscriptionGap`. At most ``maxlen``
     undelivered events are buffered. Iterating hands over buffered events without waiting
     for the scheduler, so a consumer that does little per event drains everything the
@@ -88,13 +88,13 @@ class Subscription:
 
     ``Subscription(journal)`` listens to an in-process journal from the moment it is
     created. ``Subscription(feed)`` reads a shared journal through a
-    :class:`~beamrouting.JournalFeed` and starts listening when it is started (see
-    :meth:`start`); its iteration raises :class:`~beamrouting.StoreUnavailable` if the
+    :class:`beamrouting.JournalFeed` and starts listening when it is started (see
+    :meth:`start`); its iteration raises :class:`beamrouting.StoreUnavailable` if the
     journal cannot be reached, and the subscription is then closed. See the module
     docstring for how each source buffers.
 
     Build one with ``router.subscribe()``, or ``Subscription(engine.journal_ring)`` for a
-    :class:`~beamrouting.RoutingEngine`::
+    :class:`beamrouting.RoutingEngine`::
 
         async with router.subscribe(maxlen=10_000) as events:
             async for event in events:
@@ -271,11 +271,11 @@ class Subscription:
     async def start(self) -> None:
         """Start listening now, if the subscription has not started yet.
 
-        For a shared journal (a :class:`~beamrouting.JournalFeed`): connect and take the
+        For a shared journal (a :class:`beamrouting.JournalFeed`): connect and take the
         journal's current end as the starting point; every event appended after this returns
         is delivered, nothing older. Entering ``async with`` calls it, and so does the first
         ``__anext__`` of a subscription iterated without being entered. Raises
-        :class:`~beamrouting.StoreUnavailable` (and closes the subscription) if the journal
+        :class:`beamrouting.StoreUnavailable` (and closes the subscription) if the journal
         cannot be reached. An in-process journal is listened to from creation: a no-op.
         """
         if self._feed is not None and self._next_sequence is None and not self._closed:

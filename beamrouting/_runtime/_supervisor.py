@@ -4,7 +4,7 @@ It holds the store (the state) and each actor's mailbox for the router's whole l
 restarted actor finds its state and its queued messages where the crashed one left them,
 plus the messages the crashed one had drained but not handled. More than ``max_restarts``
 restarts within ``restart_period`` seconds and it gives up: every mailbox is closed with
-:class:`~beamrouting.RouterUnavailable` (answering everyone still waiting), and the
+:class:`beamrouting.RouterUnavailable` (answering everyone still waiting), and the
 router's owner is told so it can cancel the code inside ``async with Router()``.
 """
 

@@ -1,4 +1,4 @@
-"""The in-memory store, the embedded default: a :class:`~beamrouting.RoutingEngine`, which keeps all the state."""
+"""The in-memory store, the embedded default: a :class:`beamrouting.RoutingEngine`, which keeps all the state."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """The in-memory :class:`~beamrouting.store.Store`: one :class:`~beamrouting.RoutingEngine`, which keeps all the state.
+    """The in-memory :class:`beamrouting.store.Store`: one :class:`beamrouting.RoutingEngine`, which keeps all the state.
 
     ``MemoryStore(catalog, **engine_options)`` builds the engine (options as
-    :class:`~beamrouting.RoutingEngine`'s, which raises :class:`TypeError` or
+    :class:`beamrouting.RoutingEngine`'s, which raises :class:`TypeError` or
     :class:`ValueError` for a bad one); ``MemoryStore(engine=engine)`` serves an existing
     one (passing both raises :class:`TypeError`). The state lives as long as the store
     object, across actor restarts and router restarts.
@@ -128,11 +128,11 @@ class MemoryStore:
         return self.engine.journal_ring
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
-        """Apply each of ``ops`` with the engine, in order; return their answers (:func:`~beamrouting.store.run_batch`)."""
+        """Apply each of ``ops`` with the engine, in order; return their answers (:func:`beamrouting.store.run_batch`)."""
         return run_batch(ops, self._route)
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
-        """Apply each of ``ops`` to the engine's sessions, in order; return their answers (:func:`~beamrouting.store.run_batch`)."""
+        """Apply each of ``ops`` to the engine's sessions, in order; return their answers (:func:`beamrouting.store.run_batch`)."""
         handlers = self._session_ops
         return run_batch(ops, lambda op: handlers[type(op)](op))
 

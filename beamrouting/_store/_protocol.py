@@ -1,4 +1,4 @@
-"""The store protocol: where a :class:`~beamrouting.Router` keeps its state (``beamrouting.store``).
+"""The store protocol: where a :class:`beamrouting.Router` keeps its state (``beamrouting.store``).
 
 State outlives the task that owns it, as an ETS table passes to its heir: the supervisor
 holds one :class:`Store` for the router's lifetime and hands it to every incarnation of
@@ -11,8 +11,8 @@ batch in one round trip.
 A store implements nine members, built from public types only. The operations are frozen
 structs; what each one answers is documented on its class. :func:`run_batch` applies a
 batch one operation at a time with the protocol's error rules, for stores that need no
-more. :class:`~beamrouting.MemoryStore` is the embedded default;
-:class:`~beamrouting.RedisStore` shares the state of a fleet.
+more. :class:`beamrouting.MemoryStore` is the embedded default;
+:class:`beamrouting.RedisStore` shares the state of a fleet.
 :func:`beamrouting.testing.check_store` is the conformance suite every implementation
 should pass.
 """
@@ -65,10 +65,10 @@ __all__ = [
 class StoreCrash:
     """An answer of a batch: applying this operation raised ``error``, which is not a typed answer.
 
-    ``error`` is an exception that is neither a :class:`~beamrouting.RoutingError` nor
-    :class:`~beamrouting.StoreUnavailable` (a bug, a broken invariant). The actor answers
+    ``error`` is an exception that is neither a :class:`beamrouting.RoutingError` nor
+    :class:`beamrouting.StoreUnavailable` (a bug, a broken invariant). The actor answers
     every other operation of the batch, crashes on the marked one (its caller gets
-    :class:`~beamrouting.ActorCrashed`) and its restarted incarnation serves the operations
+    :class:`beamrouting.ActorCrashed`) and its restarted incarnation serves the operations
     the answer left out.
     """
 
@@ -88,7 +88,7 @@ class StoreCrash:
 class SelectOp(msgspec.Struct, frozen=True):
     """Select a backend for ``request``, with every side effect of section 7 of the contract.
 
-    Answers the :class:`~beamrouting.RouteDecision`, or the :class:`~beamrouting.RoutingError`
+    Answers the :class:`beamrouting.RouteDecision`, or the :class:`beamrouting.RoutingError`
     the engine raises for the same request and state. Backends held out by learned state,
     by their limit of live sessions or by a filtering profile are ineligible (see
     :meth:`RoutingEngine.select_and_register <beamrouting.RoutingEngine.select_and_register>`).
@@ -96,8 +96,8 @@ class SelectOp(msgspec.Struct, frozen=True):
     With ``session_id``, the store registers that session (with ``metadata``) on the chosen
     backend in the same atomic step, taking one of its session slots; nothing changes when
     it cannot (``exclusive`` and a live session has the id:
-    :class:`~beamrouting.SessionExists`; past the store's session cap:
-    :class:`~beamrouting.TooManySessions`). Without ``exclusive`` a live session with the id
+    :class:`beamrouting.SessionExists`; past the store's session cap:
+    :class:`beamrouting.TooManySessions`). Without ``exclusive`` a live session with the id
     moves to the chosen backend.
     """
 
@@ -108,11 +108,11 @@ class SelectOp(msgspec.Struct, frozen=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     """The session's metadata (with ``session_id``)."""
     exclusive: bool = True
-    """Refuse a live session with the same id (:class:`~beamrouting.SessionExists`) instead of moving it."""
+    """Refuse a live session with the same id (:class:`beamrouting.SessionExists`) instead of moving it."""
 
 
 class ExplainOp(msgspec.Struct, frozen=True):
-    """Explain how ``request`` would route now, changing nothing; answers an :class:`~beamrouting.Explanation`."""
+    """Explain how ``request`` would route now, changing nothing; answers an :class:`beamrouting.Explanation`."""
 
     request: RouteRequest
     """The normalised request."""
@@ -143,7 +143,7 @@ class DeleteProfileOp(msgspec.Struct, frozen=True):
 
 
 class ReadJournalOp(msgspec.Struct, frozen=True):
-    """Read the most recent journal events, oldest first; answers a ``list`` of :class:`~beamrouting.JournalEvent`.
+    """Read the most recent journal events, oldest first; answers a ``list`` of :class:`beamrouting.JournalEvent`.
 
     ``event_type`` keeps one type only; ``limit`` caps how many (both already validated).
     """
@@ -155,7 +155,7 @@ class ReadJournalOp(msgspec.Struct, frozen=True):
 
 
 class ReportOp(msgspec.Struct, frozen=True):
-    """Learn what became of a session on ``backend``; answers its :class:`~beamrouting.BackendState` after.
+    """Learn what became of a session on ``backend``; answers its :class:`beamrouting.BackendState` after.
 
     ``retry_at`` (UNIX seconds) or ``retry_after`` (seconds from the store's now) date a
     quota's reset; both are validated already. Journals an ``outcome`` event and, when the
@@ -174,7 +174,7 @@ class ReportOp(msgspec.Struct, frozen=True):
 
 
 class RestoreOp(msgspec.Struct, frozen=True):
-    """Forget what was learned about ``backend``; answers its :class:`~beamrouting.BackendState` after."""
+    """Forget what was learned about ``backend``; answers its :class:`beamrouting.BackendState` after."""
 
     backend: str
     """The backend (canonical name)."""
@@ -188,7 +188,7 @@ class ReleaseOp(msgspec.Struct, frozen=True):
 
 
 class ReadStatesOp(msgspec.Struct, frozen=True):
-    """Read what is known of every backend; answers a ``list`` of :class:`~beamrouting.BackendState`, catalogue order."""
+    """Read what is known of every backend; answers a ``list`` of :class:`beamrouting.BackendState`, catalogue order."""
 
 
 class ReconfigureOp(msgspec.Struct, frozen=True):
@@ -242,8 +242,8 @@ class RegisterOp(msgspec.Struct, frozen=True):
     """Register a live session, replacing (and moving to the end of the order) one with its id; answers ``None``.
 
     With ``exclusive``, a live session with the same id is not replaced: the operation
-    answers :class:`~beamrouting.SessionExists` instead. A store that bounds how many
-    sessions it holds answers :class:`~beamrouting.TooManySessions` for a new one past it.
+    answers :class:`beamrouting.SessionExists` instead. A store that bounds how many
+    sessions it holds answers :class:`beamrouting.TooManySessions` for a new one past it.
     """
 
     handle: SessionHandle
@@ -267,7 +267,7 @@ class LookupOp(msgspec.Struct, frozen=True):
 
 
 class ListSessionsOp(msgspec.Struct, frozen=True):
-    """Ask for every live session; answers a ``list`` of :class:`~beamrouting.SessionHandle`, in registration order."""
+    """Ask for every live session; answers a ``list`` of :class:`beamrouting.SessionHandle`, in registration order."""
 
 
 SessionOp: TypeAlias = RegisterOp | UnregisterOp | LookupOp | ListSessionsOp
@@ -282,10 +282,10 @@ SessionResult: TypeAlias = str | list[SessionHandle] | BeamRoutingError | StoreC
 
 @runtime_checkable
 class JournalFeed(Protocol):
-    """A live read of a journal kept outside this process, for one :class:`~beamrouting.Subscription`.
+    """A live read of a journal kept outside this process, for one :class:`beamrouting.Subscription`.
 
     A store whose journal is shared returns a new one from :meth:`Store.journal_source`,
-    as :class:`~beamrouting.RedisStore` does. The subscription makes one call at a time and
+    as :class:`beamrouting.RedisStore` does. The subscription makes one call at a time and
     keeps the buffering, filtering and gap reporting; the feed only reads.
 
     Contract for implementations:
@@ -296,12 +296,12 @@ class JournalFeed(Protocol):
     - :meth:`read` waits for records appended after the last one it returned (or after
       :meth:`open`) and returns at most ``count``, oldest first; it may return an empty list
       when nothing arrived within its waiting interval (the caller reads again).
-    - Records are :class:`~beamrouting.store.JournalRecord` tuples with the journal's
+    - Records are :class:`beamrouting.store.JournalRecord` tuples with the journal's
       strictly increasing event sequence: a record holds two events (``routing_selected``,
       ``audit``) or one (a deny), so the next record's sequence is this one's plus 2 or 1.
       Records the feed cannot return (trimmed from a capped journal before they were read,
       unreadable) show as a jump in the sequence; the subscription reports it as a gap.
-    - Both raise :class:`~beamrouting.StoreUnavailable` when the journal cannot be reached
+    - Both raise :class:`beamrouting.StoreUnavailable` when the journal cannot be reached
       or does not answer in time, never hang. A cancelled call leaves the feed usable: the
       next :meth:`read` goes on after the last record returned.
     - :meth:`close` releases the feed's connection without waiting (at once, or as soon as
@@ -336,7 +336,7 @@ class JournalFeed(Protocol):
 
 @runtime_checkable
 class Store(Protocol):
-    """The routing state behind a :class:`~beamrouting.Router`, batch-oriented and async.
+    """The routing state behind a :class:`beamrouting.Router`, batch-oriented and async.
 
     Contract for implementations:
 
@@ -346,9 +346,9 @@ class Store(Protocol):
     - Operations arrive validated: requests normalised against :attr:`catalog` and
       :attr:`limits`, profiles parsed, session ids and handles checked.
     - A batch is applied in order and answered with one entry per operation, in order. An
-      operation the store cannot serve answers a :class:`~beamrouting.BeamRoutingError`
-      (its caller's error: a :class:`~beamrouting.RoutingError`,
-      :class:`~beamrouting.StoreUnavailable` or :class:`~beamrouting.StoreDataError`);
+      operation the store cannot serve answers a :class:`beamrouting.BeamRoutingError`
+      (its caller's error: a :class:`beamrouting.RoutingError`,
+      :class:`beamrouting.StoreUnavailable` or :class:`beamrouting.StoreDataError`);
       raising one from the batch call answers every operation with it. An operation whose application
       raised anything else answers a :class:`StoreCrash`; the answer may end at that entry,
       and then the operations after it must not have been applied. The actor crashes on
@@ -384,8 +384,8 @@ class Store(Protocol):
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
         """Apply ``ops``, a drained batch of routing operations, in order; return one :data:`RoutingResult` per operation.
 
-        A typed error (a :class:`~beamrouting.RoutingError`,
-        :class:`~beamrouting.StoreUnavailable`, ...) is an answer, not raised; an operation
+        A typed error (a :class:`beamrouting.RoutingError`,
+        :class:`beamrouting.StoreUnavailable`, ...) is an answer, not raised; an operation
         that raises anything else is answered by a :class:`StoreCrash`. Raises only what
         makes the whole batch fail (the store cannot be reached: every caller gets it).
         """
@@ -413,7 +413,7 @@ class Store(Protocol):
     def journal_source(self) -> Journal | JournalFeed | None:
         """What :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to.
 
-        The in-process :class:`~beamrouting.store.Journal` decisions are recorded into, a
+        The in-process :class:`beamrouting.store.Journal` decisions are recorded into, a
         new :class:`JournalFeed` reading a journal kept elsewhere, or ``None`` when the
         store's journal cannot be followed live.
         """
@@ -429,7 +429,7 @@ def run_batch(
 ) -> list[_Result | BeamRoutingError | StoreCrash]:
     """Apply ``apply`` to each operation in order, with the protocol's error rules.
 
-    A :class:`~beamrouting.BeamRoutingError` raised by ``apply`` answers its operation;
+    A :class:`beamrouting.BeamRoutingError` raised by ``apply`` answers its operation;
     any other exception answers a :class:`StoreCrash` and ends the answer (later
     operations are not applied). For stores whose operations are synchronous; returns the
     answer list.

@@ -1,6 +1,6 @@
 """``beamrouting demo``: an orchestrator starting tens of thousands of agent sessions.
 
-A few hundred session-start coroutines share one :class:`~beamrouting.Router` and route a
+A few hundred session-start coroutines share one :class:`beamrouting.Router` and route a
 realistic mix: sticky by workspace, round robin, capability first, explicit, preferred
 then fallback, some under a restrictive policy profile, and a failover whenever a session
 fails to start on its backend. Midway one backend goes ``down`` (the health every request

@@ -548,9 +548,9 @@ def run_demo(config: DemoConfig, tick: Callable[[int, str], None] | None = None)
     Returns the :class:`DemoReport` (its invariants say whether the run held up). Raises
     :class:`ValueError` for an unknown async backend, a size below 1, a negative ``wait``
     or ``limit``, a ``catalog`` that differs from ``config``'s, or Redis on trio;
-    :class:`TypeError` for a ``config`` that is not a :class:`~beamrouting.Config`;
+    :class:`TypeError` for a ``config`` that is not a :class:`beamrouting.Config`;
     :class:`ImportError` for Redis without the ``redis`` extra; and what the router raises
-    when it cannot run (:class:`~beamrouting.StoreUnavailable`, ...).
+    when it cannot run (:class:`beamrouting.StoreUnavailable`, ...).
     """
     if config.backend not in BACKENDS:
         raise ValueError(f"unknown backend {config.backend!r}")

@@ -76,7 +76,7 @@ _HEALTHY: Final = "healthy"
 class DemoConfig:
     """The size and shape of a demo run.
 
-    ``config`` (a :class:`~beamrouting.Config`, from :func:`~beamrouting.load_config`)
+    ``config`` (a :class:`beamrouting.Config`, from :func:`beamrouting.load_config`)
     supplies the catalogue, the store (kind, URL and options; a Redis store still gets a
     key prefix of its own per run), the router's options, the health policy, and the
     limits and weights of the backends it names; the demo's defaults stand for what it
@@ -95,7 +95,7 @@ class DemoConfig:
     catalog: Catalog | None = None
     """The backends (the default catalogue if ``None``); with ``config``, it must be the file's."""
     redis_url: str | None = None
-    """Share the state through a :class:`~beamrouting.RedisStore` at this URL (overrides ``config``'s store)."""
+    """Share the state through a :class:`beamrouting.RedisStore` at this URL (overrides ``config``'s store)."""
     limit: int = 0
     """Live sessions each backend may have; 0 leaves room for a quarter more sessions than
     starters, spread evenly: ``ceil(1.25 * concurrency / backends)`` (75 for 300 starters

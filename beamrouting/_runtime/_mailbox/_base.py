@@ -82,7 +82,7 @@ class Mailbox(ABC):
 
         The reply raises :class:`CallTimeout` when no reply (or no room in a full mailbox)
         comes within the timeout; :class:`RouterClosed` or
-        :class:`~beamrouting.RouterUnavailable` is raised when the mailbox is closed.
+        :class:`beamrouting.RouterUnavailable` is raised when the mailbox is closed.
         (A plain function handing back the slot itself saves a coroutine per call.)
         """
 

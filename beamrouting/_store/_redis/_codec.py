@@ -7,7 +7,7 @@ the store could have written or says what is wrong with it.
 Journal records are stream entries with fields ``s`` (the record's first event sequence,
 decimal), ``e`` (its number of events) and ``r`` (the msgpack encoding of
 ``(time, request, decision, deny_reason)``). Sessions are msgpack-encoded
-:class:`~beamrouting.SessionHandle` values in a hash keyed by session id.
+:class:`beamrouting.SessionHandle` values in a hash keyed by session id.
 """
 
 from __future__ import annotations

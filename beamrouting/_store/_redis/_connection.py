@@ -2,9 +2,9 @@
 
 Every store operation runs inside :meth:`Connection.operation`: it has its own deadline
 (``operation_timeout``), and Redis unreachable, too slow, or answering with something that
-is not a well-formed reply raises :class:`~beamrouting.StoreUnavailable`: an outage. An
+is not a well-formed reply raises :class:`beamrouting.StoreUnavailable`: an outage. An
 error reply about a value (a key of the wrong type, say) is no outage: it raises
-:class:`~beamrouting.StoreDataError` for that operation only. After an outage, operations fail at once for
+:class:`beamrouting.StoreDataError` for that operation only. After an outage, operations fail at once for
 ``retry_interval`` seconds (so callers queued behind a hung Redis do not each wait a full
 timeout), then the next one tries again: service resumes by itself when Redis is back. A
 connection idle for a while is pinged before use, since the server may have restarted.
@@ -91,7 +91,7 @@ def error_reply(url: str, what: str, exc: BaseException) -> StoreDataError | Sto
     """The error for Redis's error reply ``exc`` to ``what``: an outage only if the server cannot serve now.
 
     Any other error reply means the server is up and answered: a value it holds is not what
-    the store wrote (:class:`~beamrouting.StoreDataError`).
+    the store wrote (:class:`beamrouting.StoreDataError`).
     """
     if str(exc).startswith(_SERVER_CONDITIONS):
         error: StoreDataError | StoreUnavailable = StoreUnavailable(

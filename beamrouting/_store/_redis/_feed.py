@@ -4,7 +4,7 @@ Each feed has a connection of its own, never one of the pool routing uses, opene
 starts listening: in one transaction it takes the stream's newest entry as its starting
 point, then reads with ``XREAD BLOCK`` from the last entry it read, in batches. A wait
 lasts at most ``operation_timeout`` and must be answered within twice that, so a Redis that
-is lost or stops answering raises :class:`~beamrouting.StoreUnavailable` in time instead of
+is lost or stops answering raises :class:`beamrouting.StoreUnavailable` in time instead of
 hanging. A call that fails or is cancelled drops the connection, since a reply may still be
 on its way; the next read connects anew and goes on after the last entry returned.
 """
@@ -41,7 +41,7 @@ def _stream_entries(reply: Any) -> list[Any]:
 
 
 class RedisJournalFeed:
-    """A :class:`~beamrouting.store.JournalFeed` over the journal stream of one prefix."""
+    """A :class:`beamrouting.store.JournalFeed` over the journal stream of one prefix."""
 
     __slots__ = (
         "_base",
@@ -90,7 +90,7 @@ class RedisJournalFeed:
     ) -> Any:
         """``command`` on the feed's connection within ``deadline`` s, as :class:`StoreUnavailable` on failure.
 
-        An error reply about a value raises :class:`~beamrouting.StoreDataError` instead: the
+        An error reply about a value raises :class:`beamrouting.StoreDataError` instead: the
         server is up.
         """
         from redis.exceptions import RedisError, ResponseError
@@ -131,8 +131,8 @@ class RedisJournalFeed:
         One transaction reads the newest entry's id, the fleet's last sequence number and
         the origin of event ids (creating it, as a starting store does, if nobody has yet).
         Raises :class:`RuntimeError` outside asyncio (under trio),
-        :class:`~beamrouting.StoreUnavailable` when Redis cannot be reached (or what answers
-        is not Redis) and :class:`~beamrouting.StoreDataError` for an error reply.
+        :class:`beamrouting.StoreUnavailable` when Redis cannot be reached (or what answers
+        is not Redis) and :class:`beamrouting.StoreDataError` for an error reply.
         """
         check_asyncio(running=True)
         keys = self._keys

@@ -1,6 +1,6 @@
 """What the fleet learns from reported outcomes, on Redis: reports, restores and backend states.
 
-Each backend's :class:`~beamrouting._core._health.Ledger` lives in the ``<prefix>health``
+Each backend's :class:`beamrouting._core._health.Ledger` lives in the ``<prefix>health``
 hash (msgpack), with a version in ``<prefix>health:v`` bumped by every change; each process
 caches them (:class:`~._view.View`). Transitions are computed here with the core's pure
 functions (:func:`reported`, :func:`restored`, :func:`observe`), never in Lua: a report is

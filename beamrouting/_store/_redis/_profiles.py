@@ -2,7 +2,7 @@
 
 Never trust what is in Redis: a stored profile is validated as if a user had just stored
 it. A malformed one (another process's bug, a hand edit) is an error for the requests that
-name it (:class:`~beamrouting.InvalidPolicyProfile`), not a crash.
+name it (:class:`beamrouting.InvalidPolicyProfile`), not a crash.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class Sessions:
         """Apply ``ops`` with one call of ``sessions.lua``; one answer each.
 
         A stored session that is not one this store wrote answers
-        :class:`~beamrouting.StoreDataError` for the lookup or listing that read it only.
+        :class:`beamrouting.StoreDataError` for the lookup or listing that read it only.
         """
         meta = self._meta
         view = self._view

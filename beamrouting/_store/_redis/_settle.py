@@ -1,6 +1,6 @@
 """Selections on Redis: a drained batch settled with two shared round trips.
 
-Planning is pure (the shared :class:`~beamrouting._core._planner.Planner`, with what the
+Planning is pure (the shared :class:`beamrouting._core._planner.Planner`, with what the
 process's :class:`~._view.View` holds out: learned state, full backends, filtering
 profiles); then one script call (``state.lua``) checks the view was current and reads and
 advances the state every plan needs (counters, bindings, temporary backends); then

@@ -1,6 +1,6 @@
-"""A :class:`~beamrouting.store.Store` on Redis, so a fleet of orchestrators routes as one router.
+"""A :class:`beamrouting.store.Store` on Redis, so a fleet of orchestrators routes as one router.
 
-Several worker processes, on several hosts, each run their own :class:`~beamrouting.Router`
+Several worker processes, on several hosts, each run their own :class:`beamrouting.Router`
 with ``store=RedisStore(url)``. Inside a process the actors still serialise everything;
 across processes Redis does, with scripts that run atomically. This module holds the store
 itself; its concerns live beside it:
@@ -26,7 +26,7 @@ itself; its concerns live beside it:
 - **Policy profiles** are a hash of JSON documents with a version; each process caches them
   (a filtering profile must be known before planning). What is read back is validated
   again; a malformed stored profile fails only the requests that name it, with
-  :class:`~beamrouting.InvalidPolicyProfile` (they journal and bind nothing).
+  :class:`beamrouting.InvalidPolicyProfile` (they journal and bind nothing).
 - **Learned state** (quota cooldowns, ejections, probe slots) is a hash of each backend's
   ledger with a version (:mod:`._learning`): a report in one process changes the next
   selection in every process; a probe slot is taken in the atomic step that commits the
@@ -139,7 +139,7 @@ _DEFAULT_HEALTH: Final = HealthPolicy()
 
 
 class RedisStore:
-    """Routing state in Redis, shared by every :class:`~beamrouting.Router` that uses the same prefix.
+    """Routing state in Redis, shared by every :class:`beamrouting.Router` that uses the same prefix.
 
     ``RedisStore(url, *, prefix="beamrouting:", binding_ttl=None, catalog=None,
     journal_size=10_000, idle_ttl=DEFAULT_IDLE_TTL, session_ttl=None,
@@ -169,19 +169,19 @@ class RedisStore:
       finite :class:`ValueError`.
     - ``operation_timeout``: seconds one store operation (one batch of selections, one
       journal read, ...) may take before it fails with
-      :class:`~beamrouting.StoreUnavailable`.
+      :class:`beamrouting.StoreUnavailable`.
     - ``retry_interval``: after a failure, operations fail at once for this many seconds
       (default: ``operation_timeout``), so callers queued behind a hung Redis do not each
       wait a timeout; the first operation after it tries Redis again.
     - ``max_key_length``, ``max_list_entries``, ``max_metadata_bytes``: the size limits of
-      :class:`~beamrouting.RequestLimits`.
+      :class:`beamrouting.RequestLimits`.
     - ``health``: how reported outcomes change eligibility (a
-      :class:`~beamrouting.HealthPolicy`; ``None`` turns learning off: reports are
+      :class:`beamrouting.HealthPolicy`; ``None`` turns learning off: reports are
       journaled and change nothing).
     - ``limits``: the most live sessions each backend may have, a mapping of any accepted
       backend spelling to a positive int (absent backends are unlimited). A backend at its
       limit is held out of selections; a registration past it raises
-      :class:`~beamrouting.BackendAtCapacity`.
+      :class:`beamrouting.BackendAtCapacity`.
     - ``weights``: each backend's weight for the ``weighted`` policy, a mapping of any
       accepted spelling to an int from 1 to 10,000 (1 when absent).
     - ``clock``: the wall clock deadlines are judged by (a callable answering UNIX
@@ -340,7 +340,7 @@ class RedisStore:
         )
 
     def journal_source(self) -> JournalFeed:
-        """A new live read of the whole fleet's journal (a :class:`~beamrouting.store.JournalFeed`).
+        """A new live read of the whole fleet's journal (a :class:`beamrouting.store.JournalFeed`).
 
         Each feed has a connection of its own, never one of the pool routing uses (see
         :mod:`._feed`); the store need not be started. A process with ``journal_size=0``
@@ -353,7 +353,7 @@ class RedisStore:
     async def start(self) -> None:
         """Connect to Redis and check it answers (the first call reads the fleet's state).
 
-        Raises :class:`~beamrouting.StoreUnavailable` when it does not, and
+        Raises :class:`beamrouting.StoreUnavailable` when it does not, and
         :class:`RuntimeError` when not running on asyncio (for example under trio).
         """
         check_asyncio(running=True)
@@ -406,7 +406,7 @@ class RedisStore:
         """Apply the drained batch ``ops`` in order: each run of selections settled together, the rest one by one.
 
         A run of selections costs two Redis round trips (see :mod:`._settle`). The answer
-        ends at the first :class:`~beamrouting.store.StoreCrash`.
+        ends at the first :class:`beamrouting.store.StoreCrash`.
         """
         results: list[RoutingResult] = []
         index = 0
@@ -577,7 +577,7 @@ class RedisStore:
     # -- for tools and tests (not part of the store protocol) ----------------------------------------
 
     async def policy_profiles(self) -> dict[str, PolicyProfile]:
-        """Every stored profile by id; raises :class:`~beamrouting.InvalidPolicyProfile` for a malformed one."""
+        """Every stored profile by id; raises :class:`beamrouting.InvalidPolicyProfile` for a malformed one."""
         key = self._keys.profiles
         async with self._connection.operation("policy_profiles") as client:
             stored: dict[bytes, bytes] = await self._tolerant(client, key, lambda: client.hgetall(key))  # type: ignore[arg-type, return-value]
@@ -606,11 +606,11 @@ class RedisStore:
         """Apply the drained batch of session operations ``ops`` in one script call, atomically and in order.
 
         A stored session that is not one this store wrote answers
-        :class:`~beamrouting.StoreDataError` for the lookup or listing that read it only; a
+        :class:`beamrouting.StoreDataError` for the lookup or listing that read it only; a
         session key of the wrong type is replaced. A registration that would take a slot
-        past its backend's limit answers :class:`~beamrouting.BackendAtCapacity` (a live
+        past its backend's limit answers :class:`beamrouting.BackendAtCapacity` (a live
         session re-registered on its own backend, its heartbeat, takes none). Redis
-        unreachable or too slow raises :class:`~beamrouting.StoreUnavailable` for the whole
+        unreachable or too slow raises :class:`beamrouting.StoreUnavailable` for the whole
         batch.
 
         With ``session_ttl``, a registration sets the session's deadline (now plus

@@ -1,7 +1,7 @@
 """What a process knows of the fleet's shared state, and the calls of the scripts that keep it current.
 
 Planning a selection needs, before any round trip, what the whole fleet learned (each
-backend's :class:`~beamrouting._core._health.Ledger`), the stored policy profiles (a
+backend's :class:`beamrouting._core._health.Ledger`), the stored policy profiles (a
 filtering one removes candidates) and the live sessions per backend (a full backend is held
 out). Each process keeps a :class:`View` of them: the ledgers and the profiles with the
 versions Redis keeps beside them (``<prefix>health:v``, ``<prefix>profiles:v``), and the
@@ -11,9 +11,9 @@ do not, it changes nothing and answers what changed, and the caller plans again.
 costs its usual round trips while nothing changed, and one more when something did.
 
 Everything read back is checked here: a ledger that does not decode is not one the store
-wrote, and fails the calls that need it with :class:`~beamrouting.StoreDataError`; a
+wrote, and fails the calls that need it with :class:`beamrouting.StoreDataError`; a
 malformed profile fails the requests that name it with
-:class:`~beamrouting.InvalidPolicyProfile`.
+:class:`beamrouting.InvalidPolicyProfile`.
 
 The clock: with an injected ``clock`` its value is passed to every script; otherwise the
 scripts read Redis's ``TIME`` and answer it, and :meth:`View.now` is Redis's time as
@@ -152,8 +152,8 @@ class View:
     def holds(self, req: RouteRequest, now: float) -> Holds:
         """What the fleet's state holds out of selecting for ``req`` at ``now`` (see :func:`collect_holds`).
 
-        Raises :class:`~beamrouting.InvalidPolicyProfile` when the request names a
-        malformed stored profile, and :class:`~beamrouting.StoreDataError` when a backend it
+        Raises :class:`beamrouting.InvalidPolicyProfile` when the request names a
+        malformed stored profile, and :class:`beamrouting.StoreDataError` when a backend it
         could take has a stored ledger that is not one the store wrote.
         """
         profile: PolicyProfile | None = None
@@ -189,7 +189,7 @@ class View:
         return stored
 
     def check_ledgers(self, backends: Iterable[str]) -> None:
-        """Raise :class:`~beamrouting.StoreDataError` if one of ``backends`` has an unreadable ledger."""
+        """Raise :class:`beamrouting.StoreDataError` if one of ``backends`` has an unreadable ledger."""
         for backend in backends:
             why = self.corrupt.get(backend)
             if why is not None:
