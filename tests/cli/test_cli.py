@@ -479,6 +479,18 @@ def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(inv["ok"] for inv in summary["invariants"])
 
 
+DEMO_ERRORS = {
+    "actor_crashed",  # retried
+    "policy_denied",
+    "backend_not_eligible",
+    # a request whose only backends were all held out (down, cooling, ejected or full),
+    # or that the catalogue cannot serve
+    "no_backend_supports_capabilities",
+    "no_backend_available",
+}
+"""The error codes a demo run may count: retried crashes and typed routing failures."""
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "uvloop", "trio"])
 def test_run_demo_invariants(backend: str) -> None:
     if backend == "uvloop" and sys.platform == "win32":
@@ -490,14 +502,7 @@ def test_run_demo_invariants(backend: str) -> None:
     assert report.sticky["moved_by_outage"] > 0  # the outage moved some workspaces
     assert report.restarts["routing_table"] == 1
     assert report.errors.get("actor_crashed") == 1
-    assert set(report.errors) <= {
-        "actor_crashed",
-        "policy_denied",
-        "backend_not_eligible",
-        # a request whose only backends were all held out (down, cooling, ejected or full)
-        "no_backend_supports_capabilities",
-        "no_backend_available",
-    }
+    assert set(report.errors) <= DEMO_ERRORS
     assert report.failovers > 0
     assert report.outage_backend == "codex"
     assert set(report.by_policy_backend) >= {
@@ -524,13 +529,7 @@ def test_run_demo_custom_catalogue(toml_catalog: Path) -> None:
     assert report.ok, [inv for inv in report.invariants if not inv.ok]
     assert report.outage_backend == "beta"
     # Some capability requests cannot be met by this catalogue: a typed error, not a crash.
-    assert set(report.errors) <= {
-        "actor_crashed",
-        "policy_denied",
-        "backend_not_eligible",
-        "no_backend_supports_capabilities",
-        "no_backend_available",
-    }
+    assert set(report.errors) <= DEMO_ERRORS
 
 
 @pytest.mark.parametrize(
