@@ -7,7 +7,9 @@ the routing state of a fleet; redis-py is imported when the first one is made, s
 :mod:`beamrouting.testing`.
 """
 
+import sys as _sys
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
 from ._core._catalog import DEFAULT_CAPABILITIES as _DEFAULT_CAPABILITIES
 from ._core._catalog import BackendSpec, Catalog
@@ -51,7 +53,10 @@ from ._runtime._router import Router, RouterSession, RouterState, RouterStatisti
 from ._runtime._subscription import Subscription, SubscriptionGap
 from ._store._memory import MemoryStore
 from ._store._protocol import JournalFeed, Store, StoreCrash
-from ._store._redis import RedisStore
+
+if TYPE_CHECKING or "pdoc" in _sys.modules:
+    # Imported on first use otherwise (see __getattr__); the API reference documents it here.
+    from ._store._redis import RedisStore
 
 DEFAULT_CAPABILITIES: tuple[str, ...] = _DEFAULT_CAPABILITIES
 """The capabilities of the default catalogue; every built-in backend supports all of them."""
@@ -129,3 +134,12 @@ __all__ = [
     "__version__",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``RedisStore``, imported on first use (so ``import beamrouting`` loads no Redis code)."""
+    if name == "RedisStore":
+        from ._store._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,8 @@ The checker runs on the real package and, to prove it can fail, on planted viola
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -207,3 +209,20 @@ def _planted(module: str, line: str) -> list[str]:
 def test_the_checker_catches_a_planted_violation(module: str, line: str, fragment: str) -> None:
     problems = _planted(module, line)
     assert any(fragment in problem for problem in problems), problems
+
+
+def test_importing_the_package_loads_no_redis_code() -> None:
+    """``import beamrouting`` (and its other public modules) loads no Redis module, ours or the client's."""
+    probe = (
+        "import sys, beamrouting, beamrouting.store, beamrouting.testing\n"
+        "print([m for m in sys.modules if 'redis' in m.lower()])\n"
+        "beamrouting.RedisStore\n"
+        "print(any(m.startswith('beamrouting._store._redis') for m in sys.modules))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONSTARTUP"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env, timeout=60
+    )
+    before, after = result.stdout.splitlines()
+    assert before == "[]"
+    assert after == "True"  # and RedisStore is there on first use
