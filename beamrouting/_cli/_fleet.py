@@ -165,7 +165,10 @@ def _on_fleet(args: argparse.Namespace, work: Callable[[Router], Any]) -> Any:
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # a time no date can show: its number
+        return f"{seconds!r}"
 
 
 def _state_rows(states: Sequence[BackendState]) -> list[tuple[str, ...]]:
@@ -208,19 +211,28 @@ def cmd_report(args: argparse.Namespace, out: Output) -> int:
     """``beamrouting report BACKEND OUTCOME``."""
 
     async def work(router: Router) -> BackendState:
-        return await router.report(
+        reported = await router.report(
             args.backend, args.outcome, retry_at=args.retry_at, retry_after=args.retry_after
         )
+        return await _with_capacity(router, reported)
 
     _print_states(out, [_on_fleet(args, work)], f"Reported {args.outcome}", args.json)
     return EXIT_OK
+
+
+async def _with_capacity(router: Router, state: BackendState) -> BackendState:
+    """``state`` as the fleet's states show it, live sessions and limit included (a report's answer has neither)."""
+    for current in await router.backend_states():
+        if current.backend == state.backend:
+            return current
+    return state  # pragma: no cover - every catalogue backend has a state
 
 
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     """``beamrouting restore BACKEND``."""
 
     async def work(router: Router) -> BackendState:
-        return await router.restore(args.backend)
+        return await _with_capacity(router, await router.restore(args.backend))
 
     _print_states(out, [_on_fleet(args, work)], "Restored", args.json)
     return EXIT_OK

@@ -35,6 +35,8 @@ from ._journal import BACKEND_HEALTH, OUTCOME
 
 __all__ = [
     "FRESH",
+    "LATEST_RESET",
+    "LONGEST_RESET_DELAY",
     "BackendState",
     "BackendStatus",
     "HealthEvent",
@@ -136,9 +138,22 @@ class BackendState(msgspec.Struct, frozen=True):
     """The most live sessions it may have (``None``: unlimited)."""
 
 
+LATEST_RESET: Final = 253_402_300_799.0
+"""The latest reset time a report may give: 9999-12-31T23:59:59Z (UNIX seconds)."""
+LONGEST_RESET_DELAY: Final = 366 * 86_400.0
+"""The longest ``retry_after`` a report may give: 366 days, in seconds."""
+
+
 def format_time(when: float) -> str:
-    """``when`` (UNIX seconds) as UTC ISO 8601 to the second, e.g. ``2026-12-02T17:00:00Z``."""
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``when`` (UNIX seconds) as UTC ISO 8601 to the second, e.g. ``2026-12-02T17:00:00Z``.
+
+    A time no calendar date can show (a value read from a shared store, say) is shown as
+    its number of seconds.
+    """
+    try:
+        return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{when!r} (UNIX seconds)"
 
 
 def check_outcome(outcome: object) -> Outcome:
@@ -153,19 +168,20 @@ def check_reset(retry_at: object, retry_after: object, now: float) -> float | No
     """The reset time a report gives: ``retry_at`` (UNIX seconds), ``now + retry_after``, or ``None``.
 
     Raises :class:`beamrouting.InvalidRouteRequest` (detail ``"retry_at"`` or
-    ``"retry_after"``) for a value that is not a number, a ``retry_at`` that is not finite,
-    a negative or infinite ``retry_after``, or both given.
+    ``"retry_after"``) for a value that is not a number, a ``retry_at`` that is not finite
+    or later than :data:`LATEST_RESET` (the year 9999), a negative ``retry_after`` or one
+    longer than :data:`LONGEST_RESET_DELAY` (366 days), or both given.
     """
     if retry_at is not None:
         if retry_after is not None or isinstance(retry_at, bool) or not isinstance(retry_at, (int, float)):
             raise InvalidRouteRequest("retry_at")
-        if not math.isfinite(retry_at):
+        if not (-LATEST_RESET <= retry_at <= LATEST_RESET):  # NaN and infinities fail this too
             raise InvalidRouteRequest("retry_at")
         return float(retry_at)
     if retry_after is not None:
         if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
             raise InvalidRouteRequest("retry_after")
-        if not (0 <= retry_after < math.inf):
+        if not (0 <= retry_after <= LONGEST_RESET_DELAY):
             raise InvalidRouteRequest("retry_after")
         return now + float(retry_after)
     return None

@@ -142,6 +142,18 @@ def test_the_config_file_gives_the_redis_store_and_the_health_policy(
     assert states_of(capsys, "--config", str(config))["claude"]["status"] == "ejected"
 
 
+def test_report_and_restore_show_the_files_limit(
+    capsys: pytest.CaptureFixture[str], redis_url: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "fleet.toml"
+    config.write_text(f'[store]\nkind = "redis"\nurl = "{redis_url}"\n\n[limits]\ncodex = 10\n')
+    for argv in (("report", "codex", "quota", "--retry-after", "60"), ("restore", "codex")):
+        status, out, err = run(capsys, *argv, "--json", "--config", str(config))
+        assert status == 0, err
+        state = json.loads(out)
+        assert (state["backend"], state["limit"], state["live_sessions"]) == ("codex", 10, 0)
+
+
 def test_operator_commands_never_change_the_fleets_profiles(
     capsys: pytest.CaptureFixture[str], redis_url: str, tmp_path: Path
 ) -> None:

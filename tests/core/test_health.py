@@ -861,3 +861,31 @@ def test_a_report_or_a_reconfiguration_is_seen_by_the_next_selection() -> None:
     assert engine.select_backend(request).backend != "codex"
     engine.restore("codex")
     assert engine.select_backend(request).backend == "codex"
+
+
+@pytest.mark.parametrize(
+    "reset",
+    [{"retry_after": 366 * 86_400 + 1}, {"retry_after": 1e300}, {"retry_at": 1e18}, {"retry_at": -1e18}],
+)
+def test_a_reset_no_calendar_can_hold_is_refused_and_changes_nothing(reset: dict[str, float]) -> None:
+    engine = make()
+    with pytest.raises(InvalidRouteRequest) as caught:
+        engine.report("codex", "quota", **reset)
+    assert caught.value.detail == next(iter(reset))
+    assert engine.state.ledgers == {}
+    assert engine.select_backend({"backend": "codex"}).backend == "codex"
+
+
+def test_the_longest_reset_is_accepted_and_explained() -> None:
+    clock = FakeClock()
+    engine = make(clock)
+    engine.report("codex", "quota", retry_after=366 * 86_400)
+    verdicts = {v.backend: v for v in engine.explain({"policy": "round_robin"}).backends}
+    assert any(reason.startswith("cooling until 2027-12-") for reason in verdicts["codex"].reasons)
+
+
+def test_a_deadline_no_date_can_show_is_shown_as_a_number() -> None:
+    from beamrouting._core._health import format_time
+
+    assert format_time(1_796_227_200.0) == "2026-12-02T16:00:00Z"
+    assert format_time(1e300) == "1e+300 (UNIX seconds)"
