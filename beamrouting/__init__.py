@@ -141,5 +141,6 @@ def __getattr__(name: str) -> Any:
     if name == "RedisStore":
         from ._store._redis import RedisStore
 
+        globals()["RedisStore"] = RedisStore  # found directly from now on
         return RedisStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

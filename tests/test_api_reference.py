@@ -19,6 +19,12 @@ pdoc = pytest.importorskip("pdoc")
 
 from pdoc import doc, render  # noqa: E402
 
+import beamrouting  # noqa: E402
+
+# RedisStore is imported on first use; once it is, pdoc finds it among the package's names
+# (a fresh interpreter that imports pdoc first finds it there too).
+assert beamrouting.RedisStore.__name__ == "RedisStore"
+
 PACKAGE = "beamrouting"
 PUBLIC_MODULES = (PACKAGE, f"{PACKAGE}.store", f"{PACKAGE}.testing", f"{PACKAGE}.prometheus")
 FOREIGN_WARNING = "Error parsing type annotation AbstractAsyncContextManager"

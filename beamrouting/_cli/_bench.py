@@ -505,8 +505,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
             removed,
             action=_Removed,
             nargs="?",
-            metavar="...",
-            help="removed: each cell fixes its own policy and callers; passing it is an error",
+            help=argparse.SUPPRESS,  # removed (each cell fixes its own policy and callers): an error
         )
     size = parser.add_mutually_exclusive_group()
     size.add_argument(

@@ -138,7 +138,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def router_from_config(config: Config) -> Router:
-    """:meth:`Router.from_config <beamrouting.Router.from_config>`, with what it refuses as a :class:`UsageError`."""
+    """:meth:`beamrouting.Router.from_config`, with what it refuses as a :class:`UsageError`."""
     try:
         return Router.from_config(config)
     except ImportError:

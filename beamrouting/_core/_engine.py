@@ -303,7 +303,7 @@ class RoutingEngine:
         return None if profile_id is None else self._state.profiles.get(profile_id)
 
     def plan(self, req: RouteRequest) -> RoutePlan:
-        """The state-free part of selecting for ``req`` (:meth:`Planner.plan <._planner.Planner.plan>`)."""
+        """The state-free part of selecting for ``req`` (:meth:`._planner.Planner.plan`)."""
         return self.planner.plan(req)
 
     def validate(self, req: RouteRequest) -> None:
@@ -354,7 +354,7 @@ class RoutingEngine:
         Everything is validated against the catalogue first, so a bad value changes nothing.
         What was learned about backends, live sessions, bindings and counters stay: a new
         limit below a backend's live sessions only stops new sessions there. Raises what
-        :meth:`RoutingSettings.checked <beamrouting.RoutingSettings.checked>` raises, and
+        :meth:`beamrouting.RoutingSettings.checked` raises, and
         :class:`TypeError` when ``settings`` is not a :class:`beamrouting.RoutingSettings`.
         """
         if not isinstance(settings, RoutingSettings):

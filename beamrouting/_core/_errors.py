@@ -152,7 +152,7 @@ class BeamRoutingError(Exception):
     """Root of every exception beamrouting raises on purpose.
 
     ``code`` names the kind of failure (a class attribute, the same for every instance), as
-    counted by :meth:`Router.statistics <beamrouting.Router.statistics>`.
+    counted by :meth:`beamrouting.Router.statistics`.
     """
 
     code: ClassVar[str] = "beamrouting_error"
@@ -288,7 +288,7 @@ class CatalogError(BeamRoutingError, ValueError):
 
 
 class ConfigError(BeamRoutingError, ValueError):
-    """A configuration is invalid, or :meth:`Router.reload <beamrouting.Router.reload>` cannot apply it.
+    """A configuration is invalid, or :meth:`beamrouting.Router.reload` cannot apply it.
 
     ``ConfigError(reason, *, field=None, source=None, line=None)``: ``reason`` says what is
     wrong; ``field`` names the setting in dotted form (``"store.url"``,
@@ -345,7 +345,7 @@ class StoreUnavailable(BeamRoutingError):
 
 
 class SessionExists(BeamRoutingError):
-    """:meth:`Router.session <beamrouting.Router.session>` was given the id of a live session."""
+    """:meth:`beamrouting.Router.session` was given the id of a live session."""
 
     code = "session_exists"
 

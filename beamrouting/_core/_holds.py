@@ -4,7 +4,7 @@ Three things make a backend ineligible although the request would take it: what 
 learned from reported outcomes (a cooldown, an ejection, a full set of probe slots), its
 limit of live sessions, and a filtering policy profile. Each is held out exactly as if the
 request had marked the backend ``down``; :class:`Holds` collects them with their reasons,
-for the planner (:meth:`Planner.plan_with <beamrouting._core._planner.Planner.plan_with>`),
+for the planner (:meth:`beamrouting._core._planner.Planner.plan_with`),
 for explanations and for the errors that say when to retry.
 """
 

@@ -178,7 +178,7 @@ def _decision(
 class RoutePlan:
     """The state-free part of a selection (see :data:`DONE`, :data:`ROTATE`, :data:`STICKY`).
 
-    Made by :meth:`RoutingEngine.plan <beamrouting.RoutingEngine.plan>` (and the stores),
+    Made by :meth:`beamrouting.RoutingEngine.plan` (and the stores),
     never by hand: ``request``, ``kind``, the candidate sets ``eligible``, ``ordered``,
     ``preferred`` and ``fallback``, and per kind ``decision`` (a ``DONE`` plan),
     ``counter_key`` and ``counter_id`` (the others), ``held_out`` and ``sequence`` (see

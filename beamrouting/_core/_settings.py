@@ -17,10 +17,9 @@ _DEFAULT_HEALTH: Final = HealthPolicy()
 
 
 class RoutingSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The settings :meth:`Router.reload <beamrouting.Router.reload>` applies in one step.
+    """The settings :meth:`beamrouting.Router.reload` applies in one step.
 
-    Build it with :meth:`checked` (or take :attr:`Config.settings
-    <beamrouting.Config.settings>`): the profile set a router keeps exactly, the health policy
+    Build it with :meth:`checked` (or take :attr:`beamrouting.Config.settings`): the profile set a router keeps exactly, the health policy
     (``None`` turns learning off), each limited backend's most live sessions and each
     weighted backend's weight, keyed by canonical backend names.
     """

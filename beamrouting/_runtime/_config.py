@@ -125,7 +125,7 @@ class RouterOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A whole configuration: what :meth:`Router.from_config <beamrouting.Router.from_config>` builds a router from.
+    """A whole configuration: what :meth:`beamrouting.Router.from_config` builds a router from.
 
     Read one with :func:`load_config`, or build one in code (each part has its defaults).
     Raises :class:`beamrouting.ConfigError` when the settings do not fit the catalogue.
@@ -134,8 +134,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     catalog: Catalog = msgspec.field(default_factory=Catalog.default)
     """The backends (the five built-in ones by default)."""
     settings: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
-    """Policy profiles, health policy, limits and weights: what :meth:`Router.reload
-    <beamrouting.Router.reload>` applies."""
+    """Policy profiles, health policy, limits and weights: what :meth:`beamrouting.Router.reload` applies."""
     store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     """Where the state is kept."""
     router: RouterOptions = msgspec.field(default_factory=RouterOptions)
@@ -160,8 +159,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def build_store(self) -> Store:
         """A new store as :attr:`store` describes it, for :attr:`catalog`, with the health policy, limits and weights of :attr:`settings`.
 
-        Its policy profiles are put when a router built by :meth:`Router.from_config
-        <beamrouting.Router.from_config>` starts.
+        Its policy profiles are put when a router built by :meth:`beamrouting.Router.from_config` starts.
 
         Returns a :class:`beamrouting.MemoryStore` or a :class:`beamrouting.RedisStore`
         (which needs the ``redis`` extra: :class:`ImportError` without it). Raises
@@ -188,7 +186,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def reload_settings(
     running: Config | None, store: Store, options: RouterOptions, catalog: Catalog, new: object
 ) -> RoutingSettings:
-    """The settings a router may apply from ``new``: what :meth:`Router.reload <beamrouting.Router.reload>` checks.
+    """The settings a router may apply from ``new``: what :meth:`beamrouting.Router.reload` checks.
 
     ``running`` is the configuration the router was built from (``None``: built in code,
     when only the kind of store is compared), ``store``, ``options`` and ``catalog`` what

@@ -182,7 +182,7 @@ class Router(AsyncContextManagerMixin):
     def from_config(cls, config: Config) -> Router:
         """A new router as ``config`` (from :func:`beamrouting.load_config`) describes it.
 
-        Builds the store (:meth:`Config.build_store <beamrouting.Config.build_store>`) with
+        Builds the store (:meth:`beamrouting.Config.build_store`) with
         the catalogue, health policy, limits and weights, and the router with
         ``config.router``'s options; the configuration's policy profiles are put when the
         router starts (added to the store's; with Redis, for the whole fleet). Returns the
@@ -482,7 +482,7 @@ class Router(AsyncContextManagerMixin):
 
         Returns the :class:`beamrouting.Explanation`. Invalid requests raise the
         :class:`beamrouting.RoutingError` of :meth:`select_backend`; a selection that
-        would fail is reported in :attr:`Explanation.error <beamrouting.Explanation.error>`.
+        would fail is reported in :attr:`beamrouting.Explanation.error`.
         """
         return await self._table.explain(self._normalize(request))
 

@@ -62,7 +62,7 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
     """Serves :data:`~._messages.RoutingMessage` from its store's routing half.
 
     Every message of a drained batch becomes a store operation, and the whole batch goes to
-    :meth:`Store.routing_batch <beamrouting.store.Store.routing_batch>` in one call.
+    :meth:`beamrouting.store.Store.routing_batch` in one call.
     """
 
     name: ClassVar[str] = "routing_table"
@@ -130,7 +130,7 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
         return type(op) is SelectOp and op.session_id is None and op.request.affinity_key is None
 
     def apply(self, ops: Sequence[RoutingOp]) -> Awaitable[list[RoutingResult]]:
-        """:meth:`Store.routing_batch <beamrouting.store.Store.routing_batch>`."""
+        """:meth:`beamrouting.store.Store.routing_batch`."""
         return self.store.routing_batch(ops)
 
     def reply(self, op: RoutingOp, result: Any) -> Answer:

@@ -1,4 +1,4 @@
-"""A session routed and registered by :meth:`Router.session <beamrouting.Router.session>`."""
+"""A session routed and registered by :meth:`beamrouting.Router.session`."""
 
 from __future__ import annotations
 

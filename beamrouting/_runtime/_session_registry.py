@@ -37,7 +37,7 @@ class SessionRegistry(Actor[SessionMessage, SessionOp]):
     """Serves :data:`~._messages.SessionMessage` from its store's session half.
 
     Every message of a drained batch is validated, then the valid ones go to
-    :meth:`Store.session_batch <beamrouting.store.Store.session_batch>` in one call (one
+    :meth:`beamrouting.store.Store.session_batch` in one call (one
     round trip for a shared store) and are answered in order.
     """
 
@@ -67,7 +67,7 @@ class SessionRegistry(Actor[SessionMessage, SessionOp]):
         raise AssertionError(f"unhandled message {message!r}")
 
     def apply(self, ops: Sequence[SessionOp]) -> Awaitable[list[SessionResult]]:
-        """:meth:`Store.session_batch <beamrouting.store.Store.session_batch>`."""
+        """:meth:`beamrouting.store.Store.session_batch`."""
         return self.store.session_batch(ops)
 
     def reply(self, op: SessionOp, result: Any) -> Answer:

@@ -124,7 +124,7 @@ class MemoryStore:
             self._watchers.remove(changed)
 
     def journal_source(self) -> Journal:
-        """The engine's journal (:attr:`RoutingEngine.journal_ring <beamrouting.RoutingEngine.journal_ring>`)."""
+        """The engine's journal (:attr:`beamrouting.RoutingEngine.journal_ring`)."""
         return self.engine.journal_ring
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:

@@ -91,7 +91,7 @@ class SelectOp(msgspec.Struct, frozen=True):
     Answers the :class:`beamrouting.RouteDecision`, or the :class:`beamrouting.RoutingError`
     the engine raises for the same request and state. Backends held out by learned state,
     by their limit of live sessions or by a filtering profile are ineligible (see
-    :meth:`RoutingEngine.select_and_register <beamrouting.RoutingEngine.select_and_register>`).
+    :meth:`beamrouting.RoutingEngine.select_and_register`).
 
     With ``session_id``, the store registers that session (with ``metadata``) on the chosen
     backend in the same atomic step, taking one of its session slots; nothing changes when
@@ -159,8 +159,7 @@ class ReportOp(msgspec.Struct, frozen=True):
 
     ``retry_at`` (UNIX seconds) or ``retry_after`` (seconds from the store's now) date a
     quota's reset; both are validated already. Journals an ``outcome`` event and, when the
-    status changes, a ``backend_health`` event (see :meth:`RoutingEngine.report
-    <beamrouting.RoutingEngine.report>`).
+    status changes, a ``backend_health`` event (see :meth:`beamrouting.RoutingEngine.report`).
     """
 
     backend: str
@@ -197,8 +196,7 @@ class ReconfigureOp(msgspec.Struct, frozen=True):
     Afterwards the store's policy profiles are exactly ``settings.profiles`` (a shared
     store changes them for every process), and its health policy, backend limits and
     weights are ``settings``' (a shared store keeps those per process). Learned state, live
-    sessions, bindings and counters stay. See :meth:`RoutingEngine.reconfigure
-    <beamrouting.RoutingEngine.reconfigure>`.
+    sessions, bindings and counters stay. See :meth:`beamrouting.RoutingEngine.reconfigure`.
     """
 
     settings: RoutingSettings
@@ -411,7 +409,7 @@ class Store(Protocol):
         ...
 
     def journal_source(self) -> Journal | JournalFeed | None:
-        """What :meth:`Router.subscribe <beamrouting.Router.subscribe>` listens to.
+        """What :meth:`beamrouting.Router.subscribe` listens to.
 
         The in-process :class:`beamrouting.store.Journal` decisions are recorded into, a
         new :class:`JournalFeed` reading a journal kept elsewhere, or ``None`` when the

@@ -12,11 +12,11 @@ start that finds every backend it may use full waits for a slot (``wait=``). The
 also learns from outcomes: one backend refuses a session for its quota and cools down
 until its reset time, while the fleet routes around it; another starts failing, is ejected
 after ``failure_threshold`` consecutive failures (each failed start moves its session with
-:meth:`RouterSession.failover <beamrouting.RouterSession.failover>`) and is probed back in
+:meth:`beamrouting.RouterSession.failover`) and is probed back in
 when its ejection ends. Time is the demo's own: a clock that advances with every session
 started, handed to the store (``clock=``), so a 60-second cooldown passes within a run of a
 few seconds and a seed routes alike on every run. A monitor samples
-:meth:`Router.backend_states <beamrouting.Router.backend_states>` throughout, and a
+:meth:`beamrouting.Router.backend_states` throughout, and a
 subscription to the journal's ``backend_health`` events dates every status change.
 
 The run then checks its own invariants:

@@ -195,21 +195,20 @@ def _invariants(run: _Run, restarts: Mapping[str, int], remaining: int) -> list[
         Invariant("no backend had more live sessions than its limit", *_limit_check(run)),
     ]
     health = run.setup.health
-    skipped = (
-        "skipped: learning is off (the configuration has no health policy)"
-        if health is None
-        else "skipped: a catalogue of one backend"
-    )
-    cooling: tuple[bool, str] = (True, skipped)
-    ejection: tuple[bool, str] = (True, skipped)
-    recovered: tuple[bool, str] = (True, skipped)
-    if health is not None and run.watched:
-        assert run.quota_backend is not None and run.failing_backend is not None
-        cooling = _cooling_check(run.transitions, run.routed_watched, run.quota_backend)
-        ejection = _ejection_check(
-            run.transitions, run.routed_watched, run.failing_backend, health.probe_sessions
-        )
-        recovered = _recovered_check(run)
+    too_small = "skipped: the catalogue has no backend to spare for it"
+    off = "skipped: learning is off (the configuration has no health policy)"
+    cooling: tuple[bool, str] = (True, off if health is None else too_small)
+    ejection: tuple[bool, str] = (True, off if health is None else too_small)
+    recovered: tuple[bool, str] = (True, off if health is None else too_small)
+    if health is not None:
+        if run.quota_backend is not None:
+            cooling = _cooling_check(run.transitions, run.routed_watched, run.quota_backend)
+        if run.failing_backend is not None:
+            ejection = _ejection_check(
+                run.transitions, run.routed_watched, run.failing_backend, health.probe_sessions
+            )
+        if run.watched:
+            recovered = _recovered_check(run)
     invariants += [
         Invariant("no session went to the cooling backend before its reset time", *cooling),
         Invariant("the ejected backend took no session while ejected, only probes after", *ejection),

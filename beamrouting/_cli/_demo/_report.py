@@ -124,7 +124,7 @@ class DemoReport:
 def print_demo(report: DemoReport, out: Output) -> None:
     """Print ``report`` to ``out``: the timeline, tables of decisions, backends and errors, a summary and the invariants.
 
-    Tables go through :meth:`Output.table <beamrouting._cli._console.Output.table>`, so
+    Tables go through :meth:`beamrouting._cli._console.Output.table`, so
     they are rich tables on a terminal with rich and aligned plain text otherwise. Returns
     nothing and raises nothing of its own.
     """
@@ -200,15 +200,16 @@ def print_demo(report: DemoReport, out: Output) -> None:
             else "per backend (see Backends)"
         )
         lines.append(("capacity", f"limit {limit}; {report.waited:,} session starts waited for a slot"))
-    if report.quota_backend is not None or report.failing_backend is not None:
-        lines.append(
-            (
-                "learned",
-                f"{report.quota_backend} cooled down for its quota; {report.failing_backend} failed "
-                f"{report.failed_starts:,} session start(s) (each moved by failover), was ejected "
-                f"and came back through {report.probes:,} probe(s)",
-            )
+    learned = []
+    if report.quota_backend is not None:
+        learned.append(f"{report.quota_backend} cooled down for its quota")
+    if report.failing_backend is not None:
+        learned.append(
+            f"{report.failing_backend} failed {report.failed_starts:,} session start(s) (each moved by "
+            f"failover), was ejected, and took {report.probes:,} session(s) while probing until healthy"
         )
+    if learned:
+        lines.append(("learned", "; ".join(learned)))
     elif report.health_policy is None:
         lines.append(("learned", "nothing: learning is off"))
     lines += [

@@ -43,8 +43,9 @@ class _Run:
         self.degraded_backend = backends[-1] if len(backends) > 2 else None
         learning = self.setup.health is not None and len(backends) > 1
         # The first backend is never scripted out, so every request that may use it can always route.
-        self.quota_backend = (backends[2] if len(backends) > 2 else backends[-1]) if learning else None
-        self.failing_backend = (backends[3] if len(backends) > 3 else backends[-1]) if learning else None
+        # Each scripted fault has a backend of its own; a smaller catalogue skips the later ones.
+        self.quota_backend = backends[2] if learning and len(backends) > 2 else None
+        self.failing_backend = backends[3] if learning and len(backends) > 3 else None
         self.watched = frozenset(b for b in (self.quota_backend, self.failing_backend) if b is not None)
         self.marks = {name: int(n * share) for name, share in _MARKS.items()}
         self.due = frozenset(self.marks.values())
