@@ -61,9 +61,10 @@ if TYPE_CHECKING or "pdoc" in _sys.modules:
 DEFAULT_CAPABILITIES: tuple[str, ...] = _DEFAULT_CAPABILITIES
 """The capabilities of the default catalogue; every built-in backend supports all of them."""
 
+__version__: str
+"""The installed distribution's version (defined once, in ``pyproject.toml``)."""
 try:
-    __version__: str = _metadata.version("beamrouting")
-    """The installed distribution's version (defined once, in ``pyproject.toml``)."""
+    __version__ = _metadata.version("beamrouting")
 except _metadata.PackageNotFoundError:  # imported from a source tree that is not installed
     __version__ = "0+unknown"
 

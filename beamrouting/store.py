@@ -1,7 +1,7 @@
 """The store protocol: everything a store behind a :class:`beamrouting.Router` implements.
 
 A store keeps a router's state across actor restarts (and, when shared, across the
-processes of a fleet). It implements :class:`Store`: six members, whose operations and
+processes of a fleet). It implements :class:`Store`: nine members, whose operations and
 answers are the public types below. :class:`MemoryStore` is the embedded default and
 :class:`beamrouting.RedisStore` the shared one; :func:`beamrouting.testing.check_store`
 is the conformance suite a third-party implementation runs. A minimal store can delegate
@@ -24,12 +24,15 @@ the routing half to a :class:`beamrouting.RoutingEngine`::
             ...
 """
 
+from typing import TypeAlias
+
 from ._core._explain import Explanation
 from ._core._health import BackendState, BackendStatus, HealthPolicy, Outcome
 from ._core._journal import Journal, JournalRecord
 from ._core._profiles import PolicyProfile
 from ._core._request import RouteRequest
 from ._core._types import JournalEvent, RouteDecision, SessionHandle
+from ._store import _protocol
 from ._store._memory import MemoryStore
 from ._store._protocol import (
     ClearOp,
@@ -47,16 +50,21 @@ from ._store._protocol import (
     ReleaseOp,
     ReportOp,
     RestoreOp,
-    RoutingOp,
-    RoutingResult,
     SelectOp,
-    SessionOp,
-    SessionResult,
     Store,
     StoreCrash,
     UnregisterOp,
     run_batch,
 )
+
+RoutingOp: TypeAlias = _protocol.RoutingOp
+"""An operation of :meth:`Store.routing_batch`: one of the ``*Op`` classes it serves."""
+RoutingResult: TypeAlias = _protocol.RoutingResult
+"""One answer of :meth:`Store.routing_batch` (what each operation answers is on its class)."""
+SessionOp: TypeAlias = _protocol.SessionOp
+"""An operation of :meth:`Store.session_batch`: a register, unregister, lookup or listing."""
+SessionResult: TypeAlias = _protocol.SessionResult
+"""One answer of :meth:`Store.session_batch` (what each operation answers is on its class)."""
 
 __all__ = [
     "BackendState",

@@ -233,10 +233,10 @@ class InvalidFallbackPolicy(RoutingError):
 
 
 class InvalidAffinityKey(RoutingError):
-    """``affinity_key`` is not a non-empty string."""
+    """``affinity_key`` is not a non-empty string within ``max_key_length`` characters."""
 
     code = "invalid_affinity_key"
-    _summary = "affinity_key must be a non-empty string"
+    _summary = "affinity_key must be a non-empty string within the key length limit"
 
 
 class InvalidHealthStatus(RoutingError):

@@ -169,7 +169,7 @@ def _str_sort_key(key: object) -> str:
 
 
 class RequestNormalizer:
-    """Validates and normalises requests against one catalogue (section 3 of the contract).
+    """Validates and normalises requests against one catalogue, in the routing contract's order of checks.
 
     ``RequestNormalizer(catalog, limits=None)``: ``catalog`` is the
     :class:`beamrouting.Catalog` requests are checked against; ``limits`` bounds the sizes a request may have (:class:`RequestLimits`); each size is
@@ -637,7 +637,7 @@ def merge_session(
     session_backend: str | None = None,
     limits: RequestLimits = _DEFAULT_LIMITS,
 ) -> dict[Any, Any]:
-    """Build the request that ``select_backend(session_or_opts, request)`` routes (section 8).
+    """Build the request that ``select_backend(session_or_opts, request)`` routes.
 
     ``session_backend`` is what a session registry knows of a session id, if anything;
     ``limits`` bounds the session id and the sizes of the mappings merged. Raises

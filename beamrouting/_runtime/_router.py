@@ -321,7 +321,7 @@ class Router(AsyncContextManagerMixin):
     ) -> RouteDecision: ...
 
     async def select_backend(self, *args: Any, wait: float | None = None) -> RouteDecision:
-        """Choose a backend for ``request``, or for ``(session_or_opts, request)`` (section 8).
+        """Choose a backend for ``request``, or for ``(session_or_opts, request)``.
 
         A ``str`` session id routes with the id as affinity key and, when the session
         registry knows the session, its backend as ``last_backend``; a

@@ -86,7 +86,7 @@ class StoreCrash:
 
 
 class SelectOp(msgspec.Struct, frozen=True):
-    """Select a backend for ``request``, with every side effect of section 7 of the contract.
+    """Select a backend for ``request``, with every side effect a selection has (binding, counter, journal).
 
     Answers the :class:`beamrouting.RouteDecision`, or the :class:`beamrouting.RoutingError`
     the engine raises for the same request and state. Backends held out by learned state,
