@@ -49,6 +49,7 @@ from ._core._request import RequestLimits, RequestNormalizer, RouteRequest
 from ._core._settings import RoutingSettings
 from ._core._types import FallbackPolicy, Health, JournalEvent, Policy, RouteDecision, SessionHandle
 from ._runtime._config import Config, RouterOptions, StoreConfig, load_config
+from ._runtime._observability import RouterObserver
 from ._runtime._router import Router, RouterSession, RouterState, RouterStatistics
 from ._runtime._subscription import Subscription, SubscriptionGap
 from ._store._memory import MemoryStore
@@ -111,6 +112,7 @@ __all__ = [
     "RouteRequest",
     "Router",
     "RouterClosed",
+    "RouterObserver",
     "RouterOptions",
     "RouterSession",
     "RouterState",

@@ -25,8 +25,8 @@ from .._core._types import RouteDecision
 
 __all__ = [
     "OTEL_ENABLED",
-    "Observer",
     "Observers",
+    "RouterObserver",
     "SelectObserver",
     "active",
     "actor_restarted",
@@ -131,23 +131,28 @@ class SelectObserver:
             span.end()
 
 
-class Observer(Protocol):
-    """What observes a router's selections (a :class:`SelectObserver`, a metrics collector)."""
+class RouterObserver(Protocol):
+    """What :meth:`beamrouting.Router.observe` tells of every ``select_backend`` call (a metrics collector, say).
+
+    Each call gets ``token = observer.start()``, then exactly one of ``succeeded``,
+    ``failed`` or ``cancelled`` with that token. The methods run on the caller's task, in
+    the router's hot path: keep them short, and never raise.
+    """
 
     def start(self) -> Any:
-        """Begin observing one call; the token goes to the call's ending method."""
+        """Begin observing one call; return a token (anything) for the call's ending method."""
         ...
 
     def succeeded(self, token: Any, decision: RouteDecision) -> None:
-        """The call returned ``decision``."""
+        """The call with ``token`` returned ``decision``."""
         ...
 
     def failed(self, token: Any, exc: Exception) -> None:
-        """The call raised ``exc``."""
+        """The call with ``token`` raised ``exc`` (a :class:`beamrouting.BeamRoutingError`)."""
         ...
 
     def cancelled(self, token: Any) -> None:
-        """The call was cancelled."""
+        """The call with ``token`` was cancelled."""
         ...
 
 
@@ -156,7 +161,7 @@ class Observers:
 
     __slots__ = ("observers",)
 
-    def __init__(self, observers: tuple[Observer, ...]) -> None:
+    def __init__(self, observers: tuple[RouterObserver, ...]) -> None:
         self.observers = observers
 
     def start(self) -> Any:
@@ -179,7 +184,7 @@ class Observers:
             observer.cancelled(each)
 
 
-def select_observer(extra: tuple[Observer, ...] = ()) -> Observer | None:
+def select_observer(extra: tuple[RouterObserver, ...] = ()) -> RouterObserver | None:
     """What observes a starting router's selections: a :class:`SelectObserver` when :func:`active`,
     plus ``extra`` observers (metrics collectors); ``None`` when nothing observes."""
     observers = ((SelectObserver(),) if active() else ()) + extra

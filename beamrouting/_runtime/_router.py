@@ -166,9 +166,9 @@ class Router(AsyncContextManagerMixin):
         self._table = RoutingTableClient()
         self._registry = SessionRegistryClient()
         self._supervisor: Supervisor | None = None
-        self._observer: _obs.Observer | None = None
+        self._observer: _obs.RouterObserver | None = None
         """Observes selections while someone listens (OpenTelemetry, DEBUG logs, collectors); else ``None``."""
-        self._observers: tuple[_obs.Observer, ...] = ()
+        self._observers: tuple[_obs.RouterObserver, ...] = ()
         """Observers of every selection besides logging and OpenTelemetry (metrics collectors)."""
         self._state = RouterState.NEW
         self._calls = 0
@@ -743,8 +743,8 @@ class Router(AsyncContextManagerMixin):
 
     # -- introspection ------------------------------------------------------------------------------
 
-    def observe(self, observer: _obs.Observer) -> None:
-        """Have ``observer`` told of every selection from now on (used by metrics collectors)."""
+    def observe(self, observer: _obs.RouterObserver) -> None:
+        """Have ``observer`` (a :class:`beamrouting.RouterObserver`) told of every selection from now on (metrics collectors use it)."""
         self._observers = (*self._observers, observer)
         if self._state is RouterState.RUNNING:
             self._observer = _obs.select_observer(self._observers)
