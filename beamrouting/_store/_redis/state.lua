@@ -62,6 +62,7 @@ if fresh and m.counts then
   end
 end
 
+local advanced = {}  -- the counters advanced, each given its ttl once after the operations
 local function counter(key)
   if peek then
     local value = redis.pcall('GET', key)
@@ -74,7 +75,7 @@ local function counter(key)
     note(key)
     value = redis.call('INCR', key)
   end
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  advanced[key] = true
   return value
 end
 
@@ -106,6 +107,9 @@ if fresh then
       out[i] = counter(KEYS[op[2]])
     end
   end
+end
+if ttl > 0 then
+  for key in pairs(advanced) do redis.call('EXPIRE', key, ttl) end
 end
 if sessions then sessions_end() end
 local raw = {}
