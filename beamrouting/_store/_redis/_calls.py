@@ -31,15 +31,17 @@ class Call:
     """The keys and binary arguments of one script call, each named by its 1-based index.
 
     ``keys`` starts with the script's fixed keys; :meth:`key` adds (once) a key the call
-    names, and :meth:`value` a binary argument after the msgpack meta (``ARGV[1]``).
+    names, and :meth:`value` (once) a binary argument after the msgpack meta (``ARGV[1]``):
+    the selections of a batch often journal the same record.
     """
 
-    __slots__ = ("_key_index", "keys", "values")
+    __slots__ = ("_key_index", "_value_index", "keys", "values")
 
     def __init__(self, fixed: list[str]) -> None:
         self.keys = list(fixed)
         self._key_index: dict[str, int] = {}
         self.values: list[bytes] = []
+        self._value_index: dict[bytes, int] = {}
 
     def key(self, name: str) -> int:
         index = self._key_index.get(name)
@@ -49,8 +51,11 @@ class Call:
         return index
 
     def value(self, data: bytes) -> int:
-        self.values.append(data)
-        return len(self.values) + 1
+        index = self._value_index.get(data)
+        if index is None:
+            self.values.append(data)
+            index = self._value_index[data] = len(self.values) + 1
+        return index
 
 
 class Fleet:
