@@ -20,7 +20,7 @@ from ._connection import MalformedReply
 from ._keys import KeyLayout
 from ._view import Reply, View
 
-__all__ = ["Call", "Fleet"]
+__all__ = ["Call", "Fleet", "shared"]
 
 logger: Final = logging.getLogger("beamrouting.redis")
 
@@ -56,6 +56,21 @@ class Call:
             self.values.append(data)
             index = self._value_index[data] = len(self.values) + 1
         return index
+
+
+def shared(items: Sequence[list[Any]]) -> tuple[list[list[Any]], list[int]]:
+    """``items`` as the scripts take them: each distinct list once (by identity), and the 1-based
+    index of each item's list in that order (see ``expand`` in ``lib.lua``)."""
+    distinct: list[list[Any]] = []
+    where: dict[int, int] = {}
+    order: list[int] = []
+    for item in items:
+        index = where.get(id(item))
+        if index is None:
+            distinct.append(item)
+            index = where[id(item)] = len(distinct)
+        order.append(index)
+    return distinct, order
 
 
 class Fleet:
@@ -160,7 +175,8 @@ class Fleet:
         """
         assert self.state_script is not None
         meta = self._common(now, counts, named)
-        meta.update(ttl=self.counter_ttl_s, peek=peek, ops=ops)
+        distinct, order = shared(ops)
+        meta.update(ttl=self.counter_ttl_s, peek=peek, ops=distinct, order=order)
         started = _view.wall()
         reply = await self.state_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "state.lua", 10)
@@ -202,8 +218,8 @@ class Fleet:
             channel=self.keys.changes,
             writes=self.writes(call, writes),
             events=self.events(call, events),
-            records=list(records),
         )
+        meta["records"], meta["order"] = shared(records)
         started = _view.wall()
         reply = await self.commit_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "commit.lua", 11)

@@ -352,6 +352,7 @@ class Settler:
             current, waiting = self._admit(batch, pending, now)
             call = fleet.state_call()
             ops: list[list[Any]] = []
+            rotating: dict[int, list[Any] | None] = {}  # plan (by identity) -> its operation
             op_of: dict[int, int] = {}
             least = False
             for entry in current:
@@ -362,7 +363,13 @@ class Settler:
                 if plan is not None and plan.kind == LEAST_LOADED:
                     entry.tied = plan.least_loaded(view.live)
                     least = True
-                op = self._op(None if entry.local is not None else plan, call, guard, tied=entry.tied)
+                if plan is not None and plan.kind == ROTATE and not guard and entry.local is None:
+                    # One list per plan: the call sends each distinct operation once.
+                    op = rotating.get(id(plan))
+                    if op is None:
+                        op = rotating[id(plan)] = self._op(plan, call, guard)
+                else:
+                    op = self._op(None if entry.local is not None else plan, call, guard, tied=entry.tied)
                 if op is not None:
                     op_of[entry.index] = len(ops)
                     ops.append(op)
@@ -430,6 +437,7 @@ class Settler:
         rotations = self._planner.rotations
         encode = fleet.codec.payload
         encoded: dict[tuple[int, int], int] = {}  # (request, decision) -> its record, both by identity
+        alike: dict[tuple[str, int], list[Any]] = {}  # (backend, record) -> a plain record's arguments
 
         def payload(request: RouteRequest, decision: RouteDecision, deny: str | None) -> int:
             if deny is not None:
@@ -486,8 +494,12 @@ class Settler:
                             probe = after
                 key = request.affinity_key
                 cond = binding[0]
-                records.append(
-                    [
+                journaled = payload(request, decision, deny)
+                plain = not cond and session is False and probe is None
+                # No binding, session or probe: one list per record, as the call sends each once.
+                record = alike.get((decision.backend, journaled)) if plain else None
+                if record is None:
+                    record = [
                         cond,
                         call.key(fleet.keys.binding(key)) if cond and key is not None else 0,
                         call.key(fleet.keys.temporary(key)) if cond and key is not None else 0,
@@ -495,11 +507,13 @@ class Settler:
                         binding[2],
                         decision.backend,
                         1 if deny is not None else 2,
-                        payload(request, decision, deny),
+                        journaled,
                         session,
                         0 if probe is None else call.value(view.encode_ledger(probe)),
                     ]
-                )
+                    if plain:
+                        alike[decision.backend, journaled] = record
+                records.append(record)
                 probes.append(probe)
                 decided.append((entry, result))
             except Exception as exc:

@@ -42,6 +42,14 @@ local function set_of(list)
   return set
 end
 
+-- The items a script's caller sent as `distinct` lists and the `order` of their indexes (a
+-- batch sends each list once however many of its selections share it).
+local function expand(distinct, order)
+  local items = {}
+  for i, index in ipairs(order) do items[i] = distinct[index] end
+  return items
+end
+
 local function is_count(raw)  -- a whole number Lua holds exactly
   return type(raw) == 'string' and #raw <= 16 and string.match(raw, '^%d+$') ~= nil
     and tonumber(raw) < 9007199254740992

@@ -8,8 +8,8 @@
 -- backends planned as full, named = {profile id, SHA-1 of the document the caller has or ''} for
 -- the profiles the requests name, clock = injected clock (ms) or absent, counts = whether live
 -- counts took part (every expired session is then purged first), peek = read without changing
--- anything (a value the store would not have written only reads as absent), ops = one per
--- selection}:
+-- anything (a value the store would not have written only reads as absent), ops, order = the
+-- distinct operations and, per selection, the index of its operation among them}:
 --   {1, counter, guard}: INCR the counter (GET with peek) and answer its value;
 --   {2, binding, temporary, counter, eligible, held_out, guard}: a sticky key: answer {1, bound}
 --     when the bound backend is eligible, else {2, temporary, bound} when the bound backend is
@@ -33,6 +33,7 @@
 -- (-1: none), changed named profile pairs sent (-1: none)}, then those pairs: backend, ledger,
 -- ..., profile id, document, ..., profile id, document or nil, ...}.
 local m = cmsgpack.unpack(ARGV[1])
+m.ops = expand(m.ops, m.order)
 SK = {sessions = KEYS[5], order = KEYS[6], seq = KEYS[7], expiry = KEYS[8], live = KEYS[9], of = KEYS[10]}
 S.clock = m.clock or false
 S.limits = m.limits or {}
