@@ -20,7 +20,7 @@ from ._connection import MalformedReply
 from ._keys import KeyLayout
 from ._view import Reply, View
 
-__all__ = ["Call", "Fleet"]
+__all__ = ["Call", "Fleet", "shared"]
 
 logger: Final = logging.getLogger("beamrouting.redis")
 
@@ -31,15 +31,17 @@ class Call:
     """The keys and binary arguments of one script call, each named by its 1-based index.
 
     ``keys`` starts with the script's fixed keys; :meth:`key` adds (once) a key the call
-    names, and :meth:`value` a binary argument after the msgpack meta (``ARGV[1]``).
+    names, and :meth:`value` (once) a binary argument after the msgpack meta (``ARGV[1]``):
+    the selections of a batch often journal the same record.
     """
 
-    __slots__ = ("_key_index", "keys", "values")
+    __slots__ = ("_key_index", "_value_index", "keys", "values")
 
     def __init__(self, fixed: list[str]) -> None:
         self.keys = list(fixed)
         self._key_index: dict[str, int] = {}
         self.values: list[bytes] = []
+        self._value_index: dict[bytes, int] = {}
 
     def key(self, name: str) -> int:
         index = self._key_index.get(name)
@@ -49,8 +51,26 @@ class Call:
         return index
 
     def value(self, data: bytes) -> int:
-        self.values.append(data)
-        return len(self.values) + 1
+        index = self._value_index.get(data)
+        if index is None:
+            self.values.append(data)
+            index = self._value_index[data] = len(self.values) + 1
+        return index
+
+
+def shared(items: Sequence[list[Any]]) -> tuple[list[list[Any]], list[int]]:
+    """``items`` as the scripts take them: each distinct list once (by identity), and the 1-based
+    index of each item's list in that order (see ``expand`` in ``lib.lua``)."""
+    distinct: list[list[Any]] = []
+    where: dict[int, int] = {}
+    order: list[int] = []
+    for item in items:
+        index = where.get(id(item))
+        if index is None:
+            distinct.append(item)
+            index = where[id(item)] = len(distinct)
+        order.append(index)
+    return distinct, order
 
 
 class Fleet:
@@ -155,7 +175,8 @@ class Fleet:
         """
         assert self.state_script is not None
         meta = self._common(now, counts, named)
-        meta.update(ttl=self.counter_ttl_s, peek=peek, ops=ops)
+        distinct, order = shared(ops)
+        meta.update(ttl=self.counter_ttl_s, peek=peek, ops=distinct, order=order)
         started = _view.wall()
         reply = await self.state_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "state.lua", 10)
@@ -197,8 +218,8 @@ class Fleet:
             channel=self.keys.changes,
             writes=self.writes(call, writes),
             events=self.events(call, events),
-            records=list(records),
         )
+        meta["records"], meta["order"] = shared(records)
         started = _view.wall()
         reply = await self.commit_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "commit.lua", 11)

@@ -35,7 +35,7 @@ from ..._core._errors import BeamRoutingError, PolicyDenied, RoutingError, Sessi
 from ..._core._explain import Explanation
 from ..._core._health import Ledger, took_probe
 from ..._core._holds import Holds
-from ..._core._planner import DONE, LEAST_LOADED, STICKY, Planner, RoutePlan, StateOutcome
+from ..._core._planner import DONE, LEAST_LOADED, ROTATE, STICKY, Planner, RoutePlan, StateOutcome
 from ..._core._request import RouteRequest
 from ..._core._types import Policy, RouteDecision, SessionHandle
 from .._protocol import SelectOp, StoreCrash
@@ -124,6 +124,9 @@ class Settler:
         self._fleet = fleet
         self._view = fleet.view
         self._sessions = sessions
+        self._plans: dict[int, tuple[RouteRequest, RoutePlan]] = {}
+        """The plans made at ``_plans_stamp`` during one batch, by request identity (equal requests share one object)."""
+        self._plans_stamp: tuple[int, float] | None = None
 
     def configure(self, planner: Planner) -> None:
         """Plan with ``planner`` from now on (new weights)."""
@@ -142,10 +145,21 @@ class Settler:
             return
         entry.stamp = stamp
         entry.plan = entry.error = None
+        plans = self._plans
+        if self._plans_stamp != stamp:
+            plans.clear()
+            self._plans_stamp = stamp
+        request = entry.op.request
+        known = plans.get(id(request))
+        if known is not None and known[0] is request:
+            entry.plan = known[1]
+            return
         try:
-            entry.plan = self._plan_of(entry.op.request, now)[0]
-        except BeamRoutingError as exc:
+            entry.plan = self._plan_of(request, now)[0]
+        except BeamRoutingError as exc:  # not shared: each selection raises its own
             entry.error = exc
+        else:
+            plans[id(request)] = (request, entry.plan)
 
     def _op(
         self, plan: RoutePlan | None, call: Call, guard: str | bool, *, tied: tuple[str, ...] = ()
@@ -215,6 +229,12 @@ class Settler:
 
     async def select(self, ops: Sequence[SelectOp]) -> list[SelectAnswer]:
         """Select for every operation of a run (registering their sessions); one answer each up to a crash."""
+        try:
+            return await self._select(ops)
+        finally:
+            self._plans.clear()  # it holds the batch's requests
+
+    async def _select(self, ops: Sequence[SelectOp]) -> list[SelectAnswer]:
         batch = _Batch(len(ops))
         keys = self._fleet.keys
         now = self._view.now()
@@ -277,8 +297,8 @@ class Settler:
                 batch.crashed(entry.index, exc)
                 break
             op, plan = entry.op, entry.plan
-            base = eligible(op.request)
             least = op.request.policy is Policy.LEAST_LOADED
+            base = eligible(op.request) if limits or least or touched else ()
             session = op.session_id
             wait = session is not None and ("s", session) in claimed
             if not wait and (limits or least):
@@ -332,6 +352,7 @@ class Settler:
             current, waiting = self._admit(batch, pending, now)
             call = fleet.state_call()
             ops: list[list[Any]] = []
+            rotating: dict[int, list[Any] | None] = {}  # plan (by identity) -> its operation
             op_of: dict[int, int] = {}
             least = False
             for entry in current:
@@ -342,7 +363,13 @@ class Settler:
                 if plan is not None and plan.kind == LEAST_LOADED:
                     entry.tied = plan.least_loaded(view.live)
                     least = True
-                op = self._op(None if entry.local is not None else plan, call, guard, tied=entry.tied)
+                if plan is not None and plan.kind == ROTATE and not guard and entry.local is None:
+                    # One list per plan: the call sends each distinct operation once.
+                    op = rotating.get(id(plan))
+                    if op is None:
+                        op = rotating[id(plan)] = self._op(plan, call, guard)
+                else:
+                    op = self._op(None if entry.local is not None else plan, call, guard, tied=entry.tied)
                 if op is not None:
                     op_of[entry.index] = len(ops)
                     ops.append(op)
@@ -407,7 +434,20 @@ class Settler:
         probes: list[Ledger | None] = []
         decided: list[tuple[_Pending, SelectAnswer]] = []
         finals: list[tuple[_Pending, SelectAnswer]] = []
-        codec = fleet.codec
+        rotations = self._planner.rotations
+        encode = fleet.codec.payload
+        encoded: dict[tuple[int, int], int] = {}  # (request, decision) -> its record, both by identity
+        alike: dict[tuple[str, int], list[Any]] = {}  # (backend, record) -> a plain record's arguments
+
+        def payload(request: RouteRequest, decision: RouteDecision, deny: str | None) -> int:
+            if deny is not None:
+                return call.value(encode(now, request, decision, deny))
+            key = (id(request), id(decision))
+            index = encoded.get(key)
+            if index is None:
+                index = encoded[key] = call.value(encode(now, request, decision, None))
+            return index
+
         for entry in current:
             if entry.index >= batch.limit:
                 break
@@ -431,9 +471,13 @@ class Settler:
                 else:
                     outcome, temporary, binding = self._outcome(plan, answer, False, entry.tied)
                 request = op.request
-                decision, deny = Planner.settle(
-                    plan, outcome, view.profile(request.policy_profile_id), temporary=temporary
-                )
+                if plan.kind == ROTATE and request.affinity_key is None and request.policy_profile_id is None:
+                    # The decisions a plan hands out are shared objects, so a batch encodes each once.
+                    decision, deny = plan.rotation(outcome, rotations), None  # type: ignore[arg-type]
+                else:
+                    decision, deny = Planner.settle(
+                        plan, outcome, view.profile(request.policy_profile_id), temporary=temporary
+                    )
                 result: SelectAnswer = decision if deny is None else PolicyDenied(deny)
                 session: list[Any] | bool = False
                 probe: Ledger | None = None
@@ -450,8 +494,12 @@ class Settler:
                             probe = after
                 key = request.affinity_key
                 cond = binding[0]
-                records.append(
-                    [
+                journaled = payload(request, decision, deny)
+                plain = not cond and session is False and probe is None
+                # No binding, session or probe: one list per record, as the call sends each once.
+                record = alike.get((decision.backend, journaled)) if plain else None
+                if record is None:
+                    record = [
                         cond,
                         call.key(fleet.keys.binding(key)) if cond and key is not None else 0,
                         call.key(fleet.keys.temporary(key)) if cond and key is not None else 0,
@@ -459,11 +507,13 @@ class Settler:
                         binding[2],
                         decision.backend,
                         1 if deny is not None else 2,
-                        call.value(codec.payload(now, request, decision, deny)),
+                        journaled,
                         session,
                         0 if probe is None else call.value(view.encode_ledger(probe)),
                     ]
-                )
+                    if plain:
+                        alike[decision.backend, journaled] = record
+                records.append(record)
                 probes.append(probe)
                 decided.append((entry, result))
             except Exception as exc:

@@ -11,7 +11,8 @@
 -- purge (as in sessions.lua), channel, writes = {{backend, ledger index or 0 to delete}},
 -- events = {record index} (one-event journal
 -- records of those writes), records = {{cond, binding, temporary, bound, temporary backend,
--- backend, events, record index, session, probe}}}; ARGV[2..] = binary values (ledgers,
+-- backend, events, record index, session, probe}} (the distinct ones), order = per decision,
+-- the index of its record among them}; ARGV[2..] = binary values (ledgers,
 -- journal records, handles), each named by its index in ARGV.
 -- The writes and their events are applied only if the learned-state version is `hv`; events
 -- without writes are always journaled.
@@ -37,6 +38,7 @@
 -- clock), ledger pairs sent, profile pairs sent, changed named profile pairs sent}, then those
 -- pairs (as state.lua)}.
 local m = cmsgpack.unpack(ARGV[1])
+m.records = expand(m.records, m.order)
 SK = {sessions = KEYS[7], order = KEYS[8], seq = KEYS[9], expiry = KEYS[10], live = KEYS[11], of = KEYS[12]}
 S.clock = m.clock or false
 S.limits = m.limits or {}

@@ -42,6 +42,14 @@ local function set_of(list)
   return set
 end
 
+-- The items a script's caller sent as `distinct` lists and the `order` of their indexes (a
+-- batch sends each list once however many of its selections share it).
+local function expand(distinct, order)
+  local items = {}
+  for i, index in ipairs(order) do items[i] = distinct[index] end
+  return items
+end
+
 local function is_count(raw)  -- a whole number Lua holds exactly
   return type(raw) == 'string' and #raw <= 16 and string.match(raw, '^%d+$') ~= nil
     and tonumber(raw) < 9007199254740992
@@ -394,12 +402,14 @@ local function last_sequence()
   return rebuilt
 end
 
-local function append(fields)
-  local done = redis.pcall('XADD', J.stream, 'MAXLEN', '~', J.maxlen, '*', unpack(fields))
+-- Entries are appended untrimmed; journal_end trims the stream once (MAXLEN ~), which keeps
+-- what trimming at every append would and costs a fraction.
+local function append(start, events, record)
+  local done = redis.pcall('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
   if type(done) == 'table' and done.err then
     redis.call('DEL', J.stream)
     note(J.stream)
-    redis.call('XADD', J.stream, 'MAXLEN', '~', J.maxlen, '*', unpack(fields))
+    redis.call('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
   end
 end
 
@@ -408,9 +418,7 @@ local function journal(events, record)  -- one record of `events` events
     sequence = last_sequence()
     first_sequence = sequence
   end
-  if J.maxlen > 0 then
-    append({'s', string.format('%d', sequence + 1), 'e', string.format('%d', events), 'r', record})
-  end
+  if J.maxlen > 0 then append(string.format('%d', sequence + 1), events, record) end
   sequence = sequence + events
 end
 
@@ -418,6 +426,7 @@ local function journal_end()
   if sequence ~= nil and sequence ~= first_sequence then
     redis.call('SET', J.seq, string.format('%d', sequence))
   end
+  if sequence ~= nil and J.maxlen > 0 then redis.call('XTRIM', J.stream, 'MAXLEN', '~', J.maxlen) end
 end
 
 -- What a process caches, for a reply: the versions, and what changed since those it has. ------

@@ -8,8 +8,8 @@
 -- backends planned as full, named = {profile id, SHA-1 of the document the caller has or ''} for
 -- the profiles the requests name, clock = injected clock (ms) or absent, counts = whether live
 -- counts took part (every expired session is then purged first), peek = read without changing
--- anything (a value the store would not have written only reads as absent), ops = one per
--- selection}:
+-- anything (a value the store would not have written only reads as absent), ops, order = the
+-- distinct operations and, per selection, the index of its operation among them}:
 --   {1, counter, guard}: INCR the counter (GET with peek) and answer its value;
 --   {2, binding, temporary, counter, eligible, held_out, guard}: a sticky key: answer {1, bound}
 --     when the bound backend is eligible, else {2, temporary, bound} when the bound backend is
@@ -33,6 +33,7 @@
 -- (-1: none), changed named profile pairs sent (-1: none)}, then those pairs: backend, ledger,
 -- ..., profile id, document, ..., profile id, document or nil, ...}.
 local m = cmsgpack.unpack(ARGV[1])
+m.ops = expand(m.ops, m.order)
 SK = {sessions = KEYS[5], order = KEYS[6], seq = KEYS[7], expiry = KEYS[8], live = KEYS[9], of = KEYS[10]}
 S.clock = m.clock or false
 S.limits = m.limits or {}
@@ -62,6 +63,7 @@ if fresh and m.counts then
   end
 end
 
+local advanced = {}  -- the counters advanced, each given its ttl once after the operations
 local function counter(key)
   if peek then
     local value = redis.pcall('GET', key)
@@ -74,7 +76,7 @@ local function counter(key)
     note(key)
     value = redis.call('INCR', key)
   end
-  if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  advanced[key] = true
   return value
 end
 
@@ -106,6 +108,9 @@ if fresh then
       out[i] = counter(KEYS[op[2]])
     end
   end
+end
+if ttl > 0 then
+  for key in pairs(advanced) do redis.call('EXPIRE', key, ttl) end
 end
 if sessions then sessions_end() end
 local raw = {}
