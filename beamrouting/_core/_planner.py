@@ -328,6 +328,14 @@ class Planner:
         self._partial_support = any(caps != full for caps in self._support.values())
         self._candidate_cache: dict[tuple[Any, ...], _Sets] = {}
         self._cached_entries = 0
+        self._last: tuple[RouteRequest | None, frozenset[str], RoutePlan | RouteDecision | None] = (
+            None,
+            _NONE,
+            None,
+        )
+        """``(request, unavailable, what route() gave)`` for the last request :meth:`route` served
+        from ``_Sets.routed``: requests repeat as the very same object (they are normalised
+        once), and then need no key built and hashed. Forgotten when the cache is cleared."""
         self.rotations = _Budget(_ROTATION_REFERENCES)
         """Room for the round-robin decisions plans keep (:meth:`RoutePlan.rotation`)."""
 
@@ -377,6 +385,7 @@ class Planner:
             if len(cache) >= _CANDIDATE_CACHE_SIZE or self._cached_entries > _CANDIDATE_CACHE_ENTRIES:
                 cache.clear()
                 self._cached_entries = 0
+                self._last = (None, _NONE, None)
                 self.rotations.reset()
             cache[key] = sets
             self._cached_entries += sets.size
@@ -417,16 +426,19 @@ class Planner:
 
     def route(self, req: RouteRequest, unavailable: frozenset[str] = _NONE) -> RoutePlan | RouteDecision:
         """:meth:`plan`, but the decision itself when it needs no state (what the hot path uses)."""
+        last, held_out, known = self._last
+        if req is last and unavailable is held_out:
+            return known  # type: ignore[return-value]
         sets = self._sets(req, unavailable)
         if req.affinity_key is None and req.policy_profile_id is None:
             key = (req.policy, req.backend, req.last_backend)
             known = sets.routed.get(key)
-            if known is not None:
-                return known
-            routed = self._route(req, sets, unavailable)
-            sets.routed[key] = routed
-            sets.size += len(sets.ordered)
-            return routed
+            if known is None:
+                known = self._route(req, sets, unavailable)
+                sets.routed[key] = known
+                sets.size += len(sets.ordered)
+            self._last = (req, unavailable, known)
+            return known
         return self._route(req, sets, unavailable)
 
     def _route(

@@ -65,7 +65,7 @@ class Actor(ABC, Generic[_Message, _Op]):
 
     A subclass names itself and the messages it accepts (``message_type``, a tagged union
     of msgspec structs), and says how a decoded message becomes a store operation
-    (:meth:`operation`), which store call serves a batch (:meth:`apply`) and what reply
+    (:meth:`operation`), which store call serves a batch (:meth:`store_call`) and what reply
     answers an operation's result (:meth:`reply`).
     """
 
@@ -89,6 +89,7 @@ class Actor(ABC, Generic[_Message, _Op]):
         self._known: dict[bytes, _Op] = {}
         """Operations already decoded and validated, by their message's bytes (see :meth:`repeats`)."""
         self._known_bytes = 0
+        self._store_call = self.store_call()
 
     def repeats(self, op: _Op) -> bool:
         """Whether messages asking for ``op`` are worth keeping decoded (they come again, byte for byte)."""
@@ -102,8 +103,11 @@ class Actor(ABC, Generic[_Message, _Op]):
         """
 
     @abstractmethod
-    def apply(self, ops: Sequence[_Op]) -> Awaitable[Sequence[Any]]:
-        """The store call that applies a batch of operations (the store protocol's answer rules)."""
+    def store_call(self) -> Callable[[Sequence[_Op]], Awaitable[Sequence[Any]]]:
+        """The store call that applies a batch of operations (the store protocol's answer rules).
+
+        Looked up once, when the actor starts.
+        """
 
     @abstractmethod
     def reply(self, op: _Op, result: Any) -> Answer:
@@ -137,21 +141,22 @@ class Actor(ABC, Generic[_Message, _Op]):
                     self._known_bytes += len(data)
             ops.append(op)
             slots.append(slot)
-        if ops:
-            await self._apply(ops, slots)
+        if not ops:
+            return
+        self.in_hand = slots[0]
+        results: Sequence[Any]
+        try:
+            results = await self._store_call(ops)
+        except BeamRoutingError as exc:  # the store answers every operation with a typed error
+            results = [exc] * len(ops)
+        self._answer(ops, slots, results)
 
-    async def _apply(self, ops: list[_Op], slots: list[Any]) -> None:
-        """Apply ``ops`` in one store call and answer each; crash on the first :class:`StoreCrash`.
+    def _answer(self, ops: list[_Op], slots: list[Any], results: Sequence[Any]) -> None:
+        """Answer each of ``ops`` with its store result; crash on the first :class:`StoreCrash`.
 
         Operations the answer left out (after a crash that ended it) stay unanswered, for
         the restarted actor to serve.
         """
-        self.in_hand = slots[0]
-        results: Sequence[Any]
-        try:
-            results = await self.apply(ops)
-        except BeamRoutingError as exc:  # the store answers every operation with a typed error
-            results = [exc] * len(ops)
         if len(results) > len(ops):
             raise RuntimeError(f"the store answered {len(results)} results for {len(ops)} operations")
         deliver = self.mailbox.deliver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from .._core._errors import UnknownBackend
@@ -129,9 +129,9 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
         """A selection without an affinity key or a session comes again, byte for byte."""
         return type(op) is SelectOp and op.session_id is None and op.request.affinity_key is None
 
-    def apply(self, ops: Sequence[RoutingOp]) -> Awaitable[list[RoutingResult]]:
+    def store_call(self) -> Callable[[Sequence[RoutingOp]], Awaitable[list[RoutingResult]]]:
         """:meth:`beamrouting.store.Store.routing_batch`."""
-        return self.store.routing_batch(ops)
+        return self.store.routing_batch
 
     def reply(self, op: RoutingOp, result: Any) -> Answer:
         """A decision as it is (immutable); every other reply encoded."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from .._core._sessions import check_session_id, session_handle
@@ -66,9 +66,9 @@ class SessionRegistry(Actor[SessionMessage, SessionOp]):
                 return ListSessionsOp()
         raise AssertionError(f"unhandled message {message!r}")
 
-    def apply(self, ops: Sequence[SessionOp]) -> Awaitable[list[SessionResult]]:
+    def store_call(self) -> Callable[[Sequence[SessionOp]], Awaitable[list[SessionResult]]]:
         """:meth:`beamrouting.store.Store.session_batch`."""
-        return self.store.session_batch(ops)
+        return self.store.session_batch
 
     def reply(self, op: SessionOp, result: Any) -> Answer:
         """The encoded reply to ``op`` whose store result is ``result``."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import types
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
@@ -11,6 +12,12 @@ from anyio import BrokenResourceError, ClosedResourceError, WouldBlock
 from ._base import Answer, Mailbox
 
 __all__ = ["AsyncioMailbox", "mailbox_class"]
+
+
+@types.coroutine
+def _yield() -> Generator[None, None, None]:
+    """Yield to the loop once: what ``asyncio.sleep(0)`` does, in one frame instead of two."""
+    yield
 
 
 class AsyncioMailbox(Mailbox):
@@ -22,7 +29,7 @@ class AsyncioMailbox(Mailbox):
         self._create_future = loop.create_future
 
     def checkpoint(self) -> Awaitable[None]:
-        return asyncio.sleep(0)
+        return _yield()
 
     def call(self, data: bytes) -> Awaitable[Answer]:
         fut: asyncio.Future[Answer] = self._create_future()
