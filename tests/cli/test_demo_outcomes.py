@@ -74,3 +74,22 @@ async def test_a_registry_crash_while_leaving_is_absorbed_and_the_session_unregi
         assert await router.sessions() == []
     assert (run.routed, run.failed, run.failovers) == (1, 0, 1)
     assert not run.errors
+
+
+def test_the_probe_check_allows_a_slot_again_once_it_freed_itself() -> None:
+    from beamrouting import HealthPolicy
+    from beamrouting._cli._demo._checks import _ejection_check
+
+    policy = HealthPolicy(base_ejection=30.0, probe_sessions=1)
+    transitions = [
+        (100.0, "gemini", "ejected", 130.0, "ejected after 5 consecutive failures"),
+        (130.0, "gemini", "probing", None, "probing: 0 of 1 slots in use"),
+        (200.0, "gemini", "healthy", None, None),
+    ]
+    # 70 s of probing: the slot may be taken at 131, again from 161 and from 191.
+    three = [(131.0, 131.1, "gemini"), (162.0, 162.1, "gemini"), (192.0, 192.1, "gemini")]
+    assert _ejection_check(transitions, three, "gemini", policy)[0]
+    ok, detail = _ejection_check(transitions, [*three, (195.0, 195.1, "gemini")], "gemini", policy)
+    assert not ok and "4 sessions routed to gemini in 70.0 s of probing (at most 3" in detail
+    ok, detail = _ejection_check(transitions, [(110.0, 110.1, "gemini")], "gemini", policy)
+    assert not ok and "while it was ejected" in detail

@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from beamrouting import HealthPolicy
+
 from ._report import Invariant
 from ._setup import _BOUND, _HEALTHY, _REUSED
 from ._state import _Routed, _Run, _Transition
@@ -107,9 +109,15 @@ def _cooling_check(
 
 
 def _ejection_check(
-    transitions: Sequence[_Transition], routed: Sequence[_Routed], backend: str, probe_sessions: int
+    transitions: Sequence[_Transition], routed: Sequence[_Routed], backend: str, policy: HealthPolicy
 ) -> tuple[bool, str]:
-    """No decision went to ``backend`` while ejected, at most ``probe_sessions`` per probing stretch."""
+    """No decision went to ``backend`` while ejected, and no more probes than its slots allow while probing.
+
+    A probe slot is freed by a report, which ends the probing (a success makes the backend
+    healthy, a failure ejects it again), or by itself ``base_ejection`` seconds after it
+    was taken: so a probing stretch may see ``probe_sessions`` probes, and as many again
+    for every ``base_ejection`` seconds it lasts.
+    """
     windows = _windows(transitions, backend)
     ejected = [w for w in windows if w[0] == "ejected"]
     probing = [w for w in windows if w[0] == "probing"]
@@ -120,17 +128,21 @@ def _ejection_check(
     mine = [r for r in routed if r[2] == backend]
     during = [r for r in mine if any(_inside(r, w[1], w[2]) for w in ejected)]
     problems = [f"{len(during)} session(s) routed to {backend} while it was ejected"] if during else []
+    last = max((r[1] for r in mine), default=0.0)
     for _, start, end, _ in probing:
         probes = sum(1 for r in mine if _inside(r, start, end))
-        if probes > probe_sessions:
+        lasted = (end if end != math.inf else max(last, start)) - start
+        allowed = policy.probe_sessions * (1 + int(lasted // policy.base_ejection))
+        if probes > allowed:
             problems.append(
-                f"{probes} sessions routed to {backend} while probing (probe_sessions={probe_sessions})"
+                f"{probes} sessions routed to {backend} in {lasted:.1f} s of probing "
+                f"(at most {allowed} with probe_sessions={policy.probe_sessions})"
             )
     if problems:
         return False, "; ".join(problems)
     return True, (
         f"{backend} ejected {len(ejected)} time(s), probed {len(probing)} time(s); "
-        f"no session while ejected, at most {probe_sessions} probe(s) at once"
+        f"no session while ejected, no more probes than its slots allowed"
     )
 
 
@@ -204,9 +216,7 @@ def _invariants(run: _Run, restarts: Mapping[str, int], remaining: int) -> list[
         if run.quota_backend is not None:
             cooling = _cooling_check(run.transitions, run.routed_watched, run.quota_backend)
         if run.failing_backend is not None:
-            ejection = _ejection_check(
-                run.transitions, run.routed_watched, run.failing_backend, health.probe_sessions
-            )
+            ejection = _ejection_check(run.transitions, run.routed_watched, run.failing_backend, health)
         if run.watched:
             recovered = _recovered_check(run)
     invariants += [
