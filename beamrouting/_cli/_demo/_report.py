@@ -57,7 +57,8 @@ class DemoReport:
     failed_starts: int = 0
     """Sessions that failed to start on the failing backend and moved (``RouterSession.failover``)."""
     probes: int = 0
-    """Sessions routed to a probing backend."""
+    """Selections of the failing backend whose calls overlapped a probing stretch (calls in flight as it
+    began or ended count too, so this is at least the number of probes)."""
     transitions: list[dict[str, Any]] = field(default_factory=list)
     """Every ``backend_health`` status change: ``at``, ``backend``, ``status``, ``until``, ``reason``."""
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -206,7 +207,7 @@ def print_demo(report: DemoReport, out: Output) -> None:
     if report.failing_backend is not None:
         learned.append(
             f"{report.failing_backend} failed {report.failed_starts:,} session start(s) (each moved by "
-            f"failover), was ejected, and took {report.probes:,} session(s) while probing until healthy"
+            f"failover), was ejected, and was probed back to health"
         )
     if learned:
         lines.append(("learned", "; ".join(learned)))
