@@ -26,10 +26,12 @@ __all__ = [
     "BACKENDS",
     "REPO_ROOT",
     "SCENARIO_PROFILES",
+    "UNUSED_FILTER_PROFILE",
     "FakeClock",
     "Gate",
     "Scenario",
     "ScenarioMismatch",
+    "every_feature",
     "format_mismatches",
     "load_scenarios",
     "profiles_for_scenarios",
@@ -155,6 +157,34 @@ def profiles_for_scenarios() -> Iterator[tuple[str, dict[str, Any]]]:
     """``(profile_id, profile)`` pairs to store before a scenario runs (fresh copies)."""
     for profile_id, profile in SCENARIO_PROFILES.items():
         yield profile_id, json.loads(json.dumps(profile))
+
+
+def every_feature() -> dict[str, Any]:
+    """Engine and router options that switch every optional feature on without reporting anything.
+
+    Learning (the default ``HealthPolicy``), a generous limit and a weight for every backend;
+    :func:`store_unused_filter_profile` adds a filtering profile no scenario names. With
+    nothing reported, no limit reached and no request naming that profile, every decision
+    must still be the reference engine's.
+    """
+    from beamrouting import HealthPolicy
+
+    return {
+        "health": HealthPolicy(),
+        "limits": dict.fromkeys(BACKENDS, 10_000),
+        "weights": {backend: weight for weight, backend in enumerate(BACKENDS, start=1)},
+    }
+
+
+UNUSED_FILTER_PROFILE: Final[tuple[str, dict[str, Any]]] = (
+    "filter-no-scenario-names",
+    {
+        "default": "allow",
+        "mode": "filter",
+        "rules": [{"action": "backend", "decision": "deny", "match": ["eq", "backend", "claude"]}],
+    },
+)
+"""A filtering profile stored beside the scenarios' own, which no scenario names."""
 
 
 # --------------------------------------------------------------------------- scenario runner

@@ -12,7 +12,9 @@ import pytest
 
 from beamrouting import RoutingEngine
 from tests._helpers import (
+    UNUSED_FILTER_PROFILE,
     Scenario,
+    every_feature,
     format_mismatches,
     profiles_for_scenarios,
     require_scenario,
@@ -33,12 +35,15 @@ def test_scenario_file_is_complete() -> None:
     assert checked >= 300
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["defaults", "every-feature-on"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_engine_matches_scenario(scenario: Scenario | None) -> None:
+def test_engine_matches_scenario(scenario: Scenario | None, features: bool) -> None:
     scenario = require_scenario(scenario)
-    engine = RoutingEngine()
+    engine = RoutingEngine(**every_feature()) if features else RoutingEngine()
     for profile_id, profile in profiles_for_scenarios():
         engine.put_policy_profile(profile_id, profile)
+    if features:
+        engine.put_policy_profile(*UNUSED_FILTER_PROFILE)
 
     mismatches = run_scenario(
         scenario,

@@ -37,6 +37,8 @@ from beamrouting import (
 )
 from beamrouting._runtime._messages import Failed, Select, new_encoder, reply_decoder
 from tests._helpers import (
+    UNUSED_FILTER_PROFILE,
+    every_feature,
     format_mismatches,
     profiles_for_scenarios,
     require_scenario,
@@ -53,10 +55,12 @@ SCENARIOS = scenario_params()
 
 
 @asynccontextmanager
-async def scenario_router() -> AsyncIterator[Router]:
-    async with Router() as router:
+async def scenario_router(features: bool = False) -> AsyncIterator[Router]:
+    async with Router(**every_feature()) if features else Router() as router:
         for profile_id, profile in profiles_for_scenarios():
             await router.put_policy_profile(profile_id, profile)
+        if features:
+            await router.put_policy_profile(*UNUSED_FILTER_PROFILE)
         yield router
 
 
@@ -85,10 +89,11 @@ async def router_outcome(router: Router, *args: Any) -> Any:
 # --------------------------------------------------------------------------- the contract
 
 
+@pytest.mark.parametrize("features", [False, True], ids=["defaults", "every-feature-on"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-async def test_scenario_through_router(scenario: dict[str, Any] | None) -> None:
+async def test_scenario_through_router(scenario: dict[str, Any] | None, features: bool) -> None:
     scenario = require_scenario(scenario)
-    async with scenario_router() as router:
+    async with scenario_router(features) as router:
         mismatches = await run_scenario_async(
             scenario, router.select_backend, router.select_backend, router.clear
         )

@@ -53,6 +53,8 @@ from beamrouting.store import (
 from tests._helpers import (
     BACKENDS,
     REPO_ROOT,
+    UNUSED_FILTER_PROFILE,
+    every_feature,
     format_mismatches,
     profiles_for_scenarios,
     record_batch_sizes,
@@ -96,15 +98,19 @@ async def _restarts(router: Router) -> dict[str, int]:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("features", [False, True], ids=["defaults", "every-feature-on"])
 @pytest.mark.parametrize("scenario", scenario_params())
 async def test_reference_scenario_through_redis(
-    scenario: dict[str, Any] | None, redis_url: str, prefix: str
+    scenario: dict[str, Any] | None, redis_url: str, prefix: str, features: bool
 ) -> None:
     if scenario is None:
         pytest.fail(f"reference scenarios not found at {scenarios_path()}", pytrace=False)
-    async with Router(store=RedisStore(redis_url, prefix=prefix)) as router:
+    options = every_feature() if features else {}
+    async with Router(store=RedisStore(redis_url, prefix=prefix, **options)) as router:
         for profile_id, profile in profiles_for_scenarios():
             await router.put_policy_profile(profile_id, profile)
+        if features:
+            await router.put_policy_profile(*UNUSED_FILTER_PROFILE)
         mismatches = await run_scenario_async(
             scenario, router.select_backend, router.select_backend, router.clear
         )
