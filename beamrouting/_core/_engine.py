@@ -210,8 +210,7 @@ class RoutingEngine:
             if ledger is not None:
                 after = took_probe(ledger, state.clock(), self.health)
                 if after is not ledger:
-                    ledgers[decision.backend] = after
-                    self._learned = None
+                    self._keep(decision.backend, after, [])
         state.journal.record(req, decision, None)
         return decision
 

@@ -365,6 +365,8 @@ class RequestNormalizer:
         else:
             policy = _POLICIES[value]
         backend = None if raw_backend is None or _is_auto(raw_backend) else self._aliases[raw_backend]
+        # The four lists are written out rather than looped over: every sticky request (a new
+        # affinity key each time, so never in the request cache) comes this way.
         value = get("preferred_backends", _EMPTY)
         if value is _EMPTY:
             preferred = _EMPTY

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from beamrouting import RoutingEngine
-from beamrouting._cli import _bench, main
+from beamrouting._cli import _bench
 from beamrouting._cli._bench_cells import AV, PTF, RR, bare, cells_for
 from benchmarks.__main__ import main as benchmarks_main
 from tests._redis import RedisServer
+from tests.cli._support import one_error_line, run
 
 SMALL_CAPS = (200, 500, 2_000)
 """Patched-in state caps of a full run."""
@@ -44,22 +45,6 @@ TARGETS = {
     "learning.out": ("<=", 1.25),
 }
 """The cells with a target (at the patched caps), and the target."""
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in-process; return (status, stdout, stderr)."""
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert "Traceback" not in captured.out
-    return status, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("beamrouting")
-    return lines[0]
 
 
 @pytest.fixture

@@ -17,27 +17,11 @@ from typing import Any
 import pytest
 
 from beamrouting import Catalog, RoutingEngine
-from beamrouting._cli import main
 from beamrouting._cli._demo import DemoConfig, run_demo
 from tests._helpers import REPO_ROOT
+from tests.cli._support import one_error_line, run
 
 BACKENDS = ("claude", "codex", "copilot", "gemini", "opencode")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in-process; return (status, stdout, stderr)."""
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert "Traceback" not in captured.out
-    return status, captured.out, captured.err
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("beamrouting")
-    return lines[0]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from beamrouting._cli import main
+from tests.cli._support import run
 
 CONFIG = """\
 [[catalog.backends]]
@@ -36,14 +36,6 @@ decision = "deny"
 match = ["eq", "backend", "gamma"]
 reason = "gamma is off limits"
 """
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in-process; return (status, stdout, stderr)."""
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err + captured.out
-    return status, captured.out, captured.err
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 from beamrouting import RedisStore, Router
 from beamrouting._cli import main
 from tests._helpers import BACKENDS, REPO_ROOT
+from tests.cli._support import run
 
 pytestmark = pytest.mark.redis
 
@@ -31,14 +32,6 @@ FLEET_COMMANDS = (
     ["release", "workspace-1"],
     ["watch", "--count", "1"],
 )
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in-process; return (status, stdout, stderr)."""
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err + captured.out
-    return status, captured.out, captured.err
 
 
 def states_of(capsys: pytest.CaptureFixture[str], *fleet: str) -> dict[str, dict[str, Any]]:

@@ -14,20 +14,11 @@ from typing import Any
 
 import pytest
 
-from beamrouting._cli import main
+from tests.cli._support import one_error_line, run
 
 DEPTH = 20_000
 DEEP_LIST = "[" * DEPTH + "]" * DEPTH
 DEEP_OBJECT = '{"a": ' * DEPTH + "1" + "}" * DEPTH
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run the command line in-process; return (status, stdout, stderr)."""
-    status = main(list(argv))
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    assert "Traceback" not in captured.out
-    return status, captured.out, captured.err
 
 
 def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -35,10 +26,9 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     status, out, err = run(capsys, *argv)
     assert status == 2, err
     assert out == ""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("beamrouting: ")
-    return lines[0]
+    line = one_error_line(err)
+    assert line.startswith("beamrouting: ")
+    return line
 
 
 # --------------------------------------------------------------------------- deeply nested JSON

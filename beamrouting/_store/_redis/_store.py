@@ -482,18 +482,7 @@ class RedisStore:
             profile_id: self._profiles.encode(profile) for profile_id, profile in settings.profiles.items()
         }
         args: list[Any] = [b"x", self._keys.changes, *(item for pair in documents.items() for item in pair)]
-        keys = [self._keys.profiles, self._keys.profiles_version]
-        async with self._connection.operation("reload"):
-            reply: Any = await self._scripts[_scripts.PROFILES](keys=keys, args=args)
-        if (
-            type(reply) is not list
-            or len(reply) != 4
-            or not all(type(value) is int for value in (reply[0], *reply[2:]))
-        ):
-            raise MalformedReply("profiles.lua")
-        _, repaired, before, after = reply
-        if repaired:
-            logger.warning("replaced %s, which held a value of the wrong type", self._keys.profiles)
+        _, before, after = await self._profiles_script("reload", args)
         self.health = settings.health
         self.limits_of = dict(settings.limits)
         if settings.weights != self.weights:
@@ -504,15 +493,14 @@ class RedisStore:
         self._registry.configure(self.limits_of)
         self._view.configure(self._planner, self.health, self.limits_of, documents, before, after)
 
-    async def _write_profile(self, profile_id: str, profile: PolicyProfile | None) -> bool:
-        """Store (or, for ``None``, delete) a profile; whether it existed (deleting) or ``True``."""
+    async def _profiles_script(self, operation: str, args: list[Any]) -> tuple[int, int, int]:
+        """Run ``profiles.lua`` with ``args`` as ``operation``: ``(done, version before, version after)``.
+
+        Raises :class:`MalformedReply` for a reply the script does not give; a profiles key
+        of the wrong type that the script replaced is logged.
+        """
         keys = [self._keys.profiles, self._keys.profiles_version]
-        args: list[Any] = (
-            [b"d", profile_id] if profile is None else [b"p", profile_id, self._profiles.encode(profile)]
-        )
-        async with self._connection.operation(
-            "delete_policy_profile" if profile is None else "put_policy_profile"
-        ):
+        async with self._connection.operation(operation):
             reply: Any = await self._scripts[_scripts.PROFILES](keys=keys, args=args)
         if (
             type(reply) is not list
@@ -523,6 +511,16 @@ class RedisStore:
         done, repaired, before, after = reply
         if repaired:
             logger.warning("replaced %s, which held a value of the wrong type", self._keys.profiles)
+        return done, before, after
+
+    async def _write_profile(self, profile_id: str, profile: PolicyProfile | None) -> bool:
+        """Store (or, for ``None``, delete) a profile; whether it existed (deleting) or ``True``."""
+        args: list[Any] = (
+            [b"d", profile_id] if profile is None else [b"p", profile_id, self._profiles.encode(profile)]
+        )
+        done, before, after = await self._profiles_script(
+            "delete_policy_profile" if profile is None else "put_policy_profile", args
+        )
         self._view.profile_written(profile_id, None if profile is None else args[2], before, after)
         return bool(done)
 

@@ -10,7 +10,6 @@ tests start their own server so they can kill, pause and restart it.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import signal
@@ -65,6 +64,7 @@ from tests._helpers import (
     wait_for,
 )
 from tests._redis import RedisServer, free_port, import_redis_or_skip
+from tests.stores.redis._fleet import finish
 
 import_redis_or_skip()
 
@@ -699,18 +699,7 @@ def _run_fleet(
 ) -> list[dict[str, Any]]:
     barrier = f"{prefix}test-barrier:{uuid.uuid4().hex}"
     processes = [_spawn(url, prefix, mode, calls, concurrency, barrier, workers) for _ in range(workers)]
-    results = []
-    try:
-        for process in processes:
-            out, err = process.communicate(timeout=90)
-            assert process.returncode == 0, f"worker failed:\n{err}"
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    return results
+    return finish(processes, timeout=90)
 
 
 def test_fleet_round_robin_spreads_exactly_evenly(redis_url: str, prefix: str) -> None:
