@@ -7,7 +7,7 @@ the errors the engine would.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -53,6 +53,18 @@ _NORMALISED_CACHE_SIZE: Final = 1024
 _REQUEST_CACHE_BYTES: Final = 1 << 22
 """Bytes of encoded requests the request cache may hold (4 MiB)."""
 _PLAIN_TYPES: Final = frozenset({str, type(None), Policy, FallbackPolicy})
+_RECENT_REQUESTS: Final = 64
+_RECENT_BYTES: Final = 1 << 20
+"""Bytes of encoded requests the identity memo of :meth:`RequestNormalizer.request_key` may hold (1 MiB)."""
+
+
+_Orders: TypeAlias = tuple[tuple[str, tuple[tuple[Any, Any], ...]], ...]
+"""The entries, in order, of a request's mappings of more than one entry, by field."""
+
+
+def _same_order(request: dict[Any, Any], orders: _Orders) -> bool:
+    """Whether the mappings of ``request`` (equal to those ``orders`` came from) list their entries in that order."""
+    return all(tuple(request[name].items()) == entries for name, entries in orders)
 
 
 def _refuse(value: object) -> object:
@@ -186,6 +198,8 @@ class RequestNormalizer:
         "_lists",
         "_max_entries",
         "_max_key",
+        "_recent",
+        "_recent_bytes",
         "_request_bytes",
         "_requests",
         "catalog",
@@ -209,6 +223,11 @@ class RequestNormalizer:
         self._healths: dict[tuple[Any, ...], dict[str, Health]] = {}
         self._requests: dict[bytes, RouteRequest] = {}
         self._request_bytes = 0
+        # Request dicts by identity, with a copy of their contents and their key: callers
+        # often route the same dict again, and comparing it with the copy (in C, bounded by
+        # the copy's size) is cheaper than checking and encoding it. Bounded: cleared when full.
+        self._recent: dict[int, tuple[dict[Any, Any], _Orders, bytes]] = {}
+        self._recent_bytes = 0
 
     def _too_many(self, field: str, count: int) -> InvalidRouteRequest:
         return InvalidRouteRequest({"field": field, "max_list_entries": self._max_entries, "entries": count})
@@ -298,13 +317,47 @@ class RequestNormalizer:
         allowed and no string longer than a key may be, nested ones included, so that it
         costs nothing proportional to abuse. A request with an affinity key (unique per
         session, as a rule) has none.
+
+        A dict routed again (the same object) is recognised by comparing it with a copy
+        kept from last time, entries' order included, which costs no more than the copy's
+        size; a value whose own ``==`` claims equality with what it is not is taken at its
+        word.
         """
+        recent = self._recent.get(id(request))
+        if recent is not None:
+            try:
+                # The same contents as when it was checked and encoded (a mapping's order
+                # counts too: a later spelling of the same backend wins).
+                if recent[0] == request and (not recent[1] or _same_order(request, recent[1])):
+                    return recent[2]
+            except Exception:  # a value whose own comparison fails: check it the long way
+                pass
         if "affinity_key" in request or len(request) > 11 or not self._small_and_plain(request):
             return None
         try:
-            return _encode_plain(request)
+            key = _encode_plain(request)
         except Exception:  # a str subclass inside (the encoder's hook refuses it)
             return None
+        self._remember(request, key)
+        return key
+
+    def _remember(self, request: dict[Any, Any], key: bytes) -> None:
+        """Keep a copy of ``request`` (checked plain data) and its key, by the request's identity."""
+        recent = self._recent
+        if len(recent) >= _RECENT_REQUESTS or self._recent_bytes > _RECENT_BYTES:
+            recent.clear()
+            self._recent_bytes = 0
+        copy = {
+            name: list(value) if type(value) is list else dict(value) if type(value) is dict else value
+            for name, value in request.items()
+        }
+        orders = tuple(
+            (name, tuple(value.items()))
+            for name, value in copy.items()
+            if type(value) is dict and len(value) > 1
+        )
+        recent[id(request)] = (copy, orders, key)
+        self._recent_bytes += len(key)
 
     def _small_and_plain(self, request: dict[Any, Any]) -> bool:
         """Whether every value of ``request`` is of an exact plain type and within the limits,

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import msgspec
-from anyio import ClosedResourceError, EndOfStream, WouldBlock
+from anyio import ClosedResourceError, EndOfStream
 
 from .._core._errors import ActorCrashed, BeamRoutingError, InvalidRouteRequest, RouterClosed, RoutingError
 from .._store._protocol import Store, StoreCrash
@@ -90,6 +90,7 @@ class Actor(ABC, Generic[_Message, _Op]):
         """Operations already decoded and validated, by their message's bytes (see :meth:`repeats`)."""
         self._known_bytes = 0
         self._store_call = self.store_call()
+        self._apply_now = self.apply_now()
 
     def repeats(self, op: _Op) -> bool:
         """Whether messages asking for ``op`` are worth keeping decoded (they come again, byte for byte)."""
@@ -109,15 +110,21 @@ class Actor(ABC, Generic[_Message, _Op]):
         Looked up once, when the actor starts.
         """
 
+    def apply_now(self) -> Callable[[_Op], Any] | None:
+        """The store's synchronous call for one operation, when it has one (``None`` here).
+
+        With one, a lone message is served without a coroutine: its result is returned, a
+        :class:`beamrouting.BeamRoutingError` raised answers it, any other exception is a
+        crash. Looked up once, when the actor starts.
+        """
+        return None
+
     @abstractmethod
     def reply(self, op: _Op, result: Any) -> Answer:
         """The answer to ``op`` whose store result is ``result``; :class:`TypeError` for a wrong result."""
 
     async def handle_batch(self, batch: list[Envelope]) -> None:
         """Validate every message, apply the valid ones in one store call, answer each caller."""
-        deliver = self.mailbox.deliver
-        decode = self.decode
-        operation = self.operation
         known = self._known
         ops: list[_Op] = []
         slots: list[Any] = []
@@ -125,20 +132,9 @@ class Actor(ABC, Generic[_Message, _Op]):
             self.in_hand = slot
             op = known.get(data)
             if op is None:
-                try:
-                    op = operation(decode(data))
-                except msgspec.DecodeError:
-                    deliver(slot, self.bad_message)
+                op = self._validated(data, slot)
+                if op is None:
                     continue
-                except RoutingError as exc:
-                    deliver(slot, self.encode(failed(exc)))
-                    continue
-                if self.repeats(op):
-                    if len(known) >= _KNOWN_MESSAGES or self._known_bytes > _KNOWN_BYTES:
-                        known.clear()
-                        self._known_bytes = 0
-                    known[data] = op
-                    self._known_bytes += len(data)
             ops.append(op)
             slots.append(slot)
         if not ops:
@@ -150,6 +146,44 @@ class Actor(ABC, Generic[_Message, _Op]):
         except BeamRoutingError as exc:  # the store answers every operation with a typed error
             results = [exc] * len(ops)
         self._answer(ops, slots, results)
+
+    def _validated(self, data: bytes, slot: Any) -> _Op | None:
+        """The operation ``data`` asks for, or ``None`` after answering ``slot`` with why it is not valid."""
+        try:
+            op = self.operation(self.decode(data))
+        except msgspec.DecodeError:
+            self.mailbox.deliver(slot, self.bad_message)
+            return None
+        except RoutingError as exc:
+            self.mailbox.deliver(slot, self.encode(failed(exc)))
+            return None
+        if self.repeats(op):
+            known = self._known
+            if len(known) >= _KNOWN_MESSAGES or self._known_bytes > _KNOWN_BYTES:
+                known.clear()
+                self._known_bytes = 0
+            known[data] = op
+            self._known_bytes += len(data)
+        return op
+
+    def serve_one(self, envelope: Envelope, apply: Callable[[_Op], Any]) -> None:
+        """:meth:`handle_batch` of one envelope, with the store's synchronous ``apply`` (see :meth:`apply_now`)."""
+        data, slot = envelope
+        op = self._known.get(data)
+        if op is None:
+            op = self._validated(data, slot)
+            if op is None:
+                return
+        try:
+            result = apply(op)
+        except BeamRoutingError as exc:
+            self.mailbox.deliver(slot, self.encode(failed(exc)))
+            return
+        # Any other exception crashes the actor, blaming this caller (the one in hand).
+        if type(result) is self.passthrough:
+            self.mailbox.deliver(slot, result)  # type: ignore[arg-type]
+        else:
+            self.mailbox.deliver(slot, self.reply(op, result))
 
     def _answer(self, ops: list[_Op], slots: list[Any], results: Sequence[Any]) -> None:
         """Answer each of ``ops`` with its store result; crash on the first :class:`StoreCrash`.
@@ -190,21 +224,19 @@ class Actor(ABC, Generic[_Message, _Op]):
 
         Returns when the mailbox is closed; raises :class:`ActorExit` on a crash.
         """
-        inbox = self.mailbox.inbox
-        receive = inbox.receive
-        receive_nowait = inbox.receive_nowait
+        drain = self.mailbox.drain
+        receive = self.mailbox.receive
         checkpoint = self.mailbox.checkpoint
         control = self.control
         batch = self._batch = carried
         yield_again = self.mailbox.yield_again
+        apply_now = self._apply_now
+        serve_one = self.serve_one
         retry = False
         try:
             while True:
                 try:  # drain every pending message
-                    while True:
-                        batch.append(receive_nowait())
-                except WouldBlock:
-                    pass
+                    drain(batch)
                 except (EndOfStream, ClosedResourceError):
                     if not batch:
                         return
@@ -223,7 +255,10 @@ class Actor(ABC, Generic[_Message, _Op]):
                 if control.crash_next:
                     control.crash_next = False
                     raise InjectedCrash(f"crash_actor({self.name!r})")
-                await self.handle_batch(batch)
+                if apply_now is not None and len(batch) == 1:
+                    serve_one(batch[0], apply_now)
+                else:
+                    await self.handle_batch(batch)
                 batch = self._batch = []
                 self.in_hand = None
                 # Let the callers just answered run (and send again) before the next drain; a

@@ -13,6 +13,7 @@ from .._core._request import RequestNormalizer, RouteRequest
 from .._core._sessions import check_metadata, check_session_id
 from .._core._settings import RoutingSettings
 from .._core._types import JournalEvent, RouteDecision
+from .._store._memory import MemoryStore
 from .._store._protocol import (
     ClearOp,
     DeleteProfileOp,
@@ -132,6 +133,16 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
     def store_call(self) -> Callable[[Sequence[RoutingOp]], Awaitable[list[RoutingResult]]]:
         """:meth:`beamrouting.store.Store.routing_batch`."""
         return self.store.routing_batch
+
+    def apply_now(self) -> Callable[[RoutingOp], RoutingResult] | None:
+        """:meth:`beamrouting.MemoryStore.apply_routing` on an in-memory store, else ``None``.
+
+        Not on a subclass with a ``routing_batch`` of its own, which must see every batch.
+        """
+        store = self.store
+        if isinstance(store, MemoryStore) and type(store).routing_batch is MemoryStore.routing_batch:
+            return store.apply_routing
+        return None
 
     def reply(self, op: RoutingOp, result: Any) -> Answer:
         """A decision as it is (immutable); every other reply encoded."""

@@ -129,17 +129,23 @@ class MemoryStore:
 
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
         """Apply each of ``ops`` with the engine, in order; return their answers (:func:`beamrouting.store.run_batch`)."""
-        return run_batch(ops, self._route)
+        return run_batch(ops, self.apply_routing)
+
+    def apply_routing(self, op: RoutingOp) -> RoutingResult:
+        """Apply one routing operation at once, as :meth:`routing_batch` applies each of a batch.
+
+        The in-memory store's work never waits, so the routing-table actor serves a lone
+        message with this, without a coroutine. Returns the operation's answer; raises the
+        :class:`beamrouting.BeamRoutingError` that answers it.
+        """
+        if type(op) is SelectOp and op.session_id is None:  # the hot path first
+            return self._select_normalized(op.request)
+        return self._routing[type(op)](op)
 
     async def session_batch(self, ops: Sequence[SessionOp]) -> list[SessionResult]:
         """Apply each of ``ops`` to the engine's sessions, in order; return their answers (:func:`beamrouting.store.run_batch`)."""
         handlers = self._session_ops
         return run_batch(ops, lambda op: handlers[type(op)](op))
-
-    def _route(self, op: RoutingOp) -> RoutingResult:
-        if type(op) is SelectOp and op.session_id is None:  # the hot path first
-            return self._select_normalized(op.request)
-        return self._routing[type(op)](op)
 
     def _select(self, op: SelectOp) -> RouteDecision:
         if op.session_id is None:

@@ -4,12 +4,16 @@ detail, accepted spellings and forms, and normalised lists.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from beamrouting import FallbackPolicy, Health, Policy, RoutingEngine
+from beamrouting import FallbackPolicy, Health, Policy, RequestNormalizer, RoutingEngine, RoutingError
 from tests._helpers import BACKENDS
+from tests._strategies import requests
 from tests.core._support import ALIASES, ERROR_CLASSES, error_of, outcome
 
 
@@ -222,3 +226,90 @@ def test_enum_members_and_plain_strings_route_alike(engine: RoutingEngine) -> No
     }
     assert outcome(engine, as_enums) == outcome(engine, as_strings)
     assert engine.select_backend(as_enums).candidates == ("gemini",)
+
+
+# -- one request dict routed again --------------------------------------------------------------
+
+
+def _normalized_or_error(normalizer: RequestNormalizer, request: dict[str, Any]) -> Any:
+    try:
+        return normalizer.normalize(request)
+    except RoutingError as exc:
+        return (exc.code, exc.detail)
+
+
+def test_a_request_dict_changed_in_place_routes_its_new_contents(engine: RoutingEngine) -> None:
+    request: dict[str, Any] = {"preferred_backends": ["gemini"], "health": {"codex": "down"}}
+    assert engine.select_backend(request).backend == "gemini"
+    request["preferred_backends"].append("codex")  # the same list, one entry longer
+    request["preferred_backends"][0] = "opencode"
+    assert engine.select_backend(request).candidates[0] == "opencode"
+    request["health"]["opencode"] = "down"  # the same mapping, one entry more
+    assert engine.select_backend(request).backend == "claude"
+    request["affinity_key"] = "k1"
+    request["policy"] = "sticky"
+    assert engine.select_backend(request).backend == "claude"
+
+
+def test_a_request_dict_whose_health_entries_swap_order_routes_the_later_spelling(
+    engine: RoutingEngine,
+) -> None:
+    request: dict[str, Any] = {"health": {"claude": "down", "claude_agent_sdk": "healthy"}}
+    assert engine.select_backend(request).backend == "claude"
+    request["health"] = {"claude_agent_sdk": "healthy", "claude": "down"}  # equal, but in another order
+    assert engine.select_backend(request).backend == "codex"
+
+
+class _EqualsAnything(str):
+    """A str that claims to equal every value, and whose comparison may fail."""
+
+    fail = False
+
+    def __eq__(self, other: object) -> bool:
+        if self.fail:
+            raise RuntimeError("eq")
+        return True
+
+    __hash__ = str.__hash__
+
+
+def test_a_value_whose_comparison_fails_is_routed_as_if_new(engine: RoutingEngine) -> None:
+    request: dict[str, Any] = {"backend": "gemini"}
+    assert engine.select_backend(request).backend == "gemini"
+    sneaky = _EqualsAnything("codex")
+    sneaky.fail = True
+    request["backend"] = sneaky
+    assert (
+        outcome(engine, request) == outcome(RoutingEngine(), request) == ("invalid_route_request", "request")
+    )
+    sneaky.fail = False  # it now claims to equal what was routed before: the caller's own lie
+    assert engine.select_backend(request).backend in ("gemini", "codex")
+
+
+@settings(max_examples=150)
+@given(st.lists(requests(profiles=False), min_size=2, max_size=6), st.data())
+def test_one_dict_refilled_normalises_as_a_fresh_copy_would(
+    contents: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """A dict routed, then changed (in place, nested lists and mappings included), normalises as its copy."""
+    normalizer = RoutingEngine().normalizer
+    request: dict[str, Any] = {}
+    for new in contents:
+        if data.draw(st.booleans(), label="change nested values in place"):
+            for name, value in new.items():
+                old = request.get(name)
+                if type(old) is list and type(value) is list:
+                    old[:] = value
+                elif type(old) is dict and type(value) is dict:
+                    old.clear()
+                    old.update(value)
+                else:
+                    request[name] = copy.copy(value)
+            for name in set(request) - set(new):
+                del request[name]
+        else:
+            request.clear()
+            request.update(copy.deepcopy(new))
+        fresh = RequestNormalizer(normalizer.catalog, normalizer.limits)
+        expected = _normalized_or_error(fresh, copy.deepcopy(request))
+        assert _normalized_or_error(normalizer, request) == expected

@@ -196,6 +196,52 @@ async def test_a_store_crash_inside_a_batch_blames_only_its_caller() -> None:
         assert (await router.statistics()).restarts == {"routing_table": 1, "session_registry": 0}
 
 
+async def test_a_store_crash_on_a_lone_message_blames_its_caller_and_keeps_state() -> None:
+    """The in-memory store serves a lone message at once, without a batch: same crash rules."""
+    async with Router(store=MemoryStore(engine=BoomEngine())) as router:
+        assert [(await router.select_backend(ROUND_ROBIN)).backend for _ in range(2)] == ["claude", "codex"]
+        with pytest.raises(ActorCrashed, match="boom"):
+            await router.select_backend({"policy": "round_robin", "affinity_key": "boom"})
+        assert (await router.select_backend(ROUND_ROBIN)).backend == "copilot"  # the counter survived
+        assert (await router.statistics()).restarts == {"routing_table": 1, "session_registry": 0}
+
+
+async def test_callers_blocked_on_a_full_mailbox_are_all_served_in_order() -> None:
+    store = GatedStore()
+    async with Router(store=store, mailbox_size=2) as router:
+        outcomes = Outcomes()
+        store.close_gate()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outcomes.select, router, {"backend": "gemini"})
+            await wait_for(lambda: store.waiting == 1)  # in hand
+            await queue_calls(tg, router, outcomes, [ROUND_ROBIN] * 7)  # 2 queued, 5 blocked
+            store.open_gate()
+        assert list(outcomes.by_call.values()) == ["gemini", *(BACKENDS * 2)[:7]]
+        assert depth(router) == 0
+        await router.select_backend(ROUND_ROBIN)  # and the mailbox goes on
+
+
+@pytest.mark.parametrize("count", [0, 5])
+async def test_a_wrong_count_of_queued_messages_loses_and_blocks_no_call(count: int) -> None:
+    """The mailbox's count of queued messages is a hint: too low or too high, every call is served."""
+    store = GatedStore()
+    async with Router(store=store) as router:
+        assert router._supervisor is not None
+        mailbox = router._supervisor.child("routing_table").mailbox
+        outcomes = Outcomes()
+        store.close_gate()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outcomes.select, router, {"backend": "gemini"})
+            await wait_for(lambda: store.waiting == 1)  # in hand
+            await queue_calls(tg, router, outcomes, [ROUND_ROBIN] * 3)
+            mailbox.queued = count
+            store.open_gate()
+        assert list(outcomes.by_call.values()) == ["gemini", "claude", "codex", "copilot"]
+        mailbox.queued = count
+        assert (await router.select_backend(ROUND_ROBIN)).backend == "gemini"
+        assert depth(router) == 0
+
+
 async def test_session_registry_crash_keeps_sessions() -> None:
     async with Router() as router:
         await router.register_session("s1", "codex", {"k": "v"})

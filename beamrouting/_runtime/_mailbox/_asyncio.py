@@ -39,6 +39,7 @@ class AsyncioMailbox(Mailbox):
             return self._call_when_full((data, fut))
         except (BrokenResourceError, ClosedResourceError):
             raise self.closed_error() from None
+        self.queued += 1
         # The deadline (what _track does, inlined on this hot path).
         pending = self._pending
         while pending and pending[0][1].done():

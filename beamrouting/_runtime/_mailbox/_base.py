@@ -20,6 +20,14 @@ register their slot in a FIFO deadline queue instead: all calls of a mailbox sha
 timeout, so deadlines grow in enqueue order and one watchdog task per mailbox, sleeping
 until the oldest deadline, expires them exactly. The rare call that has to wait for room
 uses ``anyio.fail_after``.
+
+The actor drains by count, not by asking the stream until it raises ``WouldBlock`` (an
+exception per wake-up costs about 0.7 µs of a 9 µs round trip): every call that enqueues
+without waiting counts itself in :attr:`Mailbox.queued`, and :meth:`Mailbox.drain` takes
+that many envelopes. The count is a hint, never trusted for correctness: a drain that finds
+fewer stops at ``WouldBlock``, callers blocked on a full mailbox make it drain until the
+stream is empty, and an envelope the count missed is still received by the actor's
+awaited ``receive()``.
 """
 
 from __future__ import annotations
@@ -71,6 +79,11 @@ class Mailbox(ABC):
         """The running loop's clock (what anyio deadlines are measured on)."""
         self._send, self.inbox = anyio.create_memory_object_stream[Envelope](size)
         self._send_nowait = self._send.send_nowait
+        self._receive_nowait = self.inbox.receive_nowait
+        self.queued = 0
+        """Envelopes enqueued since the actor's last drain, as counted by the callers (a hint)."""
+        self._blocked = 0
+        """Callers waiting for room in a full mailbox (their envelopes are not in :attr:`queued`)."""
         self._pending: deque[tuple[float, Any]] = deque()
         self._closed: tuple[type[BeamRoutingError], str] | None = None
 
@@ -117,10 +130,42 @@ class Mailbox(ABC):
             pending.popleft()
         pending.append((self._clock() + self.timeout, slot))
 
+    def drain(self, batch: list[Envelope]) -> None:
+        """Move the envelopes waiting in the inbox onto ``batch``, in order.
+
+        Takes the :attr:`queued` ones, or every one while callers wait for room. Raises
+        what the stream's ``receive_nowait`` raises when it is closed (``EndOfStream``,
+        ``ClosedResourceError``), after moving what it could.
+        """
+        count = self.queued
+        self.queued = 0
+        receive = self._receive_nowait
+        append = batch.append
+        try:
+            for _ in range(count):
+                append(receive())
+            if self._blocked:
+                while True:
+                    append(receive())
+        except WouldBlock:
+            pass
+
+    async def receive(self) -> Envelope:
+        """Wait for the next envelope (when a drain found none); what the stream's ``receive`` raises."""
+        envelope = await self.inbox.receive()
+        if self.queued:
+            self.queued -= 1
+        return envelope
+
     async def _call_when_full(self, envelope: Envelope) -> Answer:
         try:
             with anyio.fail_after(self.timeout):
-                await self._send.send(envelope)
+                self._blocked += 1
+                try:
+                    await self._send.send(envelope)
+                finally:
+                    self._blocked -= 1
+                self.queued += 1  # it may already be drained: an extra count costs one WouldBlock
                 return await self._wait(envelope[1])
         except (BrokenResourceError, ClosedResourceError):
             raise self.closed_error() from None
@@ -179,6 +224,7 @@ class Mailbox(ABC):
             except (WouldBlock, EndOfStream, ClosedResourceError):
                 break
             self.fail(slot, self.closed_error())
+        self.queued = 0
         self.inbox.close()
         self._pending.clear()
 

@@ -93,6 +93,7 @@ class TrioMailbox(Mailbox):
             return self._call_when_full((data, slot))
         except (BrokenResourceError, ClosedResourceError):
             raise self.closed_error() from None
+        self.queued += 1
         # The deadline (what _track does, inlined on this hot path).
         pending = self._pending
         while pending and pending[0][1].done:
