@@ -226,7 +226,7 @@ class RequestNormalizer:
         # Request dicts by identity, with a copy of their contents and their key: callers
         # often route the same dict again, and comparing it with the copy (in C, bounded by
         # the copy's size) is cheaper than checking and encoding it. Bounded: cleared when full.
-        self._recent: dict[int, tuple[dict[Any, Any], _Orders, bytes]] = {}
+        self._recent: dict[int, tuple[dict[Any, Any], tuple[tuple[str, type], ...], _Orders, bytes]] = {}
         self._recent_bytes = 0
 
     def _too_many(self, field: str, count: int) -> InvalidRouteRequest:
@@ -319,17 +319,23 @@ class RequestNormalizer:
         session, as a rule) has none.
 
         A dict routed again (the same object) is recognised by comparing it with a copy
-        kept from last time, entries' order included, which costs no more than the copy's
-        size; a value whose own ``==`` claims equality with what it is not is taken at its
-        word.
+        kept from last time (its mappings' order and its lists' and mappings' exact types
+        included), which costs no more than the copy's size. A string whose own ``==``
+        claims equality with what it is not is taken at its word.
         """
         recent = self._recent.get(id(request))
         if recent is not None:
             try:
-                # The same contents as when it was checked and encoded (a mapping's order
-                # counts too: a later spelling of the same backend wins).
-                if recent[0] == request and (not recent[1] or _same_order(request, recent[1])):
-                    return recent[2]
+                # The same contents as when it was checked and encoded, with mappings in the
+                # same order (a later spelling of the same backend wins) and lists and
+                # mappings of the same exact types (a list subclass is no list here).
+                copy, containers, orders, key = recent
+                if copy == request and (not orders or _same_order(request, orders)):
+                    for name, kind in containers:
+                        if type(request[name]) is not kind:
+                            break
+                    else:
+                        return key
             except Exception:  # a value whose own comparison fails: check it the long way
                 pass
         if "affinity_key" in request or len(request) > 11 or not self._small_and_plain(request):
@@ -356,7 +362,8 @@ class RequestNormalizer:
             for name, value in copy.items()
             if type(value) is dict and len(value) > 1
         )
-        recent[id(request)] = (copy, orders, key)
+        containers = tuple((name, type(value)) for name, value in copy.items() if type(value) in (list, dict))
+        recent[id(request)] = (copy, containers, orders, key)
         self._recent_bytes += len(key)
 
     def _small_and_plain(self, request: dict[Any, Any]) -> bool:
