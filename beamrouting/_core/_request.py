@@ -7,7 +7,7 @@ the errors the engine would.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import msgspec
 
@@ -56,15 +56,6 @@ _PLAIN_TYPES: Final = frozenset({str, type(None), Policy, FallbackPolicy})
 _RECENT_REQUESTS: Final = 64
 _RECENT_BYTES: Final = 1 << 20
 """Bytes of encoded requests the identity memo of :meth:`RequestNormalizer.request_key` may hold (1 MiB)."""
-
-
-_Orders: TypeAlias = tuple[tuple[str, tuple[tuple[Any, Any], ...]], ...]
-"""The entries, in order, of a request's mappings of more than one entry, by field."""
-
-
-def _same_order(request: dict[Any, Any], orders: _Orders) -> bool:
-    """Whether the mappings of ``request`` (equal to those ``orders`` came from) list their entries in that order."""
-    return all(tuple(request[name].items()) == entries for name, entries in orders)
 
 
 def _refuse(value: object) -> object:
@@ -223,10 +214,11 @@ class RequestNormalizer:
         self._healths: dict[tuple[Any, ...], dict[str, Health]] = {}
         self._requests: dict[bytes, RouteRequest] = {}
         self._request_bytes = 0
-        # Request dicts by identity, with a copy of their contents and their key: callers
-        # often route the same dict again, and comparing it with the copy (in C, bounded by
-        # the copy's size) is cheaper than checking and encoding it. Bounded: cleared when full.
-        self._recent: dict[int, tuple[dict[Any, Any], tuple[tuple[str, type], ...], _Orders, bytes]] = {}
+        # Request dicts by identity, with a copy of their contents, their values' types and
+        # their key: callers often route the same dict again, and comparing it with the copy
+        # (in C, bounded by the copy's size) is cheaper than checking it entry by entry.
+        # Bounded: cleared when full.
+        self._recent: dict[int, tuple[dict[Any, Any], tuple[tuple[Any, type], ...], bytes]] = {}
         self._recent_bytes = 0
 
     def _too_many(self, field: str, count: int) -> InvalidRouteRequest:
@@ -318,25 +310,23 @@ class RequestNormalizer:
         costs nothing proportional to abuse. A request with an affinity key (unique per
         session, as a rule) has none.
 
-        A dict routed again (the same object) is recognised by comparing it with a copy
-        kept from last time (its mappings' order and its lists' and mappings' exact types
-        included), which costs no more than the copy's size. A string whose own ``==``
-        claims equality with what it is not is taken at its word.
+        A dict routed again (the same object) skips most of those checks: once it equals a
+        copy kept from last time (which bounds its size), its values are of the copy's
+        exact types and it encodes to the same bytes (the encoding refuses every type but
+        the plain ones, and keeps the order of entries), it is the request it was.
         """
         recent = self._recent.get(id(request))
         if recent is not None:
             try:
-                # The same contents as when it was checked and encoded, with mappings in the
-                # same order (a later spelling of the same backend wins) and lists and
-                # mappings of the same exact types (a list subclass is no list here).
-                copy, containers, orders, key = recent
-                if copy == request and (not orders or _same_order(request, orders)):
-                    for name, kind in containers:
+                copy, types, key = recent
+                if copy == request:
+                    for name, kind in types:
                         if type(request[name]) is not kind:
                             break
                     else:
-                        return key
-            except Exception:  # a value whose own comparison fails: check it the long way
+                        if _encode_plain(request) == key:
+                            return key
+            except Exception:  # a value whose own comparison fails, or that is not plain data
                 pass
         if "affinity_key" in request or len(request) > 11 or not self._small_and_plain(request):
             return None
@@ -357,13 +347,7 @@ class RequestNormalizer:
             name: list(value) if type(value) is list else dict(value) if type(value) is dict else value
             for name, value in request.items()
         }
-        orders = tuple(
-            (name, tuple(value.items()))
-            for name, value in copy.items()
-            if type(value) is dict and len(value) > 1
-        )
-        containers = tuple((name, type(value)) for name, value in copy.items() if type(value) in (list, dict))
-        recent[id(request)] = (copy, containers, orders, key)
+        recent[id(request)] = (copy, tuple((name, type(value)) for name, value in copy.items()), key)
         self._recent_bytes += len(key)
 
     def _small_and_plain(self, request: dict[Any, Any]) -> bool:

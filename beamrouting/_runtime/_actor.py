@@ -182,6 +182,8 @@ class Actor(ABC, Generic[_Message, _Op]):
         # Any other exception crashes the actor, blaming this caller (the one in hand).
         if type(result) is self.passthrough:
             self.mailbox.deliver(slot, result)  # type: ignore[arg-type]
+        elif isinstance(result, BeamRoutingError):  # answered rather than raised, as a batch may
+            self.mailbox.deliver(slot, self.encode(failed(result)))
         else:
             self.mailbox.deliver(slot, self.reply(op, result))
 

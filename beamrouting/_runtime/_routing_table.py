@@ -137,10 +137,15 @@ class RoutingTable(Actor[RoutingMessage, RoutingOp]):
     def apply_now(self) -> Callable[[RoutingOp], RoutingResult] | None:
         """:meth:`beamrouting.MemoryStore.apply_routing` on an in-memory store, else ``None``.
 
-        Not on a subclass with a ``routing_batch`` of its own, which must see every batch.
+        Not when the store has a ``routing_batch`` of its own (a subclass's, or one set on
+        the instance), which must see every batch.
         """
         store = self.store
-        if isinstance(store, MemoryStore) and type(store).routing_batch is MemoryStore.routing_batch:
+        if (
+            isinstance(store, MemoryStore)
+            and type(store).routing_batch is MemoryStore.routing_batch
+            and "routing_batch" not in vars(store)
+        ):
             return store.apply_routing
         return None
 

@@ -5,7 +5,9 @@ detail, accepted spellings and forms, and normalised lists.
 from __future__ import annotations
 
 import copy
+from collections import UserString
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -286,17 +288,52 @@ class _EqualsAnything(str):
     __hash__ = str.__hash__
 
 
-def test_a_value_whose_comparison_fails_is_routed_as_if_new(engine: RoutingEngine) -> None:
-    request: dict[str, Any] = {"backend": "gemini"}
-    assert engine.select_backend(request).backend == "gemini"
-    sneaky = _EqualsAnything("codex")
-    sneaky.fail = True
-    request["backend"] = sneaky
-    assert (
-        outcome(engine, request) == outcome(RoutingEngine(), request) == ("invalid_route_request", "request")
-    )
-    sneaky.fail = False  # it now claims to equal what was routed before: taken at its word
-    assert engine.select_backend(request).backend == "gemini"
+class _OwnHash(str):
+    def __hash__(self) -> int:
+        return 0
+
+
+def _claims_equality() -> list[Any]:
+    liar = _EqualsAnything("codex")
+    failing = _EqualsAnything("codex")
+    failing.fail = True
+    return [liar, failing, mock.ANY, UserString("gemini"), _OwnHash("gemini"), Health.HEALTHY]
+
+
+@pytest.mark.parametrize("value", _claims_equality(), ids=lambda value: type(value).__name__)
+@pytest.mark.parametrize(
+    ("first", "place"),
+    [
+        ({"backend": "gemini"}, lambda request, value: request.__setitem__("backend", value)),
+        ({"backend": "auto"}, lambda request, value: request.__setitem__("backend", value)),
+        (
+            {"preferred_backends": ["gemini"]},
+            lambda request, value: request["preferred_backends"].__setitem__(0, value),
+        ),
+        (
+            {"health": {"gemini": "down"}},
+            lambda request, value: request["health"].__setitem__("gemini", value),
+        ),
+        ({"policy": "sticky"}, lambda request, value: request.__setitem__("policy", value)),
+    ],
+    ids=["backend", "auto", "list entry", "health status", "policy"],
+)
+def test_a_value_equal_to_what_it_replaced_but_not_plain_routes_as_a_fresh_engine_routes_it(
+    first: dict[str, Any], place: Any, value: Any
+) -> None:
+    engine = RoutingEngine()
+    request = copy.deepcopy(first)
+    outcome(engine, request)
+    place(request, value)
+    assert outcome(engine, request) == outcome(RoutingEngine(), request)
+
+
+def test_a_new_dict_at_a_freed_ones_address_routes_as_itself() -> None:
+    engine = RoutingEngine()
+    fresh = RoutingEngine()
+    for value in ["gemini", mock.ANY, "auto", UserString("auto"), "codex", _OwnHash("codex")] * 10:
+        # A new dict each time, freed at once: CPython reuses the address of the one before.
+        assert outcome(engine, {"backend": value}) == outcome(fresh, {"backend": value})
 
 
 @settings(max_examples=150)

@@ -206,6 +206,39 @@ async def test_a_store_crash_on_a_lone_message_blames_its_caller_and_keeps_state
         assert (await router.statistics()).restarts == {"routing_table": 1, "session_registry": 0}
 
 
+async def test_a_routing_batch_set_on_the_store_sees_every_selection_even_a_lone_one() -> None:
+    store = MemoryStore()
+    batches: list[int] = []
+    own = store.routing_batch
+
+    async def counted(ops: Any) -> Any:
+        batches.append(len(ops))
+        return await own(ops)
+
+    store.routing_batch = counted  # type: ignore[method-assign]
+    async with Router(store=store) as router:
+        for _ in range(3):
+            await router.select_backend(ROUND_ROBIN)
+    assert batches == [1, 1, 1]
+
+
+class AnsweringStore(MemoryStore):
+    """Answers the affinity key ``"busy"`` with an error instead of raising it."""
+
+    def apply_routing(self, op: Any) -> Any:
+        if op.request.affinity_key == "busy":
+            return StoreUnavailable("busy")
+        return super().apply_routing(op)
+
+
+async def test_an_error_a_store_answers_for_a_lone_message_is_raised_to_its_caller() -> None:
+    async with Router(store=AnsweringStore()) as router:
+        with pytest.raises(StoreUnavailable, match="busy"):
+            await router.select_backend({"policy": "round_robin", "affinity_key": "busy"})
+        assert (await router.select_backend(ROUND_ROBIN)).backend == "claude"
+        assert (await router.statistics()).restarts == {"routing_table": 0, "session_registry": 0}
+
+
 async def test_callers_blocked_on_a_full_mailbox_are_all_served_in_order() -> None:
     store = GatedStore()
     async with Router(store=store, mailbox_size=2) as router:
