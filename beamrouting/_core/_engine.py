@@ -12,7 +12,7 @@ from typing import Any, Final, overload
 
 from ._catalog import MAX_WEIGHT, Catalog, backend_numbers
 from ._checks import check_instance, optional
-from ._errors import PolicyDenied, RoutingError, UnknownBackend
+from ._errors import BackendNotEligible, NoBackendAvailable, PolicyDenied, RoutingError, UnknownBackend
 from ._explain import Explanation
 from ._health import (
     FRESH,
@@ -178,7 +178,21 @@ class RoutingEngine:
         """Route an already normalised request (what a store calls); raise its :class:`RoutingError`."""
         state = self._state
         if state.ledgers or state.limits or self._filters:
-            routed = self.planner.route_with(req, self._holds(req, observe=True))
+            view = self._learned
+            if (  # only learned state, observed before and unchanged since (_holds, inlined)
+                view is not None
+                and not state.limits
+                and not self._filters
+                and self._learned_policy is self.health
+                and view.since <= state.clock() < view.until
+            ):
+                holds = view.holds
+            else:
+                holds = self._holds(req, observe=True)
+            try:
+                routed = self.planner.route(req, holds.unavailable)
+            except (BackendNotEligible, NoBackendAvailable):  # say why, from what was held out
+                routed = self.planner.route_with(req, holds)
         else:  # nothing reported, nothing limited, no filtering profile: no extra work
             routed = self.planner.route(req)
         if type(routed) is RouteDecision:  # final without any state
