@@ -199,12 +199,19 @@ class Fleet:
         strict: bool = False,
         counts: bool = False,
         named: Iterable[str | None] = (),
+        rotations: Sequence[list[Any]] = (),
+        order: list[int] | None = None,
     ) -> Reply:
         """Run ``commit.lua`` (see its header); the view takes in what it answered and what it wrote.
 
         ``writes`` are ledger writes, applied (with ``events``) only if the view's learned
         state is current; the view then holds them, and each record's ``probes`` entry (the
         ledger it writes when it takes a probe slot) once the record is applied.
+
+        With ``order`` (strict, no probes), ``records`` are the distinct records and
+        ``order`` says each decision's: an index among them, or ``-g`` for a round-robin
+        decision of ``rotations[g - 1]`` (``[counter key index, record index per turn]``),
+        answered with its counter value.
         """
         assert self.commit_script is not None
         writes = writes or {}
@@ -219,7 +226,12 @@ class Fleet:
             writes=self.writes(call, writes),
             events=self.events(call, events),
         )
-        meta["records"], meta["order"] = shared(records)
+        if order is None:
+            meta["records"], meta["order"] = shared(records)
+            decisions = len(records)
+        else:
+            meta.update(records=records, order=order, rotations=rotations, cttl=self.counter_ttl_s)
+            decisions = len(order)
         started = _view.wall()
         reply = await self.commit_script(keys=call.keys, args=[self._encode(meta), *call.values])
         fields, raw = self._split(reply, "commit.lua", 11)
@@ -228,16 +240,20 @@ class Fleet:
         view = self.view
         sent = meta["hv"]
         hv = view.update(fields[4:], raw, started)
-        if type(answers) is not list or (applied and len(answers) != len(records)):
-            raise MalformedReply(f"commit.lua answered {answers!r} for {len(records)} records")
+        if type(answers) is not list or (applied and len(answers) != decisions):
+            raise MalformedReply(f"commit.lua answered {answers!r} for {decisions} decisions")
         if applied and fresh:  # what it wrote is what the view had, plus these writes
-            taken = {
-                record[5]: ledger
-                for record, answer, ledger in zip(
-                    records, answers, probes or [None] * len(records), strict=True
-                )
-                if answer == 1 and ledger is not None
-            }
+            taken = (
+                {
+                    record[5]: ledger
+                    for record, answer, ledger in zip(
+                        records, answers, probes or [None] * len(records), strict=True
+                    )
+                    if answer == 1 and ledger is not None
+                }
+                if probes
+                else {}
+            )
             if (writes or taken) and view.hv == sent:
                 view.learned({**writes, **taken}, hv)
             elif writes or taken:  # another batch on this view refreshed it meanwhile: read it again

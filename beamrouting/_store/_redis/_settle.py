@@ -1,4 +1,4 @@
-"""Selections on Redis: a drained batch settled with two shared round trips.
+"""Selections on Redis: a drained batch settled with two shared round trips, a plain one with one.
 
 Planning is pure (the shared :class:`beamrouting._core._planner.Planner`, with what the
 process's :class:`~._view.View` holds out: learned state, full backends, filtering
@@ -7,7 +7,10 @@ advances the state every plan needs (counters, bindings, temporary backends); th
 :meth:`Planner.settle` makes each decision and its policy check; then one script call
 (``commit.lua``) binds, registers sessions, takes probe slots and journals, atomically. A
 decision is returned only after its journal entry is in Redis. A batch that needs no state
-(no counters, no bindings) skips the first call and has the second check the view.
+(no counters, no bindings) skips the first call and has the second check the view; so
+does a run of plain selections (no session, affinity key, policy profile or limit, nothing
+learned of a backend it may take): the second call then also advances its round-robin
+counters, each counter in one step (see :meth:`Settler._plain`).
 
 If the view was not current, the script changes nothing and answers what changed; the
 batch is planned again (one more round trip). Within one round, a request whose plan could
@@ -230,9 +233,105 @@ class Settler:
     async def select(self, ops: Sequence[SelectOp]) -> list[SelectAnswer]:
         """Select for every operation of a run (registering their sessions); one answer each up to a crash."""
         try:
-            return await self._select(ops)
+            plain = await self._plain(ops)
+            return plain if plain is not None else await self._select(ops)
         finally:
             self._plans.clear()  # it holds the batch's requests
+
+    async def _plain(self, ops: Sequence[SelectOp]) -> list[SelectAnswer] | None:
+        """A run of plain selections settled in one round trip; ``None`` when the run is not one.
+
+        Plain: no session, no affinity key, no policy profile, no backend limits, nothing
+        learned of a backend it may take, nothing that time changed to journal, and a
+        decision that needs no state or a round robin. ``commit.lua`` then advances the
+        counters and journals each decision in the same step (strict: nothing is applied
+        unless the view is current). ``None`` too when the view was stale or planning
+        raised: :meth:`_select` settles the run then, as it would have, and answers errors.
+        """
+        view, fleet = self._view, self._fleet
+        if view.limits:
+            return None
+        now = view.now()
+        writes, events = view.observations(now)
+        if writes or events:
+            return None
+        ledgers = view.ledgers
+        rotations = self._planner.rotations
+        encode = fleet.codec.payload
+        counter = fleet.keys.counter
+        call = fleet.commit_call()
+        records: list[list[Any]] = []
+        record_of: dict[tuple[int, int], int] = {}  # (request, decision), both by identity -> record
+        # request (by identity) -> (it, its order entry, its decisions: one, or one per turn)
+        plans: dict[int, tuple[RouteRequest, int, tuple[RouteDecision, ...]]] = {}
+        counters: set[str] = set()
+        turns: list[list[Any]] = []
+        order: list[int] = []
+        chosen: list[tuple[RouteDecision, ...]] = []
+
+        def record(request: RouteRequest, decision: RouteDecision) -> int:
+            key = (id(request), id(decision))
+            index = record_of.get(key)
+            if index is None:
+                journaled = call.value(encode(now, request, decision, None))
+                records.append([0, 0, 0, False, False, decision.backend, 2, journaled, False, 0])
+                index = record_of[key] = len(records)
+            return index
+
+        for op in ops:
+            request = op.request
+            known = plans.get(id(request))
+            if known is None or known[0] is not request:
+                if (
+                    op.session_id is not None
+                    or request.affinity_key is not None
+                    or request.policy_profile_id is not None
+                ):
+                    return None
+                try:
+                    plan = self._plan_of(request, now)[0]
+                except Exception:  # answered (or crashed on) by _select, in its place in the run
+                    return None
+                decisions: tuple[RouteDecision, ...]
+                if plan.kind == DONE:
+                    assert plan.decision is not None
+                    if plan.decision.backend in ledgers:  # it may take a probe slot
+                        return None
+                    decisions = (plan.decision,)
+                    entry = record(request, plan.decision)
+                elif plan.kind == ROTATE:
+                    assert plan.counter_key is not None
+                    name = counter(plan.counter_key)
+                    # Each counter in one rotation, so that its values go out in order; a
+                    # backend learned of may take a probe slot.
+                    if name in counters or any(b in ledgers for b in plan.ordered):
+                        return None
+                    counters.add(name)
+                    # Turn t is counter value t, and every value (t - 1) % turns + 1 after it.
+                    decisions = tuple(
+                        plan.rotation(turn, rotations) for turn in range(1, len(plan.ordered) + 1)
+                    )
+                    turns.append([call.key(name), [record(request, decision) for decision in decisions]])
+                    entry = -len(turns)
+                else:
+                    return None
+                known = plans[id(request)] = (request, entry, decisions)
+            elif op.session_id is not None:
+                return None
+            order.append(known[1])
+            chosen.append(known[2])
+        reply = await fleet.commit(call, now, records=records, strict=True, rotations=turns, order=order)
+        if not reply.applied:
+            return None
+        answers: list[SelectAnswer] = []
+        for entry, decisions, answer in zip(order, chosen, reply.answers, strict=True):
+            if entry < 0 and type(answer) is int and answer >= 1:
+                answers.append(decisions[(answer - 1) % len(decisions)])
+            elif entry > 0 and answer == 1:
+                answers.append(decisions[0])
+            else:
+                raise StoreUnavailable(f"commit.lua answered {answer!r} for a selection")
+        return answers
 
     async def _select(self, ops: Sequence[SelectOp]) -> list[SelectAnswer]:
         batch = _Batch(len(ops))

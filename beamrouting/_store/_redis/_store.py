@@ -8,7 +8,7 @@ itself; its concerns live beside it:
 - :mod:`._keys`: the key layout of a deployment (one prefix);
 - :mod:`._view`, :mod:`._calls`: what a process caches of the fleet's state (learned state,
   profiles, live counts) and the script calls that check and refresh it;
-- :mod:`._settle`: selections, a drained batch settled in two round trips, and explanations;
+- :mod:`._settle`: selections, a drained batch settled in two round trips (a plain one in one), and explanations;
 - :mod:`._learning`: reports, restores and backend states;
 - :mod:`._sessions`: the session registry, with live counts and limits;
 - :mod:`._watch`: waking waiting callers when a backend may have come free;
@@ -405,7 +405,7 @@ class RedisStore:
     async def routing_batch(self, ops: Sequence[RoutingOp]) -> list[RoutingResult]:
         """Apply the drained batch ``ops`` in order: each run of selections settled together, the rest one by one.
 
-        A run of selections costs two Redis round trips (see :mod:`._settle`). The answer
+        A run of selections costs two Redis round trips, a run of plain ones one (see :mod:`._settle`). The answer
         ends at the first :class:`beamrouting.store.StoreCrash`.
         """
         results: list[RoutingResult] = []

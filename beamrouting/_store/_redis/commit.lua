@@ -12,8 +12,12 @@
 -- events = {record index} (one-event journal
 -- records of those writes), records = {{cond, binding, temporary, bound, temporary backend,
 -- backend, events, record index, session, probe}} (the distinct ones), order = per decision,
--- the index of its record among them}; ARGV[2..] = binary values (ledgers,
--- journal records, handles), each named by its index in ARGV.
+-- the index of its record among them, rotations = {{counter key index, {record index per
+-- turn}}} (optional, with strict) and cttl = the counters' ttl (s, 0 = none): an order entry
+-- -g is a round-robin decision of rotation g: it advances g's counter (as state.lua does) and
+-- takes the record of the turn the value gives ((value - 1) % turns + 1); it is answered with
+-- that value instead of 1}; ARGV[2..] = binary values (ledgers, journal records, handles),
+-- each named by its index in ARGV.
 -- The writes and their events are applied only if the learned-state version is `hv`; events
 -- without writes are always journaled.
 -- A record's conditions, all checked before anything of it is applied:
@@ -38,7 +42,6 @@
 -- clock), ledger pairs sent, profile pairs sent, changed named profile pairs sent}, then those
 -- pairs (as state.lua)}.
 local m = cmsgpack.unpack(ARGV[1])
-m.records = expand(m.records, m.order)
 SK = {sessions = KEYS[7], order = KEYS[8], seq = KEYS[9], expiry = KEYS[10], live = KEYS[11], of = KEYS[12]}
 S.clock = m.clock or false
 S.limits = m.limits or {}
@@ -82,7 +85,31 @@ end
 
 local out = {}
 local wrote = false
+local turns = {}  -- decision index -> the counter value of a round-robin decision
+if applied and m.rotations then
+  local uses = {}
+  for _, index in ipairs(m.order) do
+    if index < 0 then uses[-index] = (uses[-index] or 0) + 1 end
+  end
+  local values, taken = {}, {}
+  for g, count in pairs(uses) do
+    local key = KEYS[m.rotations[g][1]]
+    values[g], taken[g] = advance_many(key, count), 0
+    if m.cttl > 0 then redis.call('EXPIRE', key, m.cttl) end
+  end
+  for i, index in ipairs(m.order) do
+    if index < 0 then
+      local g = -index
+      taken[g] = taken[g] + 1
+      local value = values[g][taken[g]]
+      local records = m.rotations[g][2]
+      turns[i] = value
+      m.order[i] = records[(value - 1) % #records + 1]
+    end
+  end
+end
 if applied then
+  m.records = expand(m.records, m.order)
   if #m.writes == 0 or fresh then
     for _, w in ipairs(m.writes) do
       if w[2] > 0 then
@@ -129,6 +156,7 @@ if applied then
         wrote = true
       end
       journal(r[7], ARGV[r[8]])
+      if turns[i] then answer = turns[i] end
     end
     out[i] = answer
   end

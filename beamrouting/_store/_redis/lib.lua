@@ -55,6 +55,33 @@ local function is_count(raw)  -- a whole number Lua holds exactly
     and tonumber(raw) < 9007199254740992
 end
 
+-- Round-robin counters: INCR, starting again from a value the store would not have written.
+
+local function advance(key)
+  local value = redis.pcall('INCR', key)
+  if type(value) == 'table' or value < 1 or value >= 9007199254740992 then
+    -- not an integer from 0 to below 2^53 (Lua's numbers are exact only below it): it starts again
+    redis.call('DEL', key)
+    note(key)
+    value = redis.call('INCR', key)
+  end
+  return value
+end
+
+-- The values `count` advances of the counter at `key` give, in order, in as few calls as they
+-- allow (one INCR and one INCRBY unless the counter starts again on the way).
+local function advance_many(key, count)
+  local first = advance(key)
+  local values = {first}
+  if count > 1 and first + count - 1 < 9007199254740992 then
+    redis.call('INCRBY', key, count - 1)
+    for j = 2, count do values[j] = first + j - 1 end
+  else
+    for j = 2, count do values[j] = advance(key) end
+  end
+  return values
+end
+
 -- Versions: a string holding a whole number; absent reads as 0. -----------------------------
 
 local function read_version(key)

@@ -69,15 +69,8 @@ local function counter(key)
     local value = redis.pcall('GET', key)
     return is_count(value) and tonumber(value) or 0
   end
-  local value = redis.pcall('INCR', key)
-  if type(value) == 'table' or value < 1 or value >= 9007199254740992 then
-    -- not an integer from 0 to below 2^53 (Lua's numbers are exact only below it): it starts again
-    redis.call('DEL', key)
-    note(key)
-    value = redis.call('INCR', key)
-  end
   advanced[key] = true
-  return value
+  return advance(key)
 end
 
 local out = {}

@@ -194,3 +194,69 @@ async def test_random_batches_answer_as_the_engine_does(redis_url: str, prefix: 
         assert comparable(got) == comparable(want)
     finally:
         await store.aclose()
+
+
+PLAIN = [
+    {"policy": "round_robin"},
+    {"policy": "round_robin", "excluded_backends": ["codex"]},
+    # Equal candidates, another request object: the same counter as the first, so a run with
+    # both goes the general way.
+    {"policy": "round_robin", "health": {"claude": "healthy"}},
+    {"policy": "round_robin", "preferred_backends": ["gemini", "opencode"]},
+    {"backend": "gemini"},
+    {"preferred_backends": ["copilot", "claude"], "fallback_policy": "available"},
+    {"policy": "failover", "last_backend": "claude"},
+    {"policy": "round_robin", "health": {"opencode": "down"}},
+]
+"""Requests a run may settle in one round trip (no session, affinity key, profile or limit)."""
+
+
+def plain_run(rng: random.Random, normalize: Any) -> list[RoutingOp]:
+    """Mostly plain selections; now and then one that is not, or a report."""
+    ops: list[RoutingOp] = []
+    for _ in range(rng.randint(1, 30)):
+        roll = rng.random()
+        if roll < 0.85:
+            ops.append(SelectOp(normalize(rng.choice(PLAIN))))
+        elif roll < 0.9:
+            ops.append(SelectOp(normalize({"policy": "sticky", "affinity_key": rng.choice("ab")})))
+        elif roll < 0.93:
+            ops.append(SelectOp(normalize(rng.choice(PLAIN)), f"s-{rng.randrange(4)}", {}, True))
+        elif roll < 0.96:
+            ops.append(SelectOp(normalize({"policy": "round_robin", "policy_profile_id": "veto"})))
+        else:
+            outcome = rng.choice((Outcome.FAILURE, Outcome.QUOTA, Outcome.SUCCESS))
+            ops.append(
+                ReportOp(rng.choice(BACKENDS), outcome, None, 5.0 if outcome is Outcome.QUOTA else None)
+            )
+    return ops
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_runs_of_plain_selections_answer_and_journal_as_the_engine_does(
+    redis_url: str, prefix: str, seed: int
+) -> None:
+    """Runs settled in one round trip (and the ones that fall back) match the engine, answer for answer."""
+    rng = random.Random(seed)
+    clock = Clock()
+    options: dict[str, Any] = {"health": OPTIONS["health"]}
+    store = RedisStore(redis_url, prefix=prefix, clock=clock, **options)
+    reference = MemoryStore(clock=clock, **options)
+    # Plain requests are normalised once, as the router does: equal requests share one object.
+    normalize = reference.engine.normalize
+    await store.start()
+    try:
+        setup = [PutProfileOp("veto", parse_profile(VETO))]
+        assert await store.routing_batch(setup) == await reference.routing_batch(setup)
+        for step in range(60):
+            ops = plain_run(rng, normalize)
+            got, want = await store.routing_batch(ops), await reference.routing_batch(ops)
+            for index, (op, answer, expected) in enumerate(zip(ops, got, want, strict=True)):
+                assert comparable(answer) == comparable(expected), (seed, step, index, op)
+            if rng.random() < 0.3:
+                clock.advance(rng.choice((1.0, 6.0, 11.0)))
+        final: list[RoutingOp] = [ReadStatesOp(), ReadJournalOp()]
+        got, want = await store.routing_batch(final), await reference.routing_batch(final)
+        assert comparable(got) == comparable(want)
+    finally:
+        await store.aclose()

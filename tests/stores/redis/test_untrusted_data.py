@@ -47,6 +47,7 @@ from beamrouting import (
 )
 from beamrouting._store._redis._feed import RedisJournalFeed
 from beamrouting._store._redis._keys import KeyLayout
+from beamrouting.store import SelectOp
 from tests._redis import RedisServer, import_redis_or_skip
 
 import_redis_or_skip()
@@ -1070,3 +1071,34 @@ def test_a_good_url_is_accepted(url: str) -> None:
     store = RedisStore(url)
     assert store.url == url
     assert "secret" not in repr(store)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("start", [2**53 - 4, 2**53 - 2, 2**53 - 1])
+async def test_a_batch_of_round_robins_that_passes_2_to_the_53_starts_again_where_one_by_one_would(
+    redis_url: str, prefix: str, inspect: Any, caplog: pytest.LogCaptureFixture, start: int
+) -> None:
+    # A run of plain selections advances its counter in one step (one INCR and one INCRBY);
+    # crossing the limit on the way, the values must be those one INCR at a time gives.
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    key = counter_key(prefix, RR)
+    store = RedisStore(redis_url, prefix=prefix)
+    await store.start()
+    try:
+        request = RoutingEngine().normalize(RR)
+        inspect.set(key, str(start).encode())
+        answers = await store.routing_batch([SelectOp(request)] * 6)
+        values, value = [], start
+        for _ in range(6):
+            value += 1
+            if value >= 2**53:
+                value = 1
+            values.append(value)
+        order = ("claude", "codex", "copilot", "gemini", "opencode")
+        assert [a.backend for a in answers if isinstance(a, RouteDecision)] == [
+            order[(v - 1) % 5] for v in values
+        ]
+        assert inspect.get(key) == str(values[-1]).encode()
+        assert key in warnings_of(caplog)
+    finally:
+        await store.aclose()
