@@ -278,9 +278,10 @@ class Settler:
                 index = record_of[key] = len(records)
             return index
 
+        known_plan, add_entry, add_decisions = plans.get, order.append, chosen.append
         for op in ops:
             request = op.request
-            known = plans.get(id(request))
+            known = known_plan(id(request))
             if known is None or known[0] is not request:
                 if (
                     op.session_id is not None
@@ -318,17 +319,18 @@ class Settler:
                 known = plans[id(request)] = (request, entry, decisions)
             elif op.session_id is not None:
                 return None
-            order.append(known[1])
-            chosen.append(known[2])
+            add_entry(known[1])
+            add_decisions(known[2])
         reply = await fleet.commit(call, now, records=records, strict=True, rotations=turns, order=order)
         if not reply.applied:
             return None
         answers: list[SelectAnswer] = []
+        answer_with = answers.append
         for entry, decisions, answer in zip(order, chosen, reply.answers, strict=True):
             if entry < 0 and type(answer) is int and answer >= 1:
-                answers.append(decisions[(answer - 1) % len(decisions)])
+                answer_with(decisions[(answer - 1) % len(decisions)])
             elif entry > 0 and answer == 1:
-                answers.append(decisions[0])
+                answer_with(decisions[0])
             else:
                 raise StoreUnavailable(f"commit.lua answered {answer!r} for a selection")
         return answers

@@ -122,43 +122,48 @@ if applied then
     for _, index in ipairs(m.events) do journal(1, ARGV[index]) end
   end
   for i, r in ipairs(m.records) do
-    local cond, backend, session, probe = r[1], r[6], r[9], r[10]
-    local bkey, tkey = KEYS[r[2]], KEYS[r[3]]
-    local answer = 1
-    if cond ~= 0 then
-      local bound, temporary = backend_at(bkey), backend_at(tkey)
-      if bound ~= r[4] or ((cond == 3 or cond == 4) and temporary ~= r[5]) then
-        answer = {1, bound, temporary}
-      end
-    end
-    if answer == 1 and probe > 0 and not fresh then answer = {4} end
-    if answer == 1 and session then
-      answer = may_register(session[1], backend, session[3])
-      if answer == 0 then answer = {2} end
-    end
-    if answer == 1 then
-      if cond == 1 then
-        slide(bkey)
-        redis.call('DEL', tkey)
-      elseif cond == 2 then
-        put(bkey, backend)
-        redis.call('DEL', tkey)
-      elseif cond == 3 then
-        slide(bkey)
-        slide(tkey)
-      elseif cond == 4 then
-        slide(bkey)
-        put(tkey, backend)
-      end
-      if session then register(session[1], ARGV[session[2]], backend) end
-      if probe > 0 then
-        redis.call('HSET', KEYS[5], backend, ARGV[probe])
-        wrote = true
-      end
+    if r[1] == 0 and not r[9] and r[10] == 0 then  -- no binding, session or probe: nothing to check
       journal(r[7], ARGV[r[8]])
-      if turns[i] then answer = turns[i] end
+      out[i] = turns[i] or 1
+    else
+      local cond, backend, session, probe = r[1], r[6], r[9], r[10]
+      local bkey, tkey = KEYS[r[2]], KEYS[r[3]]
+      local answer = 1
+      if cond ~= 0 then
+        local bound, temporary = backend_at(bkey), backend_at(tkey)
+        if bound ~= r[4] or ((cond == 3 or cond == 4) and temporary ~= r[5]) then
+          answer = {1, bound, temporary}
+        end
+      end
+      if answer == 1 and probe > 0 and not fresh then answer = {4} end
+      if answer == 1 and session then
+        answer = may_register(session[1], backend, session[3])
+        if answer == 0 then answer = {2} end
+      end
+      if answer == 1 then
+        if cond == 1 then
+          slide(bkey)
+          redis.call('DEL', tkey)
+        elseif cond == 2 then
+          put(bkey, backend)
+          redis.call('DEL', tkey)
+        elseif cond == 3 then
+          slide(bkey)
+          slide(tkey)
+        elseif cond == 4 then
+          slide(bkey)
+          put(tkey, backend)
+        end
+        if session then register(session[1], ARGV[session[2]], backend) end
+        if probe > 0 then
+          redis.call('HSET', KEYS[5], backend, ARGV[probe])
+          wrote = true
+        end
+        journal(r[7], ARGV[r[8]])
+        if turns[i] then answer = turns[i] end
+      end
+      out[i] = answer
     end
-    out[i] = answer
   end
 end
 if wrote then

@@ -395,7 +395,7 @@ local function sessions_end()
   if freed and S.channel then redis.call('PUBLISH', S.channel, 'slot') end
 end
 
--- The journal: a stream of records (s: first event sequence, e: events, r: the record) --------
+-- The journal: a stream of records (s: first event sequence, e: events, 2 when absent, r: the record)
 
 local J = {}  -- J.stream, J.seq (the fleet's last event sequence), J.maxlen
 local sequence, first_sequence = nil, nil
@@ -431,8 +431,15 @@ end
 
 -- Entries are appended untrimmed; journal_end trims the stream once (MAXLEN ~), which keeps
 -- what trimming at every append would and costs a fraction.
+-- A decision's two events are the default and go without an `e` field (fewer arguments per
+-- entry, the costliest step of a batch); a one-event record says `e` 1.
 local function append(start, events, record)
-  local done = redis.pcall('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
+  local done
+  if events == 2 then
+    done = redis.pcall('XADD', J.stream, '*', 's', start, 'r', record)
+  else
+    done = redis.pcall('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
+  end
   if type(done) == 'table' and done.err then
     redis.call('DEL', J.stream)
     note(J.stream)
