@@ -5,7 +5,7 @@ leave anything there. Everything read goes through this module, which either ret
 the store could have written or says what is wrong with it.
 
 Journal records are stream entries with fields ``s`` (the record's first event sequence,
-decimal), ``e`` (its number of events) and ``r`` (the msgpack encoding of
+decimal), ``e`` (its number of events; absent for a decision's two) and ``r`` (the msgpack encoding of
 ``(time, request, decision, deny_reason)``). Sessions are msgpack-encoded
 :class:`beamrouting.SessionHandle` values in a hash keyed by session id.
 """

@@ -12,7 +12,7 @@ key                            type      holds
 ``<prefix>health``             hash      backend -> msgpack :class:`Ledger` (learned state)
 ``<prefix>health:v``           string    the learned state's version (bumped by every change)
 ``<prefix>journal``            stream    journal records (``s``: sequence, ``e``: events,
-                                         ``r``: record)
+                                         absent for 2, ``r``: record)
 ``<prefix>journal:seq``        string    the fleet's last journal event sequence
 ``<prefix>journal:base``       string    the random origin of event ids
 ``<prefix>sessions``           hash      session id -> msgpack-encoded handle

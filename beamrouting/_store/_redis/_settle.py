@@ -51,6 +51,8 @@ _MAX_ROUNDS: Final = 32
 """Settling rounds of one batch before giving up, besides one per request."""
 _MAX_ATTEMPTS: Final = 16
 """Times one round is planned again because the fleet's state changed meanwhile."""
+_FEW_TURNS: Final = 8
+"""Turns of a round robin a plain run sends a record of each even with fewer selections of it."""
 
 SelectAnswer = RouteDecision | BeamRoutingError | StoreCrash
 _Hint = tuple[str | None, str | None]
@@ -243,10 +245,12 @@ class Settler:
 
         Plain: no session, no affinity key, no policy profile, no backend limits, nothing
         learned of a backend it may take, nothing that time changed to journal, and a
-        decision that needs no state or a round robin. ``commit.lua`` then advances the
-        counters and journals each decision in the same step (strict: nothing is applied
-        unless the view is current). ``None`` too when the view was stale or planning
-        raised: :meth:`_select` settles the run then, as it would have, and answers errors.
+        decision that needs no state or a round robin with no more turns than the run has
+        selections of it (or a few: each turn's record is sent). ``commit.lua`` then
+        advances the counters and journals each decision in the same step (strict: nothing
+        is applied unless the view is current). ``None`` too when the view was stale or
+        planning raised: :meth:`_select` settles the run then, as it would have, and
+        answers errors.
         """
         view, fleet = self._view, self._fleet
         if view.limits:
@@ -256,29 +260,25 @@ class Settler:
         if writes or events:
             return None
         ledgers = view.ledgers
-        rotations = self._planner.rotations
-        encode = fleet.codec.payload
-        counter = fleet.keys.counter
         call = fleet.commit_call()
         records: list[list[Any]] = []
         record_of: dict[tuple[int, int], int] = {}  # (request, decision), both by identity -> record
-        # request (by identity) -> (it, its order entry, its decisions: one, or one per turn)
-        plans: dict[int, tuple[RouteRequest, int, tuple[RouteDecision, ...]]] = {}
+        final: dict[int, RouteDecision] = {}  # record -> the decision of a plan that needed no state
+        rotating: list[tuple[RouteRequest, RoutePlan, str]] = []  # the round robins, each a counter
+        plans: dict[int, tuple[RouteRequest, int]] = {}  # request (by identity) -> (it, its order entry)
         counters: set[str] = set()
-        turns: list[list[Any]] = []
-        order: list[int] = []
-        chosen: list[tuple[RouteDecision, ...]] = []
+        order: list[int] = []  # per selection: its record, or -g for the g-th round robin
 
         def record(request: RouteRequest, decision: RouteDecision) -> int:
             key = (id(request), id(decision))
             index = record_of.get(key)
             if index is None:
-                journaled = call.value(encode(now, request, decision, None))
+                journaled = call.value(fleet.codec.payload(now, request, decision, None))
                 records.append([0, 0, 0, False, False, decision.backend, 2, journaled, False, 0])
                 index = record_of[key] = len(records)
             return index
 
-        known_plan, add_entry, add_decisions = plans.get, order.append, chosen.append
+        known_plan, add_entry = plans.get, order.append
         for op in ops:
             request = op.request
             known = known_plan(id(request))
@@ -293,44 +293,49 @@ class Settler:
                     plan = self._plan_of(request, now)[0]
                 except Exception:  # answered (or crashed on) by _select, in its place in the run
                     return None
-                decisions: tuple[RouteDecision, ...]
                 if plan.kind == DONE:
                     assert plan.decision is not None
                     if plan.decision.backend in ledgers:  # it may take a probe slot
                         return None
-                    decisions = (plan.decision,)
                     entry = record(request, plan.decision)
+                    final[entry] = plan.decision
                 elif plan.kind == ROTATE:
                     assert plan.counter_key is not None
-                    name = counter(plan.counter_key)
+                    name = fleet.keys.counter(plan.counter_key)
                     # Each counter in one rotation, so that its values go out in order; a
                     # backend learned of may take a probe slot.
                     if name in counters or any(b in ledgers for b in plan.ordered):
                         return None
                     counters.add(name)
-                    # Turn t is counter value t, and every value (t - 1) % turns + 1 after it.
-                    decisions = tuple(
-                        plan.rotation(turn, rotations) for turn in range(1, len(plan.ordered) + 1)
-                    )
-                    turns.append([call.key(name), [record(request, decision) for decision in decisions]])
-                    entry = -len(turns)
+                    rotating.append((request, plan, name))
+                    entry = -len(rotating)
                 else:
                     return None
-                known = plans[id(request)] = (request, entry, decisions)
+                known = plans[id(request)] = (request, entry)
             elif op.session_id is not None:
                 return None
             add_entry(known[1])
-            add_decisions(known[2])
+        turns: list[list[Any]] = []
+        decided: list[tuple[RouteDecision, ...]] = []
+        for group, (request, plan, name) in enumerate(rotating, 1):
+            count = len(plan.ordered)
+            if count > max(_FEW_TURNS, order.count(-group)):
+                return None  # a record per turn would cost more than the round trip it saves
+            # Turn t is counter value t, and every value (t - 1) % turns + 1 after it.
+            decisions = tuple(plan.rotation(turn, self._planner.rotations) for turn in range(1, count + 1))
+            turns.append([call.key(name), [record(request, decision) for decision in decisions]])
+            decided.append(decisions)
         reply = await fleet.commit(call, now, records=records, strict=True, rotations=turns, order=order)
         if not reply.applied:
             return None
         answers: list[SelectAnswer] = []
         answer_with = answers.append
-        for entry, decisions, answer in zip(order, chosen, reply.answers, strict=True):
+        for entry, answer in zip(order, reply.answers, strict=True):
             if entry < 0 and type(answer) is int and answer >= 1:
+                decisions = decided[-entry - 1]
                 answer_with(decisions[(answer - 1) % len(decisions)])
             elif entry > 0 and answer == 1:
-                answer_with(decisions[0])
+                answer_with(final[entry])
             else:
                 raise StoreUnavailable(f"commit.lua answered {answer!r} for a selection")
         return answers

@@ -30,7 +30,7 @@
 --   probe (a ledger index, 0 = none): the learned-state version must be `hv`; the ledger is then
 --   written (the selection took a probe slot).
 -- A record whose conditions hold is applied and journaled (fields s: its first event sequence,
--- e: its number of events, r: the record) and answered 1; otherwise nothing of it changes and it
+-- e: its number of events, absent for 2, r: the record) and answered 1; otherwise nothing of it changes and it
 -- is answered {1, binding, temporary} (a binding changed), {2} (the session is live), {3, live,
 -- limit} (the backend is full) or {4} (the learned state changed).
 -- A learned-state write bumps the version and publishes 'health' on the channel; a freed session

@@ -73,7 +73,7 @@ end
 local function advance_many(key, count)
   local first = advance(key)
   local values = {first}
-  if count > 1 and first + count - 1 < 9007199254740992 then
+  if count > 1 and count - 1 < 9007199254740992 - first then  -- exact: first + count may round
     redis.call('INCRBY', key, count - 1)
     for j = 2, count do values[j] = first + j - 1 end
   else

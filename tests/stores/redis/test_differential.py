@@ -260,3 +260,37 @@ async def test_runs_of_plain_selections_answer_and_journal_as_the_engine_does(
         assert comparable(got) == comparable(want)
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize(("selections", "round_trips"), [(5, 2), (60, 1)])
+async def test_a_round_robin_of_many_turns_takes_one_round_trip_only_for_as_many_selections(
+    redis_url: str, prefix: str, selections: int, round_trips: int
+) -> None:
+    """A plain run sends a record per turn: over 50 backends, 5 selections go the general way."""
+    catalog = Catalog([f"b{index:02d}" for index in range(50)])
+    store = RedisStore(redis_url, prefix=prefix, catalog=catalog)
+    reference = MemoryStore(catalog)
+    request = reference.engine.normalize({"policy": "round_robin"})
+    await store.start()
+    try:
+        await store.routing_batch([SelectOp(request)] * 50)  # the view is current from now on
+        await reference.routing_batch([SelectOp(request)] * 50)
+        fleet = store._settler._fleet
+        calls: list[str] = []
+        state, commit = fleet.state, fleet.commit
+
+        async def counted_state(*args: Any, **kwargs: Any) -> Any:
+            calls.append("state")
+            return await state(*args, **kwargs)
+
+        async def counted_commit(*args: Any, **kwargs: Any) -> Any:
+            calls.append("commit")
+            return await commit(*args, **kwargs)
+
+        fleet.state, fleet.commit = counted_state, counted_commit  # type: ignore[method-assign]
+        ops: list[RoutingOp] = [SelectOp(request)] * selections
+        got, want = await store.routing_batch(ops), await reference.routing_batch(ops)
+        assert comparable(got) == comparable(want)
+        assert len(calls) == round_trips
+    finally:
+        await store.aclose()
