@@ -177,12 +177,16 @@ class Actor(ABC, Generic[_Message, _Op]):
         try:
             result = apply(op)
         except BeamRoutingError as exc:
-            self.mailbox.deliver(slot, self.encode(failed(exc)))
-            return
+            result = exc
         # Any other exception crashes the actor, blaming this caller (the one in hand).
         if type(result) is self.passthrough:
             self.mailbox.deliver(slot, result)  # type: ignore[arg-type]
-        elif isinstance(result, BeamRoutingError):  # answered rather than raised, as a batch may
+        else:
+            self._answer_one(slot, op, result)
+
+    def _answer_one(self, slot: Any, op: _Op, result: Any) -> None:
+        """Answer ``slot`` with ``result`` encoded: an error (raised or answered) or the reply to ``op``."""
+        if isinstance(result, BeamRoutingError):
             self.mailbox.deliver(slot, self.encode(failed(result)))
         else:
             self.mailbox.deliver(slot, self.reply(op, result))
@@ -196,8 +200,6 @@ class Actor(ABC, Generic[_Message, _Op]):
         if len(results) > len(ops):
             raise RuntimeError(f"the store answered {len(results)} results for {len(ops)} operations")
         deliver = self.mailbox.deliver
-        encode = self.encode
-        reply = self.reply
         passthrough = self.passthrough
         crash: int | None = None
         for index, result in enumerate(results):
@@ -209,10 +211,7 @@ class Actor(ABC, Generic[_Message, _Op]):
                     crash = index
                 continue  # the first crash is blamed below; a later one is served again
             slot = self.in_hand = slots[index]
-            if isinstance(result, BeamRoutingError):
-                deliver(slot, encode(failed(result)))
-            else:
-                deliver(slot, reply(ops[index], result))
+            self._answer_one(slot, ops[index], result)
         if crash is not None:
             self.in_hand = slots[crash]
             marker = results[crash]

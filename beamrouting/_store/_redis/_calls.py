@@ -243,17 +243,15 @@ class Fleet:
         if type(answers) is not list or (applied and len(answers) != decisions):
             raise MalformedReply(f"commit.lua answered {answers!r} for {decisions} decisions")
         if applied and fresh:  # what it wrote is what the view had, plus these writes
-            taken = (
-                {
+            taken: dict[
+                str, Ledger
+            ] = {}  # the probe slots taken: ``probes`` has one entry per record, or none
+            if probes:
+                taken = {
                     record[5]: ledger
-                    for record, answer, ledger in zip(
-                        records, answers, probes or [None] * len(records), strict=True
-                    )
+                    for record, answer, ledger in zip(records, answers, probes, strict=True)
                     if answer == 1 and ledger is not None
                 }
-                if probes
-                else {}
-            )
             if (writes or taken) and view.hv == sent:
                 view.learned({**writes, **taken}, hv)
             elif writes or taken:  # another batch on this view refreshed it meanwhile: read it again

@@ -31,7 +31,7 @@ then, or a probe slot taken by the time the commit runs, goes round again too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from ..._core._errors import BeamRoutingError, PolicyDenied, RoutingError, SessionExists, StoreUnavailable
@@ -119,6 +119,52 @@ class _Batch:
     def crashed(self, index: int, exc: Exception) -> None:
         if index < self.limit:
             self.limit, self.crash = index, StoreCrash(exc)
+
+
+class _Records:
+    """The journal records of one ``commit.lua`` call: each payload encoded once, each plain record built once.
+
+    The decisions a plan hands out are shared objects, so a payload is keyed by its request
+    and decision, both by identity. A plain record (no binding, session or probe) is one
+    list per payload, as the call sends each distinct record once.
+    """
+
+    __slots__ = ("_call", "_encode", "_now", "_payloads", "_plain")
+
+    def __init__(self, call: Call, encode: Callable[..., bytes], now: float) -> None:
+        self._call = call
+        self._encode = encode
+        self._now = now
+        self._payloads: dict[tuple[int, int], int] = {}
+        self._plain: dict[int, list[Any]] = {}
+
+    def payload(self, request: RouteRequest, decision: RouteDecision, deny: str | None) -> int:
+        """The argument index of the record journaling ``decision`` (denied: ``deny``) for ``request``."""
+        if deny is not None:
+            return self._call.value(self._encode(self._now, request, decision, deny))
+        key = (id(request), id(decision))
+        index = self._payloads.get(key)
+        if index is None:
+            index = self._payloads[key] = self._call.value(self._encode(self._now, request, decision, None))
+        return index
+
+    def plain(self, backend: str, journaled: int, *, denied: bool = False) -> list[Any]:
+        """The record of a decision on ``backend`` journaled as ``journaled``, with no binding, session or probe."""
+        record = self._plain.get(journaled)
+        if record is None:
+            record = self._plain[journaled] = [
+                0,
+                0,
+                0,
+                False,
+                False,
+                backend,
+                1 if denied else 2,
+                journaled,
+                False,
+                0,
+            ]
+        return record
 
 
 class Settler:
@@ -261,8 +307,9 @@ class Settler:
             return None
         ledgers = view.ledgers
         call = fleet.commit_call()
-        records: list[list[Any]] = []
-        record_of: dict[tuple[int, int], int] = {}  # (request, decision), both by identity -> record
+        journal = _Records(call, fleet.codec.payload, now)
+        records: list[list[Any]] = []  # the distinct ones
+        position: dict[int, int] = {}  # journal payload -> its record's position in records
         final: dict[int, RouteDecision] = {}  # record -> the decision of a plan that needed no state
         rotating: list[tuple[RouteRequest, RoutePlan, str]] = []  # the round robins, each a counter
         plans: dict[int, tuple[RouteRequest, int]] = {}  # request (by identity) -> (it, its order entry)
@@ -270,12 +317,11 @@ class Settler:
         order: list[int] = []  # per selection: its record, or -g for the g-th round robin
 
         def record(request: RouteRequest, decision: RouteDecision) -> int:
-            key = (id(request), id(decision))
-            index = record_of.get(key)
+            journaled = journal.payload(request, decision, None)
+            index = position.get(journaled)
             if index is None:
-                journaled = call.value(fleet.codec.payload(now, request, decision, None))
-                records.append([0, 0, 0, False, False, decision.backend, 2, journaled, False, 0])
-                index = record_of[key] = len(records)
+                records.append(journal.plain(decision.backend, journaled))
+                index = position[journaled] = len(records)
             return index
 
         known_plan, add_entry = plans.get, order.append
@@ -541,18 +587,7 @@ class Settler:
         decided: list[tuple[_Pending, SelectAnswer]] = []
         finals: list[tuple[_Pending, SelectAnswer]] = []
         rotations = self._planner.rotations
-        encode = fleet.codec.payload
-        encoded: dict[tuple[int, int], int] = {}  # (request, decision) -> its record, both by identity
-        alike: dict[tuple[str, int], list[Any]] = {}  # (backend, record) -> a plain record's arguments
-
-        def payload(request: RouteRequest, decision: RouteDecision, deny: str | None) -> int:
-            if deny is not None:
-                return call.value(encode(now, request, decision, deny))
-            key = (id(request), id(decision))
-            index = encoded.get(key)
-            if index is None:
-                index = encoded[key] = call.value(encode(now, request, decision, None))
-            return index
+        journal = _Records(call, fleet.codec.payload, now)
 
         for entry in current:
             if entry.index >= batch.limit:
@@ -600,11 +635,10 @@ class Settler:
                             probe = after
                 key = request.affinity_key
                 cond = binding[0]
-                journaled = payload(request, decision, deny)
-                plain = not cond and session is False and probe is None
-                # No binding, session or probe: one list per record, as the call sends each once.
-                record = alike.get((decision.backend, journaled)) if plain else None
-                if record is None:
+                journaled = journal.payload(request, decision, deny)
+                if not cond and session is False and probe is None:
+                    record = journal.plain(decision.backend, journaled, denied=deny is not None)
+                else:
                     record = [
                         cond,
                         call.key(fleet.keys.binding(key)) if cond and key is not None else 0,
@@ -617,8 +651,6 @@ class Settler:
                         session,
                         0 if probe is None else call.value(view.encode_ledger(probe)),
                     ]
-                    if plain:
-                        alike[decision.backend, journaled] = record
                 records.append(record)
                 probes.append(probe)
                 decided.append((entry, result))

@@ -16,7 +16,8 @@
 -- turn}}} (optional, with strict) and cttl = the counters' ttl (s, 0 = none): an order entry
 -- -g is a round-robin decision of rotation g: it advances g's counter (as state.lua does) and
 -- takes the record of the turn the value gives ((value - 1) % turns + 1); it is answered with
--- that value instead of 1}; ARGV[2..] = binary values (ledgers, journal records, handles),
+-- that value instead of 1 (its record is always a plain one: cond 0, no session, no probe)};
+-- ARGV[2..] = binary values (ledgers, journal records, handles),
 -- each named by its index in ARGV.
 -- The writes and their events are applied only if the learned-state version is `hv`; events
 -- without writes are always journaled.
@@ -160,7 +161,6 @@ if applied then
           wrote = true
         end
         journal(r[7], ARGV[r[8]])
-        if turns[i] then answer = turns[i] end
       end
       out[i] = answer
     end

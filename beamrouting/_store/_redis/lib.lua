@@ -433,17 +433,17 @@ end
 -- what trimming at every append would and costs a fraction.
 -- A decision's two events are the default and go without an `e` field (fewer arguments per
 -- entry, the costliest step of a batch); a one-event record says `e` 1.
+local function xadd(call, start, events, record)
+  if events == 2 then return call('XADD', J.stream, '*', 's', start, 'r', record) end
+  return call('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
+end
+
 local function append(start, events, record)
-  local done
-  if events == 2 then
-    done = redis.pcall('XADD', J.stream, '*', 's', start, 'r', record)
-  else
-    done = redis.pcall('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
-  end
+  local done = xadd(redis.pcall, start, events, record)
   if type(done) == 'table' and done.err then
     redis.call('DEL', J.stream)
     note(J.stream)
-    redis.call('XADD', J.stream, '*', 's', start, 'e', events, 'r', record)
+    xadd(redis.call, start, events, record)
   end
 end
 
